@@ -1,0 +1,9 @@
+"""skunet: U-Net image segmentation as a scikit-learn estimator."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .estimator import UNetSegmenter
+
+__all__ = ["UNetSegmenter", "__version__"]

@@ -1,0 +1,273 @@
+"""The callbacks bundled with :class:`skunet.UNetSegmenter`.
+
+Each one is a small skorch callback that a user can replace or remove by name
+(``callbacks__iou=None``):
+
+- :class:`CyclicLRScheduler` (``lr_scheduler``): ``CyclicLR`` stepping every batch, with
+  step sizes derived from the batches per epoch;
+- :class:`IoUScoring` (``iou``): validation IoU counted from the validation batches the
+  net already computes (no second prediction pass, no cached outputs);
+- :class:`SegmentationCheckpoint` (``checkpoint``): best epoch saved atomically into a
+  directory unique to the fit, restored when training ends.
+
+:class:`ProgressBar` is skorch's bar with the right number of batches per epoch (patches
+per image and whole-image validation batches make skorch's own count wrong).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+
+import numpy as np
+from skorch.callbacks import Checkpoint, EpochScoring, LRScheduler
+from skorch.callbacks import ProgressBar as _SkorchProgressBar
+from torch.optim.lr_scheduler import CyclicLR
+
+from .metrics import confusion_matrix
+
+__all__ = ["CyclicLRScheduler", "IoUScoring", "ProgressBar", "SegmentationCheckpoint"]
+
+
+class CyclicLRScheduler(LRScheduler):
+    """``torch.optim.lr_scheduler.CyclicLR`` stepped after every training batch.
+
+    Unset values are derived when training starts: ``max_lr`` is the net's ``lr``,
+    ``base_lr`` a tenth of it, and the step sizes split ``max_epochs`` into whole
+    triangular cycles of about four epochs each, so that training ends at ``base_lr``.
+    Momentum is cycled only for optimizers with momentum (SGD).
+
+    Parameters
+    ----------
+    base_lr, max_lr : float, optional
+    step_size_up, step_size_down : int, optional
+        In batches.
+    mode : {"triangular", "triangular2", "exp_range"}, default="triangular"
+    cycle_momentum : bool, optional
+    **kwargs
+        Other ``CyclicLR`` arguments (``gamma``, ``base_momentum``, ...).
+    """
+
+    def __init__(
+        self,
+        base_lr: float | None = None,
+        max_lr: float | None = None,
+        step_size_up: int | None = None,
+        step_size_down: int | None = None,
+        mode: str = "triangular",
+        cycle_momentum: bool | None = None,
+        event_name: str = "event_lr",
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            policy=CyclicLR,
+            step_every="batch",
+            event_name=event_name,
+            base_lr=base_lr,
+            max_lr=max_lr,
+            step_size_up=step_size_up,
+            step_size_down=step_size_down,
+            mode=mode,
+            cycle_momentum=cycle_momentum,
+            **kwargs,
+        )
+
+    def on_train_begin(self, net, **kwargs) -> None:
+        # The batches per epoch are known only once the training data is split.
+        self.lr_scheduler_ = None
+
+    def resolved_kwargs(self, net, batches_per_epoch: int) -> dict:
+        """The ``CyclicLR`` arguments for a run of ``net`` with these batches per epoch."""
+        kw = dict(self.kwargs)
+        kw["max_lr"] = net.lr if kw["max_lr"] is None else kw["max_lr"]
+        kw["base_lr"] = kw["max_lr"] / 10 if kw["base_lr"] is None else kw["base_lr"]
+        total = max(1, net.max_epochs * batches_per_epoch)
+        n_cycles = max(1, round(net.max_epochs / 4))
+        half = max(1, total // (2 * n_cycles))
+        kw["step_size_up"] = kw["step_size_up"] or half
+        kw["step_size_down"] = kw["step_size_down"] or (half if self.step_size_up is None else None)
+        if kw["cycle_momentum"] is None:
+            kw["cycle_momentum"] = bool(net.optimizer_.defaults.get("momentum", 0))
+        return kw
+
+    def on_epoch_begin(self, net, dataset_train=None, **kwargs) -> None:
+        if self.lr_scheduler_ is not None:
+            return
+        batches = len(net.get_iterator(dataset_train, training=True))
+        self.lr_scheduler_ = self.policy_(net.optimizer_, **self.resolved_kwargs(net, batches))
+
+
+class IoUScoring(EpochScoring):
+    """Validation IoU (mean over foreground classes), counted batch by batch.
+
+    The confusion matrix of every validation batch is accumulated from the network
+    output the validation step already produced, on the target pixels that are not
+    ignored. Classes are taken as ``logit > 0`` for one output channel, else argmax.
+    """
+
+    def __init__(
+        self, name: str = "valid_iou", lower_is_better: bool = False, on_train: bool = False
+    ) -> None:
+        super().__init__(
+            scoring="iou",
+            lower_is_better=lower_is_better,
+            on_train=on_train,
+            name=name,
+            use_caching=False,
+        )
+
+    def initialize(self):
+        self.best_score_ = np.inf if self.lower_is_better else -np.inf
+        self.name_ = self.name
+        self.confusion_ = None
+        return self
+
+    def on_train_begin(self, net, **kwargs) -> None:
+        if net.history and self.name_ + "_best" in net.history[0]:
+            scores = [
+                s
+                for s, best in zip(net.history[:, self.name_], net.history[:, self.name_ + "_best"])
+                if best
+            ]
+            if scores:
+                self.best_score_ = scores[-1]
+
+    def on_epoch_begin(self, net, **kwargs) -> None:
+        self.confusion_ = None
+
+    def on_batch_end(self, net, batch, y_pred, training, **kwargs) -> None:
+        if training != self.on_train:
+            return
+        logits = y_pred.detach()
+        target = batch[1].to(logits.device)
+        h, w = logits.shape[-2:]
+        top, left = (target.shape[-2] - h) // 2, (target.shape[-1] - w) // 2
+        target = target[..., top : top + h, left : left + w]
+        if logits.shape[1] == 1:
+            pred, k = (logits[:, 0] > 0).long(), 2
+        else:
+            pred, k = logits.argmax(1), logits.shape[1]
+        cm = confusion_matrix(target, pred, k)  # IGNORE (< 0) pixels are skipped
+        self.confusion_ = cm if self.confusion_ is None else self.confusion_ + cm
+
+    def on_epoch_end(self, net, **kwargs) -> None:
+        if self.confusion_ is None:
+            return
+        cm = self.confusion_.astype(np.float64)
+        tp = np.diag(cm)[1:]
+        denom = (cm.sum(0) + cm.sum(1))[1:] - tp
+        ious = tp[denom > 0] / denom[denom > 0]
+        score = float(ious.mean()) if ious.size else 1.0
+        losses = [
+            b[k] for b in net.history[-1, "batches"] for k in ("train_loss", "valid_loss") if k in b
+        ]
+        if not all(math.isfinite(v) for v in losses):
+            score = float("nan")  # weights from a diverged epoch never become "best"
+        self._record_score(net.history, score)
+
+    def on_train_end(self, *args, **kwargs) -> None:
+        self.confusion_ = None
+
+
+class SegmentationCheckpoint(Checkpoint):
+    """Checkpoint of the best epoch, written atomically, restored at the end of ``fit``.
+
+    Without ``dirname`` every fit writes into a fresh temporary directory
+    (``dirname_``), so parallel fits never share a file and nothing lands in the working
+    directory; that directory is removed after a fit that ends normally (it survives an
+    interrupted process, for resuming). A named ``dirname`` is kept.
+
+    When the monitored score is missing (no validation data), the latest epoch is saved.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "valid_iou_best",
+        f_params: str = "params.pt",
+        f_optimizer: str | None = None,
+        f_criterion: str | None = None,
+        f_history: str = "history.json",
+        dirname: str = "",
+        load_best: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            monitor=monitor,
+            f_params=f_params,
+            f_optimizer=f_optimizer,
+            f_criterion=f_criterion,
+            f_history=f_history,
+            dirname=dirname,
+            load_best=load_best,
+            **kwargs,
+        )
+
+    def initialize(self):
+        super().initialize()
+        self.dirname_ = self.dirname or None
+        self.saved_ = False
+        return self
+
+    def on_train_begin(self, net, **kwargs) -> None:
+        if self.dirname_ is None:
+            self.dirname_ = tempfile.mkdtemp(prefix="skunet-checkpoint-")
+        os.makedirs(self.dirname_, exist_ok=True)
+
+    def _format_target(self, net, f, idx):
+        target = super()._format_target(net, f, idx)
+        if isinstance(target, str) and not self.dirname and self.dirname_:
+            target = os.path.join(self.dirname_, target)
+        return target
+
+    @property
+    def f_history_(self):
+        if self.f_history is None:
+            return None
+        return os.path.join(self.dirname_ or self.dirname, self.fn_prefix + self.f_history)
+
+    def _save_params(self, f, net, f_name, log_name):
+        if not isinstance(f, str):
+            return super()._save_params(f, net, f_name, log_name)
+        tmp = f"{f}.tmp-{os.getpid()}"
+        net.save_params(**{f_name: tmp, "use_safetensors": self.use_safetensors})
+        os.replace(tmp, f)
+        self.saved_ = True
+        return None
+
+    def on_epoch_end(self, net, **kwargs) -> None:
+        row = net.history[-1]
+        if isinstance(self.monitor, str) and self.monitor not in row:
+            do_checkpoint = True
+        elif self.monitor is None:
+            do_checkpoint = True
+        elif callable(self.monitor):
+            do_checkpoint = self.monitor(net)
+        else:
+            do_checkpoint = row[self.monitor]
+        if self.event_name is not None:
+            net.history.record(self.event_name, bool(do_checkpoint))
+        if do_checkpoint:
+            self.save_model(net)
+            self._sink(f"A checkpoint was triggered in epoch {len(net.history)}.", net.verbose)
+
+    def on_train_end(self, net, **kwargs) -> None:
+        if self.load_best and self.saved_:
+            # weights only: the history keeps every epoch, not just those up to the best
+            files = self.get_formatted_files(net)
+            net.load_params(f_params=files["f_params"], use_safetensors=self.use_safetensors)
+            self._sink("Restored the weights of the best epoch.", net.verbose)
+        if not self.dirname and self.dirname_ is not None:
+            shutil.rmtree(self.dirname_, ignore_errors=True)
+            self.dirname_ = None
+            self.saved_ = False
+
+
+class ProgressBar(_SkorchProgressBar):
+    """skorch's per-epoch progress bar, counting the batches the net really runs."""
+
+    def _get_batches_per_epoch_phase(self, net, dataset, training):
+        if dataset is None:
+            return 0
+        return len(net.get_iterator(dataset, training=training))

@@ -1,0 +1,377 @@
+"""``UNetSegmenter``: a skorch ``NeuralNet`` that segments lists of images.
+
+The data flow: ``fit`` validates images and masks (:mod:`skunet.validation`), turns masks
+into class maps (:mod:`skunet.targets`), splits whole images into train / validation,
+trains on random mirrored patches (:mod:`skunet.dataset`) with padding-aware losses
+(:mod:`skunet.losses`); ``predict_proba`` mirrors each image to the size the network
+needs, runs it, and crops back (:mod:`skunet.tiling`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.exceptions import NotFittedError
+from skorch import NeuralNet
+from skorch.callbacks import Freezer
+from skorch.dataset import ValidSplit
+
+from .callbacks import CyclicLRScheduler, IoUScoring, SegmentationCheckpoint
+from .dataset import ImageSet, PatchDataset, WholeImageCollate
+from .instances import label_components, watershed_instances
+from .losses import PaddedBCEWithLogitsLoss, PaddedCrossEntropyLoss
+from .metrics import iou_score
+from .models import UNet
+from .targets import mask_classes
+from .tiling import Geometry, window
+from .validation import check_images, check_masks, check_target
+
+__all__ = ["UNetSegmenter"]
+
+
+def _stack_or_list(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    if len({a.shape for a in arrays}) == 1:
+        return np.stack(arrays)
+    return arrays
+
+
+class UNetSegmenter(NeuralNet):
+    """Semantic segmentation of images of any size with a U-Net, as an sklearn estimator.
+
+    Parameters
+    ----------
+    module : torch.nn.Module class or instance, default=skunet.models.UNet
+        ``in_channels`` / ``out_channels`` are filled in from ``X`` and ``n_classes``
+        unless given as ``module__in_channels`` / ``module__out_channels``.
+    n_classes : int, default=2
+        Two classes train one logit with binary cross-entropy; more train ``n_classes``
+        logits with cross-entropy. Both losses skip padding.
+    target : {"mask", "boundary"}, default="mask"
+        ``"mask"``: ``y`` holds class indices (with 2 classes any value > 0 is
+        foreground). ``"boundary"``: ``y`` holds instance labels, trained as
+        0 background / 1 interior / 2 boundary (``n_classes=3``).
+    patch_size : int, default=256
+        Side of the random training patches; smaller images are mirrored around.
+    padding : int, default=16
+        Mirrored context around each patch (and around images at prediction) that the
+        loss ignores. "Valid" networks use their own border instead.
+    patches_per_image : int, default=1
+        Patches drawn from every training image per epoch.
+    augment : bool or callable, default=True
+        Random flips and 90-degree rotations, or ``f(image, labels) -> (image, labels)``
+        on ``(C, h, w)`` / ``(h, w)`` arrays.
+    random_state : int or None, default=None
+        Seeds torch (weights, patches, shuffling, dropout) at the start of ``fit``, so
+        that two fits on the CPU give identical weights.
+    criterion : loss class or None, default=None
+        None picks :class:`~skunet.losses.PaddedBCEWithLogitsLoss` for one output
+        channel, else :class:`~skunet.losses.PaddedCrossEntropyLoss`.
+    optimizer, lr, max_epochs, batch_size, train_split, callbacks, device, ... :
+        As in ``skorch.NeuralNet``. ``lr`` is the peak of the cyclic learning rate.
+        ``train_split`` holds out whole images (default: 20 % of them, fixed seed);
+        set it to None inside ``GridSearchCV``.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    n_channels_in_ : int
+        Channels of the training images.
+    module_, criterion_, optimizer_, history_ :
+        As in skorch.
+
+    Notes
+    -----
+    Bundled callbacks, each replaceable or removable (``callbacks__<name>=None``):
+    ``freezer`` (``Freezer("conv*")``: the VGG16 encoder of
+    :class:`~skunet.models.VGG16UNet`; a no-op for other modules), ``lr_scheduler``
+    (:class:`~skunet.callbacks.CyclicLRScheduler`, per batch), ``iou``
+    (:class:`~skunet.callbacks.IoUScoring`, ``valid_iou``) and ``checkpoint``
+    (:class:`~skunet.callbacks.SegmentationCheckpoint`, best ``valid_iou``).
+
+    Integer images are scaled to [0, 1] by their dtype's range; float images are used
+    as they are (see :class:`skunet.preprocessing.ImageNormalizer`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skunet import UNetSegmenter
+    >>> rng = np.random.default_rng(0)
+    >>> X = [rng.random((40, 36)).astype(np.float32) for _ in range(4)]
+    >>> y = [(x > 0.5).astype(np.uint8) for x in X]
+    >>> seg = UNetSegmenter(module__depth=2, module__base_channels=4, patch_size=24,
+    ...                     padding=4, max_epochs=1, verbose=0, random_state=0)
+    >>> seg.fit(X, y).predict(X).shape
+    (4, 40, 36)
+    >>> seg.predict_proba(X[:1])[0].shape
+    (2, 40, 36)
+    """
+
+    def __init__(
+        self,
+        module: type[torch.nn.Module] | torch.nn.Module = UNet,
+        *,
+        n_classes: int = 2,
+        target: str = "mask",
+        patch_size: int = 256,
+        padding: int = 16,
+        patches_per_image: int = 1,
+        augment: bool | Callable = True,
+        random_state: int | None = None,
+        criterion: type[torch.nn.Module] | None = None,
+        optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
+        lr: float = 1e-3,
+        max_epochs: int = 20,
+        batch_size: int = 8,
+        train_split: Callable | None = ValidSplit(0.2, random_state=0),  # noqa: B008
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            module,
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            train_split=train_split,
+            **kwargs,
+        )
+        self.n_classes = n_classes
+        self.target = target
+        self.patch_size = patch_size
+        self.padding = padding
+        self.patches_per_image = patches_per_image
+        self.augment = augment
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ set-up
+    @property
+    def _default_callbacks(self):
+        callbacks = [cb for cb in super()._default_callbacks if cb[0] != "print_log"]
+        return [
+            *callbacks,
+            ("freezer", Freezer("conv*")),
+            ("lr_scheduler", CyclicLRScheduler()),
+            ("iou", IoUScoring()),
+            ("checkpoint", SegmentationCheckpoint()),
+            *(cb for cb in super()._default_callbacks if cb[0] == "print_log"),
+        ]
+
+    def _validate_params(self) -> None:
+        try:
+            super()._validate_params()
+        except ValueError as exc:
+            known = [k for k in self._get_param_names() if k not in self._params_to_validate]
+            known += self.prefixes_
+            hints = []
+            for key in sorted(self._params_to_validate):
+                if not any(key.startswith(p) for p in self.prefixes_):
+                    close = difflib.get_close_matches(key, known, n=1)
+                    if close:
+                        hints.append(f"{key}: did you mean {close[0]}?")
+            raise ValueError("\n".join([str(exc), *hints])) from None
+
+    def _check_own_params(self) -> None:
+        check_target(self.target, self.n_classes)
+        for name, low in (("patch_size", 1), ("padding", 0), ("patches_per_image", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if not (isinstance(self.augment, bool) or callable(self.augment)):
+            raise TypeError(f"augment must be a bool or a callable, got {self.augment!r}")
+
+    def _n_outputs(self) -> int:
+        given = self.get_params_for("module").get("out_channels")
+        if given is None and isinstance(self.module, torch.nn.Module):
+            given = getattr(self.module, "out_channels", None)
+        if given is not None:
+            return int(given)
+        return 1 if self.n_classes == 2 else self.n_classes
+
+    def initialize_module(self):
+        kwargs = self.get_params_for("module")
+        if not isinstance(self.module, torch.nn.Module):
+            try:
+                accepted = inspect.signature(self.module).parameters
+            except (TypeError, ValueError):
+                accepted = {}
+            n_in = getattr(self, "n_channels_in_", None)
+            if "in_channels" in accepted and "in_channels" not in kwargs and n_in is not None:
+                kwargs["in_channels"] = n_in
+            if "out_channels" in accepted and "out_channels" not in kwargs:
+                kwargs["out_channels"] = self._n_outputs()
+        self.module_ = self.initialized_instance(self.module, kwargs)
+        self.geometry_ = Geometry(self.module_, self.padding)
+        if not self.geometry_.accepts_patch(self.patch_size):
+            below, above = self.geometry_.nearest_patch_sizes(self.patch_size)
+            size = self.patch_size + 2 * self.geometry_.context
+            options = f"{below} or {above}" if below else str(above)
+            raise ValueError(
+                f"patch_size={self.patch_size} gives {size}-pixel training windows "
+                f"({self.geometry_.context} px of context each side), which "
+                f"{type(self.module_).__name__} does not accept; use patch_size={options}"
+            )
+        return self
+
+    def initialize_criterion(self):
+        criterion = self.criterion
+        if criterion is None:
+            binary = self._n_outputs() == 1
+            criterion = PaddedBCEWithLogitsLoss if binary else PaddedCrossEntropyLoss
+        self.criterion_ = self.initialized_instance(criterion, self.get_params_for("criterion"))
+        return self
+
+    # -------------------------------------------------------------------- fit
+    def _fit_data(self, X: Any, y: Any, continuing: bool) -> ImageSet:
+        self._check_own_params()
+        images = check_images(X)
+        masks = check_masks(y, images, n_classes=self.n_classes, target=self.target)
+        n_channels = images[0].shape[0]
+        given = self.get_params_for("module").get("in_channels")
+        if given is not None and given != n_channels:
+            raise ValueError(
+                f"module__in_channels={given} but the images have {n_channels} channel(s)"
+            )
+        if continuing and getattr(self, "n_channels_in_", n_channels) != n_channels:
+            raise ValueError(
+                f"the model was fitted on {self.n_channels_in_}-channel images; "
+                f"X[0] has {n_channels}"
+            )
+        if self.train_split is not None and len(images) < 2:
+            raise ValueError(
+                f"X has {len(images)} image; holding out validation images needs at least "
+                "2 (or pass train_split=None)"
+            )
+        self.n_channels_in_ = n_channels
+        self.classes_ = np.arange(self.n_classes)
+        targets = [mask_classes(m, self.n_classes, self.target) for m in masks]
+        return ImageSet(images, targets)
+
+    def fit(self, X: Any, y: Any = None, **fit_params: Any) -> UNetSegmenter:
+        """Train on images ``X`` and masks ``y`` (re-initialising unless ``warm_start``)."""
+        continuing = self.warm_start and self.initialized_
+        data = self._fit_data(X, y, continuing)
+        if self.random_state is not None:
+            torch.manual_seed(self.random_state)
+        return super().fit(data, None, **fit_params)
+
+    def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params: Any):
+        """Continue training on ``X`` / ``y`` without re-initialising the network."""
+        if not isinstance(X, ImageSet):
+            X = self._fit_data(X, y, continuing=self.initialized_)
+        return super().partial_fit(X, None, **fit_params)
+
+    def get_iterator(self, dataset, training: bool = False):
+        if training:
+            kwargs = self.get_params_for("iterator_train")
+            kwargs.setdefault("shuffle", True)
+            dataset = PatchDataset(
+                dataset, self.geometry_, self.patch_size, self.patches_per_image, self.augment
+            )
+            iterator = self.iterator_train
+            kwargs.setdefault("batch_size", self.batch_size)
+        else:
+            kwargs = self.get_params_for("iterator_valid")
+            kwargs.setdefault("collate_fn", WholeImageCollate(self.geometry_))
+            # whole images of any size: one per batch keeps memory bounded
+            kwargs.setdefault("batch_size", 1)
+            iterator = self.iterator_valid
+        if kwargs["batch_size"] == -1:
+            kwargs["batch_size"] = len(dataset)
+        return iterator(dataset, **kwargs)
+
+    # ---------------------------------------------------------------- predict
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "classes_") or not getattr(self, "initialized_", False):
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet; call fit(X, y) first"
+            )
+
+    def _predict_images(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Class probabilities ``(K, H, W)`` for validated images (unchecked core)."""
+        g = self.geometry_
+        c, off = g.context, g.output_offset
+        budget = self.batch_size * (self.patch_size + 2 * c) ** 2
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, im in enumerate(images):
+            groups[im.shape[1:]].append(i)
+        out: list[np.ndarray | None] = [None] * len(images)
+        self._set_training(False)
+        with torch.inference_mode():
+            for (h, w), idx in groups.items():
+                lh, lw = g.input_length(h), g.input_length(w)
+                per_batch = max(1, budget // (lh * lw))
+                for start in range(0, len(idx), per_batch):
+                    chunk = idx[start : start + per_batch]
+                    xb = np.stack([window(images[i], -c, -c, lh, lw) for i in chunk])
+                    logits = self.module_(torch.from_numpy(xb).to(self.device))
+                    logits = logits[..., off : off + h, off : off + w].float()
+                    if logits.shape[1] == 1:
+                        fg = torch.sigmoid(logits)
+                        proba = torch.cat([1 - fg, fg], dim=1)
+                    else:
+                        proba = torch.softmax(logits, dim=1)
+                    for i, p in zip(chunk, proba.cpu().numpy()):
+                        out[i] = p
+        return out
+
+    def predict_proba(self, X: Any) -> np.ndarray | list[np.ndarray]:
+        """Class probabilities, class axis first: ``(K, H, W)`` per image.
+
+        Returns an ndarray ``(N, K, H, W)`` when all images have one size, else a list.
+        """
+        self._check_fitted()
+        images = check_images(X, n_channels=self.n_channels_in_)
+        return _stack_or_list(self._predict_images(images))
+
+    def predict(self, X: Any) -> np.ndarray | list[np.ndarray]:
+        """Class masks ``(H, W)`` (uint8), as an ndarray when all sizes agree, else a list."""
+        self._check_fitted()
+        images = check_images(X, n_channels=self.n_channels_in_)
+        return _stack_or_list([p.argmax(0).astype(np.uint8) for p in self._predict_images(images)])
+
+    def predict_instances(self, X: Any, threshold: float = 0.5) -> np.ndarray | list[np.ndarray]:
+        """Instance labels (0 background, 1..n objects) of each image.
+
+        Connected components of the foreground for ``target="mask"``; for
+        ``target="boundary"`` a watershed seeded from confident interiors.
+        """
+        self._check_fitted()
+        if self.target == "mask" and self.n_classes != 2:
+            raise ValueError(
+                f"predict_instances needs a binary (n_classes=2) or target='boundary' "
+                f"model; this one has n_classes={self.n_classes}"
+            )
+        images = check_images(X, n_channels=self.n_channels_in_)
+        labels = []
+        for p in self._predict_images(images):
+            if self.target == "boundary":
+                labels.append(watershed_instances(1 - p[0], p[2], threshold))
+            else:
+                labels.append(label_components(p[1], threshold))
+        return _stack_or_list(labels)
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean IoU over the foreground classes, pooled over all pixels (higher is better)."""
+        self._check_fitted()
+        images = check_images(X, n_channels=self.n_channels_in_)
+        masks = check_masks(y, images, n_classes=self.n_classes, target=self.target)
+        truth = [mask_classes(m, self.n_classes, self.target) for m in masks]
+        pred = [p.argmax(0) for p in self._predict_images(images)]
+        return float(iou_score(truth, pred, n_classes=self.n_classes))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.input_tags.allow_nan = False
+        tags.target_tags.required = True
+        tags.target_tags.single_output = False
+        tags.target_tags.multi_output = True
+        tags.non_deterministic = self.random_state is None
+        return tags

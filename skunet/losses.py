@@ -1,0 +1,155 @@
+"""Padding-aware segmentation losses: a functional core and thin ``nn.Module`` wrappers.
+
+Targets are integer class maps ``(N, H, W)`` in which :data:`skunet.tiling.IGNORE`
+marks pixels that do not count (reflect padding, mirrored borders, batch padding). When
+the network's output is smaller than the target ("valid" U-Nets), the target is
+centre-cropped to the output, so the loss sees the valid output only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models.blocks import center_crop
+from .tiling import IGNORE
+
+__all__ = [
+    "PaddedBCEWithLogitsLoss",
+    "PaddedCrossEntropyLoss",
+    "SoftDiceLoss",
+    "padded_bce_with_logits",
+    "padded_cross_entropy",
+    "soft_dice_loss",
+]
+
+
+def _align(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if logits.ndim != 4 or target.ndim != 3 or logits.shape[0] != target.shape[0]:
+        raise ValueError(
+            f"expected logits (N, C, H, W) and target (N, H, W), got {tuple(logits.shape)} "
+            f"and {tuple(target.shape)}"
+        )
+    h, w = logits.shape[-2:]
+    if target.shape[-2] < h or target.shape[-1] < w:
+        raise ValueError(
+            f"the network's output {h}x{w} is larger than the target "
+            f"{target.shape[-2]}x{target.shape[-1]}"
+        )
+    return center_crop(target, h, w)
+
+
+def padded_bce_with_logits(
+    logits: torch.Tensor, target: torch.Tensor, pos_weight: float | None = None
+) -> torch.Tensor:
+    """Mean binary cross-entropy over the pixels that are not ignored.
+
+    ``logits`` is ``(N, 1, H, W)``; ``target`` holds 0, 1 or ``IGNORE``.
+
+    >>> logits = torch.zeros(1, 1, 2, 2)
+    >>> target = torch.tensor([[[1, IGNORE], [0, IGNORE]]])
+    >>> round(padded_bce_with_logits(logits, target).item(), 4)
+    0.6931
+    """
+    if logits.shape[1] != 1:
+        raise ValueError(
+            f"binary cross-entropy needs one output channel, the network gives {logits.shape[1]}"
+        )
+    target = _align(logits, target)
+    valid = target != IGNORE
+    if not valid.any():
+        return logits.sum() * 0.0
+    pw = None if pos_weight is None else torch.as_tensor(pos_weight, device=logits.device)
+    return F.binary_cross_entropy_with_logits(
+        logits[:, 0][valid], target[valid].to(logits.dtype), pos_weight=pw
+    )
+
+
+def padded_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean cross-entropy over the pixels that are not ignored.
+
+    >>> logits = torch.zeros(1, 3, 1, 2)
+    >>> round(padded_cross_entropy(logits, torch.tensor([[[2, IGNORE]]])).item(), 4)
+    1.0986
+    """
+    target = _align(logits, target).long()
+    if not (target != IGNORE).any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, target, weight=weight, ignore_index=IGNORE)
+
+
+class PaddedBCEWithLogitsLoss(nn.Module):
+    """:func:`padded_bce_with_logits` as a module (one logit, two classes)."""
+
+    def __init__(self, pos_weight: float | None = None) -> None:
+        super().__init__()
+        self.pos_weight = pos_weight
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return padded_bce_with_logits(logits, target, self.pos_weight)
+
+
+class PaddedCrossEntropyLoss(nn.Module):
+    """:func:`padded_cross_entropy` as a module (K logits, K classes)."""
+
+    def __init__(self, weight: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float32)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        weight = None if self.weight is None else self.weight.to(logits.device)
+        return padded_cross_entropy(logits, target, weight)
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """1 - soft Dice of the foreground classes, over the pixels that are not ignored.
+
+    One output channel is read as sigmoid foreground probability, several as softmax
+    class probabilities (class 0, the background, left out). Sums run over the whole
+    batch, so empty patches do not dominate.
+
+    >>> logits = torch.full((1, 1, 2, 2), 20.0)
+    >>> round(soft_dice_loss(logits, torch.ones(1, 2, 2, dtype=torch.long)).item(), 4)
+    0.0
+    """
+    target = _align(logits, target).long()
+    valid = (target != IGNORE).unsqueeze(1)
+    if logits.shape[1] == 1:
+        proba = torch.sigmoid(logits)
+        onehot = (target == 1).unsqueeze(1)
+    else:
+        proba = torch.softmax(logits, dim=1)[:, 1:]
+        classes = torch.arange(1, logits.shape[1], device=logits.device).view(1, -1, 1, 1)
+        onehot = target.unsqueeze(1) == classes
+    proba = proba * valid
+    onehot = (onehot & valid).to(proba.dtype)
+    dims = (0, 2, 3)
+    inter = (proba * onehot).sum(dims)
+    total = proba.sum(dims) + onehot.sum(dims)
+    return 1 - ((2 * inter + smooth) / (total + smooth)).mean()
+
+
+class SoftDiceLoss(nn.Module):
+    """Soft Dice, optionally added to the padding-aware (binary) cross-entropy.
+
+    Parameters
+    ----------
+    ce_weight : float, default=1.0
+        Weight of the cross-entropy term (BCE for one output channel); 0 gives pure Dice.
+    smooth : float, default=1.0
+    """
+
+    def __init__(self, ce_weight: float = 1.0, smooth: float = 1.0) -> None:
+        super().__init__()
+        self.ce_weight = ce_weight
+        self.smooth = smooth
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = soft_dice_loss(logits, target, self.smooth)
+        if self.ce_weight:
+            ce = padded_bce_with_logits if logits.shape[1] == 1 else padded_cross_entropy
+            loss = loss + self.ce_weight * ce(logits, target)
+        return loss

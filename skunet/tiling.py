@@ -1,0 +1,150 @@
+"""Network geometry, reflect-padded windows and crops.
+
+Prediction and training both cut *windows* out of an image: the region whose labels
+matter plus ``context`` pixels on every side, mirrored where the window leaves the image.
+:class:`Geometry` says how large a window a network needs so that its output covers a
+region, for "same" networks (input a multiple of ``size_divisor``, context = the
+estimator's ``padding``) and "valid" networks (output smaller than input by a fixed
+border on each side, the 2015 paper's overlap-tile strategy).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from torch import nn
+
+__all__ = ["IGNORE", "Geometry", "label_window", "reflect_indices", "window"]
+
+IGNORE = -1
+"""Target value of pixels the losses and metrics skip (padding, mirrored borders)."""
+
+
+def reflect_indices(start: int, size: int, n: int) -> np.ndarray:
+    """Indices ``start .. start+size-1`` mirrored into ``[0, n)`` (numpy's "reflect").
+
+    Works for windows much larger than the image (repeated mirroring).
+
+    >>> reflect_indices(-2, 7, 3).tolist()
+    [2, 1, 0, 1, 2, 1, 0]
+    """
+    idx = np.arange(start, start + size)
+    if n == 1:
+        return np.zeros(size, dtype=np.intp)
+    period = 2 * (n - 1)
+    idx = np.mod(idx, period)
+    return np.where(idx < n, idx, period - idx).astype(np.intp)
+
+
+def window(image: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """Cut ``image[..., top:top+height, left:left+width]``, mirroring outside the image.
+
+    >>> window(np.arange(3.0)[None, None], 0, -1, 1, 5).tolist()
+    [[[1.0, 0.0, 1.0, 2.0, 1.0]]]
+    """
+    h, w = image.shape[-2:]
+    if top >= 0 and left >= 0 and top + height <= h and left + width <= w:
+        return image[..., top : top + height, left : left + width]
+    rows = reflect_indices(top, height, h)
+    cols = reflect_indices(left, width, w)
+    return image[..., rows[:, None], cols[None, :]]
+
+
+def label_window(
+    labels: np.ndarray,
+    top: int,
+    left: int,
+    height: int,
+    width: int,
+    keep: tuple[int, int, int, int] | None = None,
+) -> np.ndarray:
+    """Cut a label window as int64, with :data:`IGNORE` outside the image.
+
+    ``keep = (top, left, height, width)``, in window coordinates, additionally marks
+    everything outside that region as ignored (the context border of a training patch).
+
+    >>> label_window(np.ones((2, 2), int), -1, 0, 3, 2).tolist()
+    [[-1, -1], [1, 1], [1, 1]]
+    """
+    out = np.full((height, width), IGNORE, dtype=np.int64)
+    h, w = labels.shape
+    r0, r1 = max(top, 0), min(top + height, h)
+    c0, c1 = max(left, 0), min(left + width, w)
+    if r1 > r0 and c1 > c0:
+        out[r0 - top : r1 - top, c0 - left : c1 - left] = labels[r0:r1, c0:c1]
+    if keep is not None:
+        kt, kl, kh, kw = keep
+        masked = np.full_like(out, IGNORE)
+        masked[kt : kt + kh, kl : kl + kw] = out[kt : kt + kh, kl : kl + kw]
+        out = masked
+    return out
+
+
+class Geometry:
+    """How large an input window a network needs to cover a region of an image.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A network. ``output_shape(shape)`` (raising ``ValueError`` for sizes it does not
+        accept) marks networks whose output differs from the input; otherwise the input
+        must be a multiple of ``size_divisor`` (default 32).
+    padding : int
+        Context pixels mirrored around the region for "same" networks.
+
+    Examples
+    --------
+    >>> from skunet.models import UNet
+    >>> g = Geometry(UNet(padding="valid"), padding=16)
+    >>> g.context, g.shrink, g.input_length(388)
+    (92, 92, 572)
+    >>> g = Geometry(UNet(depth=4), padding=16)
+    >>> g.context, g.shrink, g.input_length(250)
+    (16, 0, 288)
+    """
+
+    def __init__(self, module: nn.Module, padding: int) -> None:
+        self.divisor = int(getattr(module, "size_divisor", 32))
+        self._output_shape = getattr(module, "output_shape", None)
+        self.shrink = 0
+        if self._output_shape is not None:
+            n = self._smallest_accepted(self.divisor)
+            self.shrink = (n - self._output_shape((n, n))[0]) // 2
+        self.context = self.shrink if self.shrink > 0 else int(padding)
+
+    def _accepts(self, n: int) -> bool:
+        if self._output_shape is None:
+            return n % self.divisor == 0
+        try:
+            self._output_shape((n, n))
+        except ValueError:
+            return False
+        return True
+
+    def _smallest_accepted(self, n: int) -> int:
+        if self._output_shape is None:
+            return -(-n // self.divisor) * self.divisor
+        while not self._accepts(n):
+            n += 1
+        return n
+
+    def input_length(self, covered: int) -> int:
+        """Smallest input length whose output covers ``covered`` pixels plus context."""
+        return self._smallest_accepted(covered + 2 * self.context)
+
+    @property
+    def output_offset(self) -> int:
+        """Index in the output of the first covered pixel."""
+        return self.context - self.shrink
+
+    def nearest_patch_sizes(self, patch_size: int) -> tuple[int | None, int]:
+        """Patch sizes next to ``patch_size`` whose window the network accepts exactly."""
+        below = patch_size - 1
+        while below > 0 and not self._accepts(below + 2 * self.context):
+            below -= 1
+        above = patch_size + 1
+        while not self._accepts(above + 2 * self.context):
+            above += 1
+        return (below if below > 0 else None), above
+
+    def accepts_patch(self, patch_size: int) -> bool:
+        return self._accepts(patch_size + 2 * self.context)

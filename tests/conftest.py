@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny images, a tiny U-Net segmenter factory, fixed seeds."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    np.random.seed(0)  # noqa: NPY002  (code under test may use the legacy global RNG)
+    torch.manual_seed(0)
+
+
+def disks(shape, centers, radius):
+    """Instance labels of disks (later disks overwrite earlier ones)."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    labels = np.zeros(shape, dtype=np.int32)
+    for i, (cy, cx) in enumerate(centers, 1):
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = i
+    return labels
+
+
+def make_blobs(n, shapes=None, channels=None, seed=0):
+    """Images of bright noisy disks on a dark background, with their instance labels."""
+    rng = np.random.default_rng(seed)
+    X, y = [], []
+    for i in range(n):
+        shape = shapes[i % len(shapes)] if shapes else (48, 48)
+        centers = [(rng.integers(6, shape[0] - 6), rng.integers(6, shape[1] - 6)) for _ in range(3)]
+        labels = disks(shape, centers, radius=5)
+        image = (labels > 0) * 0.8 + rng.normal(0, 0.1, shape) + 0.1
+        image = image.astype(np.float32)
+        if channels:
+            image = np.repeat(image[..., None], channels, axis=2)
+        X.append(image)
+        y.append(labels)
+    return X, y
+
+
+@pytest.fixture
+def blobs():
+    return make_blobs(6, shapes=[(48, 48), (40, 56), (37, 45)])
+
+
+def tiny(**kwargs):
+    """A small, fast UNetSegmenter (depth 2, 4 base channels)."""
+    from skunet import UNetSegmenter
+
+    params = dict(
+        module__depth=2,
+        module__base_channels=4,
+        patch_size=24,
+        padding=4,
+        max_epochs=2,
+        batch_size=4,
+        verbose=0,
+        random_state=0,
+    )
+    params.update(kwargs)
+    return UNetSegmenter(**params)
+
+
+@pytest.fixture
+def tiny_segmenter():
+    return tiny

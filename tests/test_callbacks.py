@@ -1,0 +1,142 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_blobs, tiny
+from skunet.callbacks import IoUScoring, SegmentationCheckpoint
+from skunet.metrics import iou_score
+
+
+class TestCyclicLRScheduler:
+    def test_lr_changes_every_batch_within_an_epoch(self, blobs):
+        seg = tiny(max_epochs=2, patches_per_image=4, batch_size=2).fit(*blobs)
+        lrs = seg.history[0, "batches", :, "event_lr"]
+        assert len(lrs) == seg.history[0, "train_batch_count"] == 8  # 4 images x 4 / 2
+        assert len(set(lrs)) == len(lrs)  # a new lr after every batch
+        last = [b["event_lr"] for b in seg.history[-1, "batches"] if "event_lr" in b][-1]
+        assert seg.optimizer_.param_groups[0]["lr"] != last  # stepped after the last batch
+
+    def test_step_sizes_derived_from_batches_per_epoch(self, blobs):
+        seg = tiny(max_epochs=8, patches_per_image=2, batch_size=2, lr=0.01)
+        seg.fit(*blobs)
+        batches = seg.history[0, "train_batch_count"]
+        sched = seg.callbacks_[[n for n, _ in seg.callbacks_].index("lr_scheduler")][1]
+        kw = sched.resolved_kwargs(seg, batches)
+        assert kw["max_lr"] == 0.01 and kw["base_lr"] == pytest.approx(0.001)
+        assert kw["step_size_up"] == kw["step_size_down"] == 8 * batches // 4  # two cycles
+        lrs = [b["event_lr"] for e in seg.history[:, "batches"] for b in e if "event_lr" in b]
+        assert max(lrs) <= 0.01 + 1e-12 and min(lrs) >= 0.001 - 1e-12
+        # the last batch trains one step above base_lr: the cycles end with the run
+        assert lrs[-1] == pytest.approx(0.001 + 0.009 / kw["step_size_up"])
+
+    def test_sgd_momentum_is_cycled(self, blobs):
+        seg = tiny(optimizer=torch.optim.SGD, optimizer__momentum=0.9).fit(*blobs)
+        sched = dict(seg.callbacks_)["lr_scheduler"]
+        assert sched.lr_scheduler_.cycle_momentum
+
+    def test_explicit_values_win(self, blobs):
+        seg = tiny(
+            callbacks__lr_scheduler__base_lr=0.002,
+            callbacks__lr_scheduler__max_lr=0.2,
+            callbacks__lr_scheduler__step_size_up=3,
+        )
+        seg.fit(*blobs)
+        lrs = [b["event_lr"] for e in seg.history[:, "batches"] for b in e if "event_lr" in b]
+        assert lrs[:2] == pytest.approx([0.002, 0.002 + (0.2 - 0.002) / 3])
+
+
+class TestIoUScoring:
+    def test_matches_iou_of_validation_predictions(self, blobs):
+        X, y = blobs
+        seg = tiny(max_epochs=1, callbacks__checkpoint=None, train_split=None)
+        seg.set_params(
+            train_split=lambda ds: (
+                torch.utils.data.Subset(ds, [0, 1, 2, 3]),
+                torch.utils.data.Subset(ds, [4, 5]),
+            )
+        )
+        seg.fit(X, y)
+        pred = seg.predict(X[4:])
+        expected = iou_score([(m > 0).astype(int) for m in y[4:]], list(pred))
+        assert seg.history[-1, "valid_iou"] == pytest.approx(expected, abs=1e-9)
+        assert "valid_iou_best" in seg.history[-1]
+
+    def test_nan_loss_is_never_best(self, blobs):
+        X, y = blobs
+        X = [x.copy() for x in X]
+        seg = tiny(max_epochs=2, lr=1e30, callbacks__checkpoint=None)
+        seg.fit(X, y)
+        assert not any(np.isfinite(seg.history[:, "valid_loss"]))
+        assert np.isnan(seg.history[:, "valid_iou"]).all()
+        assert not any(seg.history[:, "valid_iou_best"])
+
+
+class TestSegmentationCheckpoint:
+    def test_unique_directory_outside_cwd_removed_after_fit(self, blobs, tmp_path, monkeypatch):
+        monkeypatch.chdir(tmp_path)
+        seen = []
+
+        class Spy(SegmentationCheckpoint):
+            def save_model(self, net):
+                super().save_model(net)
+                seen.append((self.dirname_, sorted(os.listdir(self.dirname_))))
+
+        tiny(callbacks__checkpoint=Spy()).fit(*blobs)
+        tiny(callbacks__checkpoint=Spy()).fit(*blobs)
+        dirs = {d for d, _ in seen}
+        assert len(dirs) == 2 and not any(d.startswith(str(tmp_path)) for d in dirs)
+        assert all(
+            "params.pt" in files and not any(".tmp" in f for f in files) for _, files in seen
+        )
+        assert not any(os.path.exists(d) for d in dirs)
+        assert os.listdir(tmp_path) == []
+
+    def test_named_dirname_is_kept(self, blobs, tmp_path):
+        tiny(callbacks__checkpoint__dirname=str(tmp_path / "cp")).fit(*blobs)
+        assert {"params.pt", "history.json"} <= set(os.listdir(tmp_path / "cp"))
+
+    def test_best_epoch_weights_restored(self, blobs, tmp_path):
+        X, y = blobs
+        seg = tiny(max_epochs=4, lr=0.05, callbacks__checkpoint__dirname=str(tmp_path))
+        snapshots = {}
+
+        class Remember(IoUScoring):
+            def on_epoch_end(self, net, **kwargs):
+                super().on_epoch_end(net, **kwargs)
+                snapshots[len(net.history)] = {
+                    k: v.clone() for k, v in net.module_.state_dict().items()
+                }
+
+        seg.set_params(callbacks__iou=Remember())
+        seg.fit(X, y)
+        best = [i + 1 for i, b in enumerate(seg.history[:, "valid_iou_best"]) if b][-1]
+        state = seg.module_.state_dict()
+        for k, v in snapshots[best].items():
+            torch.testing.assert_close(state[k], v)
+        assert len(seg.history) == 4  # history keeps every epoch
+
+    def test_atomic_write_leaves_no_partial_file(self, blobs, tmp_path, monkeypatch):
+        seg = tiny(callbacks__checkpoint__dirname=str(tmp_path), max_epochs=1)
+        seg.fit(*blobs)
+        before = (tmp_path / "params.pt").read_bytes()
+
+        def broken(*args, **kwargs):
+            raise OSError("disk full")
+
+        monkeypatch.setattr(seg, "save_params", broken)
+        with pytest.raises(OSError):
+            dict(seg.callbacks_)["checkpoint"].save_model(seg)
+        assert (tmp_path / "params.pt").read_bytes() == before
+
+    def test_without_validation_saves_latest(self, blobs):
+        seg = tiny(train_split=None, max_epochs=2).fit(*blobs)
+        assert all(seg.history[:, "event_cp"])
+        assert "valid_iou" not in seg.history[-1]
+
+
+def test_make_blobs_helper_is_deterministic():
+    a, _ = make_blobs(2, seed=1)
+    b, _ = make_blobs(2, seed=1)
+    assert all(np.array_equal(u, v) for u, v in zip(a, b))

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from skunet.datasets import load_dsb2018, load_sample, read_image_folder
+
+
+def write_pair(folder, name, image, mask, ext=".png"):
+    (folder / "images").mkdir(exist_ok=True)
+    (folder / "masks").mkdir(exist_ok=True)
+    if ext == ".tif":
+        tifffile.imwrite(folder / "images" / f"{name}.tif", image)
+        tifffile.imwrite(folder / "masks" / f"{name}.tif", mask)
+    else:
+        Image.fromarray(image).save(folder / "images" / f"{name}{ext}")
+        Image.fromarray(mask).save(folder / "masks" / f"{name}.png")
+
+
+class TestReadImageFolder:
+    def test_pairs_by_name_across_formats(self, tmp_path):
+        write_pair(tmp_path, "b", np.full((4, 5), 7, np.uint8), np.ones((4, 5), np.uint8))
+        write_pair(tmp_path, "a", np.zeros((3, 3, 3), np.uint8), np.zeros((3, 3), np.uint8), ".bmp")
+        X, y = read_image_folder(tmp_path / "images", tmp_path / "masks")
+        assert [x.shape for x in X] == [(3, 3, 3), (4, 5)]
+        assert [m.shape for m in y] == [(3, 3), (4, 5)]
+
+    def test_unpaired_file_is_named(self, tmp_path):
+        write_pair(tmp_path, "a", np.zeros((3, 3), np.uint8), np.zeros((3, 3), np.uint8))
+        Image.fromarray(np.zeros((3, 3), np.uint8)).save(tmp_path / "images" / "lonely.png")
+        with pytest.raises(ValueError, match=r"lonely\.png"):
+            read_image_folder(tmp_path / "images", tmp_path / "masks")
+
+    def test_unreadable_file_is_named(self, tmp_path):
+        write_pair(tmp_path, "a", np.zeros((3, 3), np.uint8), np.zeros((3, 3), np.uint8))
+        (tmp_path / "images" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+        with pytest.raises(ValueError, match=r"cannot read image file .*a\.png"):
+            read_image_folder(tmp_path / "images", tmp_path / "masks")
+
+    def test_missing_or_empty_folder(self, tmp_path):
+        with pytest.raises(ValueError, match="is not a folder"):
+            read_image_folder(tmp_path / "nope", tmp_path)
+        (tmp_path / "empty").mkdir()
+        with pytest.raises(ValueError, match="no image files"):
+            read_image_folder(tmp_path / "empty", tmp_path)
+
+
+def test_dsb2018_layout(tmp_path):
+    labels = np.zeros((6, 6), np.uint16)
+    labels[1:3, 1:3] = 1
+    labels[4:6, 4:6] = 300
+    (tmp_path / "train").mkdir()
+    write_pair(tmp_path / "train", "id1", np.full((6, 6), 9, np.uint8), labels, ".tif")
+    X, y = load_dsb2018(tmp_path)
+    assert X[0].dtype == np.uint8 and y[0].dtype == np.uint16 and y[0].max() == 300
+
+
+def test_bundled_sample():
+    X, y = load_sample("nuclei")
+    assert len(X) == len(y) == 12
+    assert all(x.shape == m.shape for x, m in zip(X, y))
+    assert len({x.shape for x in X}) == 3  # sizes vary
+    with pytest.raises(ValueError, match=r"choose one of \['nuclei'\]"):
+        load_sample("wbc")

@@ -1,0 +1,25 @@
+import numpy as np
+
+from conftest import disks
+from skunet.instances import label_components, watershed_instances
+from skunet.targets import boundary_classes
+
+
+def test_watershed_separates_touching_disks_that_components_merge():
+    labels = disks((40, 60), [(20, 20), (20, 37)], radius=9)  # overlapping pair
+    classes = boundary_classes(labels)
+    fg = (classes > 0).astype(float)
+    boundary = (classes == 2).astype(float)
+    assert label_components(fg).max() == 1
+    inst = watershed_instances(fg, boundary)
+    assert inst.max() == 2
+    # each predicted instance is mostly one true disk
+    for k in (1, 2):
+        _, counts = np.unique(labels[inst == k], return_counts=True)
+        assert counts.max() / counts.sum() > 0.9
+
+
+def test_threshold():
+    p = np.array([[0.2, 0.6, 0.2, 0.9]])
+    assert label_components(p, 0.5).tolist() == [[0, 1, 0, 2]]
+    assert label_components(p, 0.7).max() == 1

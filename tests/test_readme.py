@@ -1,0 +1,28 @@
+"""The README's quickstart runs as written (with fewer epochs)."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def test_readme_starts_with_install_demo_and_test_commands():
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+    assert 'pip install -e ".[dev]"' in blocks[0] and "skunet demo" in blocks[0]
+    assert "python -m pytest" in blocks[1]
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert 'pip install -e ".[dev]"' in ci and "python -m pytest" in ci
+
+
+@pytest.mark.slow
+def test_quickstart_runs(monkeypatch, tmp_path):
+    code = re.search(r"## Quickstart\n\n```python\n(.*?)```", README.read_text(), re.S).group(1)
+    assert "max_epochs=30" in code
+    code = code.replace("max_epochs=30", "max_epochs=1")
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, "README quickstart", "exec"), namespace)
+    assert 0 <= namespace["grid"].best_score_ <= 1
+    assert [m.shape for m in namespace["masks"]] == [x.shape for x in namespace["X"][9:]]
