@@ -30,7 +30,7 @@ def watershed_instances(
     >>> fg = np.array([[1.0, 1.0, 1.0, 1.0, 1.0]])
     >>> bd = np.array([[0.0, 0.1, 0.9, 0.1, 0.0]])
     >>> watershed_instances(fg, bd).tolist()
-    [[1, 1, 1, 2, 2]]
+    [[1, 1, 2, 2, 2]]
     """
     markers = label(foreground_prob - boundary_prob > threshold, connectivity=1)
     return watershed(boundary_prob, markers, mask=foreground_prob > threshold).astype(np.int32)
