@@ -41,8 +41,10 @@ def test_applicable_checks(check):
 
 @pytest.mark.parametrize(
     "check",
-    [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=r))
-     for c, r in EXPECTED_FAILURES.items()],
+    [
+        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=r))
+        for c, r in EXPECTED_FAILURES.items()
+    ],
 )
 def test_expected_failures(check):
     with warnings.catch_warnings():
