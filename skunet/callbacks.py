@@ -16,14 +16,18 @@ per image and whole-image validation batches make skorch's own count wrong).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
 import tempfile
+import warnings
 
 import numpy as np
+import torch
 from skorch.callbacks import Checkpoint, EpochScoring, LRScheduler
 from skorch.callbacks import ProgressBar as _SkorchProgressBar
+from skorch.history import History
 from torch.optim.lr_scheduler import CyclicLR
 
 from .metrics import confusion_matrix
@@ -97,6 +101,12 @@ class CyclicLRScheduler(LRScheduler):
             return
         batches = len(net.get_iterator(dataset_train, training=True))
         self.lr_scheduler_ = self.policy_(net.optimizer_, **self.resolved_kwargs(net, batches))
+        # continuing (partial_fit, warm_start, a resumed run): pick the cycle up where it was
+        done = sum(row.get("train_batch_count", 0) for row in net.history[:-1])
+        with warnings.catch_warnings():  # stepping ahead of the optimizer is the point here
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            for _ in range(done):
+                self.lr_scheduler_.step()
 
 
 class IoUScoring(EpochScoring):
@@ -125,17 +135,15 @@ class IoUScoring(EpochScoring):
         return self
 
     def on_train_begin(self, net, **kwargs) -> None:
-        if net.history and self.name_ + "_best" in net.history[0]:
-            scores = [
-                s
-                for s, best in zip(net.history[:, self.name_], net.history[:, self.name_ + "_best"])
-                if best
-            ]
-            if scores:
-                self.best_score_ = scores[-1]
+        pass  # the best score so far is read from the history in the first epoch
 
     def on_epoch_begin(self, net, **kwargs) -> None:
         self.confusion_ = None
+        if self.best_score_ in (np.inf, -np.inf):  # continuing: best score from the history
+            key = self.name_ + "_best"
+            best = [row[self.name_] for row in net.history[:-1] if row.get(key)]
+            if best:
+                self.best_score_ = best[-1]
 
     def on_batch_end(self, net, batch, y_pred, training, **kwargs) -> None:
         if training != self.on_train:
@@ -176,11 +184,30 @@ class SegmentationCheckpoint(Checkpoint):
 
     Without ``dirname`` every fit writes into a fresh temporary directory
     (``dirname_``), so parallel fits never share a file and nothing lands in the working
-    directory; that directory is removed after a fit that ends normally (it survives an
-    interrupted process, for resuming). A named ``dirname`` is kept.
+    directory; that directory is removed after a fit that ends normally.
 
-    When the monitored score is missing (no validation data), the latest epoch is saved.
+    A named ``dirname`` is kept, and after every epoch it also receives ``last.pt``: the
+    weights, optimizer state and history of the latest epoch in one atomically replaced
+    file. With ``resume=True``, ``fit`` starts from ``last.pt`` when it exists (a run
+    that was interrupted, even by SIGKILL) and trains up to ``max_epochs`` epochs in all.
+
+    When the monitored score is missing (no validation data), the latest epoch is saved
+    as the best.
+
+    Parameters
+    ----------
+    monitor : str, default="valid_iou_best"
+    f_params, f_optimizer, f_criterion, f_history : str or None
+        File names of the best epoch's state, as in skorch's ``Checkpoint``.
+    dirname : str, default=""
+    load_best : bool, default=True
+        Restore the best epoch's weights when training ends (the history keeps every
+        epoch).
+    resume : bool, default=False
+        Continue from ``dirname/last.pt`` if it exists.
     """
+
+    LAST = "last.pt"
 
     def __init__(
         self,
@@ -191,6 +218,7 @@ class SegmentationCheckpoint(Checkpoint):
         f_history: str = "history.json",
         dirname: str = "",
         load_best: bool = True,
+        resume: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(
@@ -203,17 +231,35 @@ class SegmentationCheckpoint(Checkpoint):
             load_best=load_best,
             **kwargs,
         )
+        self.resume = resume
 
     def initialize(self):
         super().initialize()
+        if self.resume and not self.dirname:
+            raise ValueError("resume=True needs a named checkpoint dirname to resume from")
         self.dirname_ = self.dirname or None
         self.saved_ = False
+        self.resumed_ = False
         return self
 
     def on_train_begin(self, net, **kwargs) -> None:
         if self.dirname_ is None:
             self.dirname_ = tempfile.mkdtemp(prefix="skunet-checkpoint-")
         os.makedirs(self.dirname_, exist_ok=True)
+        last = os.path.join(self.dirname_, self.LAST)
+        if self.resume and not self.resumed_ and os.path.exists(last):
+            state = torch.load(last, map_location=net.device, weights_only=True)
+            net.module_.load_state_dict(state["module"])
+            net.optimizer_.load_state_dict(state["optimizer"])
+            net.history = History(json.loads(state["history"]))
+            self.resumed_ = True
+            self.saved_ = os.path.exists(self._format_target(net, self.f_params, -1))
+            self._sink(f"Resumed from {last} after epoch {len(net.history)}.", net.verbose)
+
+    def on_epoch_begin(self, net, **kwargs) -> None:
+        if self.resumed_ and len(net.history) > net.max_epochs:
+            net.history.pop()  # the resumed run has all its epochs: stop as skorch does
+            raise KeyboardInterrupt
 
     def _format_target(self, net, f, idx):
         target = super()._format_target(net, f, idx)
@@ -236,6 +282,18 @@ class SegmentationCheckpoint(Checkpoint):
         self.saved_ = True
         return None
 
+    def save_last(self, net) -> None:
+        """Write ``last.pt`` (weights, optimizer, history) atomically."""
+        last = os.path.join(self.dirname_, self.LAST)
+        tmp = f"{last}.tmp-{os.getpid()}"
+        state = {
+            "module": net.module_.state_dict(),
+            "optimizer": net.optimizer_.state_dict(),
+            "history": json.dumps(list(net.history)),
+        }
+        torch.save(state, tmp)
+        os.replace(tmp, last)
+
     def on_epoch_end(self, net, **kwargs) -> None:
         row = net.history[-1]
         if isinstance(self.monitor, str) and self.monitor not in row:
@@ -251,6 +309,8 @@ class SegmentationCheckpoint(Checkpoint):
         if do_checkpoint:
             self.save_model(net)
             self._sink(f"A checkpoint was triggered in epoch {len(net.history)}.", net.verbose)
+        if self.dirname:
+            self.save_last(net)
 
     def on_train_end(self, net, **kwargs) -> None:
         if self.load_best and self.saved_:
@@ -261,7 +321,8 @@ class SegmentationCheckpoint(Checkpoint):
         if not self.dirname and self.dirname_ is not None:
             shutil.rmtree(self.dirname_, ignore_errors=True)
             self.dirname_ = None
-            self.saved_ = False
+        self.saved_ = False
+        self.resumed_ = False
 
 
 class ProgressBar(_SkorchProgressBar):

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import os
+import warnings
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +31,7 @@ from .instances import label_components, watershed_instances
 from .losses import PaddedBCEWithLogitsLoss, PaddedCrossEntropyLoss
 from .metrics import iou_score
 from .models import UNet
+from .persistence import load_segmenter, save_segmenter
 from .targets import mask_classes
 from .tiling import Geometry, window
 from .validation import check_images, check_masks, check_target
@@ -264,7 +268,32 @@ class UNetSegmenter(NeuralNet):
         """Continue training on ``X`` / ``y`` without re-initialising the network."""
         if not isinstance(X, ImageSet):
             X = self._fit_data(X, y, continuing=self.initialized_)
-        return super().partial_fit(X, None, **fit_params)
+        super().partial_fit(X, None, **fit_params)
+        problem = self.__dict__.pop("nonfinite_loss_", None)
+        if problem is not None:
+            weights_ok = all(torch.isfinite(p).all() for p in self.module_.parameters())
+            if not weights_ok:
+                raise FloatingPointError(
+                    f"{problem}, before any epoch ended with finite weights, so there is "
+                    f"nothing to restore; lower lr (now {self.lr}) or check the images"
+                )
+            warnings.warn(
+                f"{problem}: training stopped and the weights of the best epoch were "
+                f"restored; a lower lr (now {self.lr}) may train further",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def train_step(self, batch, **fit_params):
+        step = super().train_step(batch, **fit_params)
+        if not torch.isfinite(step["loss"]):
+            epoch, n = len(self.history), len(self.history[-1, "batches"])  # includes this one
+            self.nonfinite_loss_ = (
+                f"the training loss became {step['loss'].item()} in epoch {epoch}, batch {n}"
+            )
+            raise KeyboardInterrupt  # skorch's way to stop: on_train_end restores the best
+        return step
 
     def get_iterator(self, dataset, training: bool = False):
         if training:
@@ -364,6 +393,21 @@ class UNetSegmenter(NeuralNet):
         truth = [mask_classes(m, self.n_classes, self.target) for m in masks]
         pred = [p.argmax(0) for p in self._predict_images(images)]
         return float(iou_score(truth, pred, n_classes=self.n_classes))
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write the fitted segmenter to one file: parameters as JSON, weights as safetensors.
+
+        Loading it (:meth:`load`) never unpickles anything. Callbacks and callables among
+        the parameters are not stored (the file lists them under ``dropped_params``).
+        Raises ``FileExistsError`` rather than replacing a file unless ``overwrite``.
+        """
+        self._check_fitted()
+        return save_segmenter(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "cpu") -> UNetSegmenter:
+        """Read a file written by :meth:`save` onto ``device``."""
+        return load_segmenter(cls, path, device=device)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

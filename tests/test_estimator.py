@@ -228,6 +228,44 @@ class TestSklearn:
         assert np.isfinite(grid.cv_results_["mean_test_score"]).all()
         assert grid.best_estimator_.predict(X[:1])[0].shape == X[0].shape
 
+    def test_parallel_grid_search_equals_serial(self, blobs):
+        # identical scores need the same torch threads per fit: joblib gives each of
+        # n_jobs workers cpu_count // n_jobs threads unless told otherwise
+        from joblib import parallel_config
+
+        X, y = blobs
+
+        def scores(n_jobs):
+            grid = GridSearchCV(
+                tiny(train_split=None, max_epochs=2, random_state=3),
+                {"lr": [1e-3, 1e-2]},
+                cv=KFold(3),
+                n_jobs=n_jobs,
+            )
+            res = grid.fit(X, y).cv_results_
+            return np.array([res[f"split{i}_test_score"] for i in range(3)])
+
+        serial = scores(1)
+        with parallel_config(backend="loky", inner_max_num_threads=torch.get_num_threads()):
+            np.testing.assert_array_equal(scores(2), serial)
+        np.testing.assert_allclose(scores(2), serial, atol=1e-3)  # joblib's default threads
+
+    def test_parallel_fits_use_separate_checkpoint_directories(self, blobs):
+        from joblib import Parallel, delayed
+
+        seen = []
+
+        class Spy(SegmentationCheckpoint):
+            def save_model(self, net):
+                super().save_model(net)
+                seen.append(self.dirname_)
+
+        def fit(seed):
+            return tiny(random_state=seed, callbacks__checkpoint=Spy()).fit(*blobs)
+
+        Parallel(n_jobs=4, backend="threading")(delayed(fit)(s) for s in range(4))
+        assert len(seen) >= 4 and len(set(seen)) == 4
+
     def test_sklearn_tags(self):
         tags = UNetSegmenter().__sklearn_tags__()
         assert tags.input_tags.three_d_array and not tags.input_tags.two_d_array

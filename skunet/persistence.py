@@ -1,0 +1,162 @@
+"""Model files that load without unpickling: parameters as JSON, weights as safetensors.
+
+A ``.skunet`` file is a safetensors file. Its tensors are the module's ``state_dict``; its
+metadata holds the estimator's parameters, fitted attributes and training history as JSON.
+Classes (``module``, ``optimizer`` ...) are stored by import path and imported on load
+only from an allow-list of packages, so a file cannot make ``load`` run arbitrary code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.torch import save_file
+from skorch.dataset import ValidSplit
+from skorch.history import History
+
+__all__ = ["FORMAT_VERSION", "load_segmenter", "save_segmenter"]
+
+FORMAT_VERSION = 1
+ALLOWED_PREFIXES = ("skunet.", "torch.nn.", "torch.optim.", "torch.utils.data.", "skorch.")
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _encode(value: Any) -> tuple[bool, Any]:
+    """(ok, JSON-able form) of a parameter value."""
+    if isinstance(value, _SCALARS):
+        return True, value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, _SCALARS) for v in value):
+        return True, list(value)
+    if isinstance(value, type) or (callable(value) and hasattr(value, "__qualname__")):
+        path = f"{value.__module__}.{value.__qualname__}"
+        if path.startswith(ALLOWED_PREFIXES) and "<" not in path:
+            return True, {"__import__": path}
+    if type(value) is ValidSplit:
+        return True, {"__validsplit__": [value.cv, value.stratified, value.random_state]}
+    return False, None
+
+
+def _import(path: str) -> Any:
+    if not path.startswith(ALLOWED_PREFIXES):
+        raise ValueError(
+            f"refusing to import {path!r} from a model file; only {ALLOWED_PREFIXES} are allowed"
+        )
+    module_name, _, name = path.rpartition(".")
+    obj: Any = importlib.import_module(module_name)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and "__import__" in value:
+        return _import(value["__import__"])
+    if isinstance(value, dict) and "__validsplit__" in value:
+        cv, stratified, random_state = value["__validsplit__"]
+        return ValidSplit(cv, stratified=stratified, random_state=random_state)
+    return value
+
+
+def save_segmenter(net, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write a fitted segmenter to ``path`` atomically (see the module docstring)."""
+    from . import __version__
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True to replace it")
+    params, dropped = {}, []
+    for key, value in net.get_params(deep=False).items():
+        ok, encoded = _encode(value)
+        if ok:
+            params[key] = encoded
+        else:
+            dropped.append(key)
+    fitted = {
+        "n_channels_in_": int(net.n_channels_in_),
+        "classes_": np.asarray(net.classes_).tolist(),
+        "history": list(net.history),
+    }
+    metadata = {
+        "format": "skunet",
+        "format_version": str(FORMAT_VERSION),
+        "skunet_version": __version__,
+        "estimator": f"{type(net).__module__}.{type(net).__qualname__}",
+        "module": f"{type(net.module_).__module__}.{type(net.module_).__qualname__}",
+        "params": json.dumps(params),
+        "fitted": json.dumps(fitted),
+        "dropped_params": json.dumps(dropped),
+    }
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.module_.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split(".")[:3] if p.isdigit())
+
+
+def load_segmenter(cls, path: str | os.PathLike, device: str = "cpu"):
+    """Read a file written by :func:`save_segmenter`; never unpickles anything."""
+    from . import __version__
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {str(path)!r}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises several types for a bad header
+        raise ValueError(
+            f"{str(path)!r} is not a skunet model file (a safetensors file written by "
+            f"UNetSegmenter.save): {exc}"
+        ) from None
+    if metadata.get("format") != "skunet":
+        raise ValueError(f"{str(path)!r} is a safetensors file but not a skunet model")
+    if metadata.get("format_version") != str(FORMAT_VERSION):
+        raise ValueError(
+            f"{str(path)!r} uses skunet model format {metadata.get('format_version')}, "
+            f"written by skunet {metadata.get('skunet_version')}; this skunet ({__version__}) "
+            f"reads format {FORMAT_VERSION}"
+        )
+    written_by = metadata.get("skunet_version", "0")
+    if _version_tuple(written_by) > _version_tuple(__version__):
+        raise ValueError(
+            f"{str(path)!r} was written by skunet {written_by}, newer than this skunet "
+            f"({__version__}); upgrade skunet to load it"
+        )
+    params = {k: _decode(v) for k, v in json.loads(metadata["params"]).items()}
+    params["device"] = device
+    fitted = json.loads(metadata["fitted"])
+    net = cls(**params)
+    net.n_channels_in_ = fitted["n_channels_in_"]
+    net.classes_ = np.asarray(fitted["classes_"])
+    net.initialize()
+    expected = net.module_.state_dict()
+    problems = sorted(set(expected) ^ set(tensors))
+    problems += [k for k in expected if k in tensors and expected[k].shape != tensors[k].shape]
+    if problems:
+        k = problems[0]
+        detail = (
+            f"{k}: file {tuple(tensors[k].shape)}, model {tuple(expected[k].shape)}"
+            if k in expected and k in tensors
+            else f"{k} only in the {'model' if k in expected else 'file'}"
+        )
+        raise ValueError(
+            f"{str(path)!r} holds weights for a different architecture than its parameters "
+            f"build ({metadata.get('module')}); {len(problems)} mismatched tensor(s), e.g. {detail}"
+        )
+    net.module_.load_state_dict({k: t.to(device) for k, t in tensors.items()})
+    net.history = History(fitted["history"])
+    return net
