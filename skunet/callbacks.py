@@ -25,14 +25,55 @@ import warnings
 
 import numpy as np
 import torch
-from skorch.callbacks import Checkpoint, EpochScoring, LRScheduler
+from skorch.callbacks import Checkpoint, EpochScoring, Freezer, LRScheduler
 from skorch.callbacks import ProgressBar as _SkorchProgressBar
 from skorch.history import History
 from torch.optim.lr_scheduler import CyclicLR
 
 from .metrics import confusion_matrix
 
-__all__ = ["CyclicLRScheduler", "IoUScoring", "ProgressBar", "SegmentationCheckpoint"]
+__all__ = [
+    "CyclicLRScheduler",
+    "EncoderFreezer",
+    "IoUScoring",
+    "ProgressBar",
+    "SegmentationCheckpoint",
+]
+
+
+class EncoderFreezer(Freezer):
+    """skorch's ``Freezer`` for ``"conv*"`` parameters (the VGG16 encoder), made loud.
+
+    It freezes what skorch's ``Freezer("conv*")`` freezes, at the start of the first
+    epoch. Modules that do not declare a frozen encoder (``freezes_encoder = True``, as
+    :class:`~skunet.models.VGG16UNet` does) but have parameters named ``conv*`` get a
+    warning, and a module left with nothing to train is an error, so that a user's own
+    network is never frozen silently.
+    """
+
+    def __init__(self, patterns="conv*", **kwargs) -> None:
+        super().__init__(patterns, **kwargs)
+
+    def on_epoch_begin(self, net, **kwargs) -> None:
+        if not self.at(net):
+            super().on_epoch_begin(net, **kwargs)
+            return
+        matched = [n for n, _ in self.filter_parameters(self.patterns, self.named_parameters(net))]
+        super().on_epoch_begin(net, **kwargs)
+        if not matched or getattr(net.module_, "freezes_encoder", False):
+            return
+        if not any(p.requires_grad for p in net.module_.parameters()):
+            raise ValueError(
+                f"callbacks__freezer froze every parameter of {type(net.module_).__name__} "
+                f"(patterns {self.patterns}); set callbacks__freezer=None to train it"
+            )
+        warnings.warn(
+            f"callbacks__freezer froze {len(matched)} parameters of "
+            f"{type(net.module_).__name__} matching {self.patterns} (e.g. {matched[0]}); "
+            "set callbacks__freezer=None if that is not intended",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 class CyclicLRScheduler(LRScheduler):

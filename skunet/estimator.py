@@ -13,7 +13,6 @@ import difflib
 import inspect
 import os
 import warnings
-from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,18 +21,18 @@ import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
 from skorch import NeuralNet
-from skorch.callbacks import Freezer
 from skorch.dataset import ValidSplit
 
-from .callbacks import CyclicLRScheduler, IoUScoring, SegmentationCheckpoint
+from .callbacks import CyclicLRScheduler, EncoderFreezer, IoUScoring, SegmentationCheckpoint
 from .dataset import ImageSet, PatchDataset, WholeImageCollate
+from .inference import InferenceSettings, classes, expand, predict_compact
 from .instances import label_components, watershed_instances
 from .losses import PaddedBCEWithLogitsLoss, PaddedCrossEntropyLoss
 from .metrics import iou_score
 from .models import UNet
 from .persistence import load_segmenter, save_segmenter
 from .targets import mask_classes
-from .tiling import Geometry, window
+from .tiling import Geometry
 from .validation import check_images, check_masks, check_target
 
 __all__ = ["UNetSegmenter"]
@@ -73,6 +72,20 @@ class UNetSegmenter(NeuralNet):
     random_state : int or None, default=None
         Seeds torch (weights, patches, shuffling, dropout) at the start of ``fit``, so
         that two fits on the CPU give identical weights.
+    tile_size : int or None, default=None
+        Network input size for tiled prediction; images whose side exceeds
+        ``tile_size - 2 * padding`` are predicted in overlapping tiles. None: 1024 (or
+        twice the training window if larger).
+    tile_overlap : float, default=0.25
+        Fraction of a tile shared with its neighbour.
+    blend : {"gaussian", "constant"}, default="gaussian"
+        Weighting of overlapping tiles.
+    tta : bool, default=False
+        Average predictions over horizontal and vertical flips.
+    channels_last : bool, default=False
+        Run the network in channels-last memory format (faster convolutions on many CPUs).
+    autocast : bool or {"bfloat16", "float16"}, default=False
+        Mixed precision for prediction (True: bfloat16 on the CPU, float16 on CUDA).
     criterion : loss class or None, default=None
         None picks :class:`~skunet.losses.PaddedBCEWithLogitsLoss` for one output
         channel, else :class:`~skunet.losses.PaddedCrossEntropyLoss`.
@@ -92,8 +105,9 @@ class UNetSegmenter(NeuralNet):
     Notes
     -----
     Bundled callbacks, each replaceable or removable (``callbacks__<name>=None``):
-    ``freezer`` (``Freezer("conv*")``: the VGG16 encoder of
-    :class:`~skunet.models.VGG16UNet`; a no-op for other modules), ``lr_scheduler``
+    ``freezer`` (:class:`~skunet.callbacks.EncoderFreezer`, a skorch ``Freezer("conv*")``:
+    the VGG16 encoder of :class:`~skunet.models.VGG16UNet`; a no-op for the U-Net, a
+    warning for other modules with ``conv*`` parameters), ``lr_scheduler``
     (:class:`~skunet.callbacks.CyclicLRScheduler`, per batch), ``iou``
     (:class:`~skunet.callbacks.IoUScoring`, ``valid_iou``) and ``checkpoint``
     (:class:`~skunet.callbacks.SegmentationCheckpoint`, best ``valid_iou``).
@@ -127,6 +141,12 @@ class UNetSegmenter(NeuralNet):
         patches_per_image: int = 1,
         augment: bool | Callable = True,
         random_state: int | None = None,
+        tile_size: int | None = None,
+        tile_overlap: float = 0.25,
+        blend: str = "gaussian",
+        tta: bool = False,
+        channels_last: bool = False,
+        autocast: bool | str = False,
         criterion: type[torch.nn.Module] | None = None,
         optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
         lr: float = 1e-3,
@@ -152,6 +172,12 @@ class UNetSegmenter(NeuralNet):
         self.patches_per_image = patches_per_image
         self.augment = augment
         self.random_state = random_state
+        self.tile_size = tile_size
+        self.tile_overlap = tile_overlap
+        self.blend = blend
+        self.tta = tta
+        self.channels_last = channels_last
+        self.autocast = autocast
 
     # ------------------------------------------------------------------ set-up
     @property
@@ -159,7 +185,7 @@ class UNetSegmenter(NeuralNet):
         callbacks = [cb for cb in super()._default_callbacks if cb[0] != "print_log"]
         return [
             *callbacks,
-            ("freezer", Freezer("conv*")),
+            ("freezer", EncoderFreezer("conv*")),
             ("lr_scheduler", CyclicLRScheduler()),
             ("iou", IoUScoring()),
             ("checkpoint", SegmentationCheckpoint()),
@@ -210,17 +236,24 @@ class UNetSegmenter(NeuralNet):
             if "out_channels" in accepted and "out_channels" not in kwargs:
                 kwargs["out_channels"] = self._n_outputs()
         self.module_ = self.initialized_instance(self.module, kwargs)
-        self.geometry_ = Geometry(self.module_, self.padding)
-        if not self.geometry_.accepts_patch(self.patch_size):
-            below, above = self.geometry_.nearest_patch_sizes(self.patch_size)
-            size = self.patch_size + 2 * self.geometry_.context
+        if self.channels_last:
+            self.module_ = self.module_.to(memory_format=torch.channels_last)
+        geometry = self.geometry_
+        if not geometry.accepts_patch(self.patch_size):
+            below, above = geometry.nearest_patch_sizes(self.patch_size)
+            size = self.patch_size + 2 * geometry.context
             options = f"{below} or {above}" if below else str(above)
             raise ValueError(
                 f"patch_size={self.patch_size} gives {size}-pixel training windows "
-                f"({self.geometry_.context} px of context each side), which "
+                f"({geometry.context} px of context each side), which "
                 f"{type(self.module_).__name__} does not accept; use patch_size={options}"
             )
         return self
+
+    @property
+    def geometry_(self) -> Geometry:
+        """Window sizes for the network and the current ``padding`` (see :mod:`skunet.tiling`)."""
+        return Geometry(self.module_, self.padding)
 
     def initialize_criterion(self):
         criterion = self.criterion
@@ -285,6 +318,11 @@ class UNetSegmenter(NeuralNet):
             )
         return self
 
+    def infer(self, x, **fit_params):
+        if self.channels_last and isinstance(x, torch.Tensor):
+            x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+        return super().infer(x, **fit_params)
+
     def train_step(self, batch, **fit_params):
         step = super().train_step(batch, **fit_params)
         if not torch.isfinite(step["loss"]):
@@ -321,33 +359,41 @@ class UNetSegmenter(NeuralNet):
                 f"This {type(self).__name__} is not fitted yet; call fit(X, y) first"
             )
 
+    def _inference_settings(self, geometry: Geometry) -> InferenceSettings:
+        if self.tile_size is not None and (
+            isinstance(self.tile_size, bool)
+            or not isinstance(self.tile_size, (int, np.integer))
+            or self.tile_size < 1
+        ):
+            raise ValueError(
+                f"tile_size must be None or a positive integer, got {self.tile_size!r}"
+            )
+        if not 0 <= self.tile_overlap < 1:
+            raise ValueError(f"tile_overlap must be in [0, 1), got {self.tile_overlap!r}")
+        if self.blend not in ("gaussian", "constant"):
+            raise ValueError(f"blend={self.blend!r}; use 'gaussian' or 'constant'")
+        window = self.patch_size + 2 * geometry.context
+        return InferenceSettings(
+            device=self.device,
+            tile_size=self.tile_size,
+            tile_overlap=self.tile_overlap,
+            blend=self.blend,
+            tta=self.tta,
+            channels_last=self.channels_last,
+            autocast=self.autocast,
+            pixels_per_batch=self.batch_size * window**2,
+            progress=bool(self.verbose),
+        )
+
     def _predict_images(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """Class probabilities ``(K, H, W)`` for validated images (unchecked core)."""
-        g = self.geometry_
-        c, off = g.context, g.output_offset
-        budget = self.batch_size * (self.patch_size + 2 * c) ** 2
-        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for i, im in enumerate(images):
-            groups[im.shape[1:]].append(i)
-        out: list[np.ndarray | None] = [None] * len(images)
+        """Compact probabilities of validated images (see :mod:`skunet.inference`)."""
+        geometry = self.geometry_
+        settings = self._inference_settings(geometry)
+        window = self.patch_size + 2 * geometry.context
         self._set_training(False)
-        with torch.inference_mode():
-            for (h, w), idx in groups.items():
-                lh, lw = g.input_length(h), g.input_length(w)
-                per_batch = max(1, budget // (lh * lw))
-                for start in range(0, len(idx), per_batch):
-                    chunk = idx[start : start + per_batch]
-                    xb = np.stack([window(images[i], -c, -c, lh, lw) for i in chunk])
-                    logits = self.module_(torch.from_numpy(xb).to(self.device))
-                    logits = logits[..., off : off + h, off : off + w].float()
-                    if logits.shape[1] == 1:
-                        fg = torch.sigmoid(logits)
-                        proba = torch.cat([1 - fg, fg], dim=1)
-                    else:
-                        proba = torch.softmax(logits, dim=1)
-                    for i, p in zip(chunk, proba.cpu().numpy()):
-                        out[i] = p
-        return out
+        return predict_compact(
+            self.module_, images, geometry, settings, default_tile=max(1024, 2 * window)
+        )
 
     def predict_proba(self, X: Any) -> np.ndarray | list[np.ndarray]:
         """Class probabilities, class axis first: ``(K, H, W)`` per image.
@@ -356,13 +402,13 @@ class UNetSegmenter(NeuralNet):
         """
         self._check_fitted()
         images = check_images(X, n_channels=self.n_channels_in_)
-        return _stack_or_list(self._predict_images(images))
+        return _stack_or_list([expand(p) for p in self._predict_images(images)])
 
     def predict(self, X: Any) -> np.ndarray | list[np.ndarray]:
         """Class masks ``(H, W)`` (uint8), as an ndarray when all sizes agree, else a list."""
         self._check_fitted()
         images = check_images(X, n_channels=self.n_channels_in_)
-        return _stack_or_list([p.argmax(0).astype(np.uint8) for p in self._predict_images(images)])
+        return _stack_or_list([classes(p) for p in self._predict_images(images)])
 
     def predict_instances(self, X: Any, threshold: float = 0.5) -> np.ndarray | list[np.ndarray]:
         """Instance labels (0 background, 1..n objects) of each image.
@@ -382,7 +428,7 @@ class UNetSegmenter(NeuralNet):
             if self.target == "boundary":
                 labels.append(watershed_instances(1 - p[0], p[2], threshold))
             else:
-                labels.append(label_components(p[1], threshold))
+                labels.append(label_components(expand(p)[1], threshold))
         return _stack_or_list(labels)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
@@ -391,7 +437,7 @@ class UNetSegmenter(NeuralNet):
         images = check_images(X, n_channels=self.n_channels_in_)
         masks = check_masks(y, images, n_classes=self.n_classes, target=self.target)
         truth = [mask_classes(m, self.n_classes, self.target) for m in masks]
-        pred = [p.argmax(0) for p in self._predict_images(images)]
+        pred = [classes(p) for p in self._predict_images(images)]
         return float(iou_score(truth, pred, n_classes=self.n_classes))
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:

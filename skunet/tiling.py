@@ -13,7 +13,15 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
-__all__ = ["IGNORE", "Geometry", "label_window", "reflect_indices", "window"]
+__all__ = [
+    "IGNORE",
+    "Geometry",
+    "blend_weights",
+    "label_window",
+    "reflect_indices",
+    "tile_starts",
+    "window",
+]
 
 IGNORE = -1
 """Target value of pixels the losses and metrics skip (padding, mirrored borders)."""
@@ -148,3 +156,42 @@ class Geometry:
 
     def accepts_patch(self, patch_size: int) -> bool:
         return self._accepts(patch_size + 2 * self.context)
+
+
+def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
+    """Start offsets of tiles of size ``tile`` covering ``length`` with ``overlap``.
+
+    The same grid as MONAI's ``sliding_window_inference``: a step of
+    ``int(tile * (1 - overlap))`` (at least 1), and the last tile flush with the end.
+
+    >>> tile_starts(10, 4, 0.25)
+    [0, 3, 6]
+    >>> tile_starts(4, 4, 0.5)
+    [0]
+    """
+    if length <= tile:
+        return [0]
+    step = max(int(tile * (1 - overlap)), 1)
+    n = next(i for i in range(length) if i * step + tile >= length) + 1
+    return [min(i * step, length - tile) for i in range(n)]
+
+
+def blend_weights(size: int, mode: str = "gaussian", sigma_scale: float = 0.125) -> np.ndarray:
+    """Weights of a ``size`` x ``size`` tile when blending overlaps.
+
+    ``"gaussian"`` down-weights tile borders (sigma = ``sigma_scale * size``), clamped below
+    at 1e-3 as MONAI does, so that overlapping tiles blend smoothly; ``"constant"``
+    averages them.
+
+    >>> w = blend_weights(5)
+    >>> float(w[2, 2]), bool((w == w.T).all()), float(w.min()) >= 1e-3
+    (1.0, True, True)
+    """
+    if mode == "constant":
+        return np.ones((size, size), dtype=np.float32)
+    if mode != "gaussian":
+        raise ValueError(f"blend mode {mode!r}; use 'gaussian' or 'constant'")
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    g = np.exp(-(x**2) / (2 * (sigma_scale * size) ** 2)).astype(np.float32)
+    w = np.outer(g, g)
+    return np.maximum(w, max(float(w.min()), 1e-3)).astype(np.float32)

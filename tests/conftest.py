@@ -51,6 +51,7 @@ def blobs():
 def tiny(**kwargs):
     """A small, fast UNetSegmenter (depth 2, 4 base channels)."""
     from skunet import UNetSegmenter
+    from skunet.models import UNet
 
     params = dict(
         module__depth=2,
@@ -62,6 +63,8 @@ def tiny(**kwargs):
         verbose=0,
         random_state=0,
     )
+    if kwargs.get("module", UNet) is not UNet:  # another network: no U-Net arguments
+        del params["module__depth"], params["module__base_channels"]
     params.update(kwargs)
     return UNetSegmenter(**params)
 

@@ -176,6 +176,32 @@ class TestCallbacks:
             torch.testing.assert_close(state[name], initial[name])
         assert not torch.equal(state["final.weight"], initial["final.weight"])
 
+    def test_freezer_warns_about_a_users_conv_parameters(self, blobs):
+        class Mine(torch.nn.Module):
+            def __init__(self, in_channels=1, out_channels=1):
+                super().__init__()
+                self.conv1 = torch.nn.Conv2d(in_channels, 4, 3, padding=1)
+                self.head = torch.nn.Conv2d(4, out_channels, 1)
+
+            def forward(self, x):
+                return self.head(torch.relu(self.conv1(x)))
+
+        with pytest.warns(UserWarning, match=r"froze 2 parameters of Mine .*conv1\.weight"):
+            tiny(module=Mine, max_epochs=1).fit(*blobs)
+        mine = tiny(module=Mine, max_epochs=1, callbacks__freezer=None).fit(*blobs)
+        assert all(p.requires_grad for p in mine.module_.parameters())
+
+        class AllConv(torch.nn.Module):
+            def __init__(self, in_channels=1, out_channels=1):
+                super().__init__()
+                self.conv = torch.nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+            def forward(self, x):
+                return self.conv(x)
+
+        with pytest.raises(ValueError, match="froze every parameter of AllConv"):
+            tiny(module=AllConv, max_epochs=1).fit(*blobs)
+
     def test_criterion_chosen_by_outputs(self, blobs):
         seg = tiny(max_epochs=1).fit(*blobs)
         assert isinstance(seg.criterion_, PaddedBCEWithLogitsLoss)

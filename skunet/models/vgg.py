@@ -92,6 +92,7 @@ class VGG16UNet(nn.Module):
     """
 
     size_divisor = 32
+    freezes_encoder = True  # Freezer("conv*") is meant for this encoder
 
     def __init__(
         self,

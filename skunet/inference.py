@@ -1,0 +1,191 @@
+"""Prediction: images -> windows or overlapping tiles -> network -> blended probabilities.
+
+Images up to one tile are mirrored to the size the network needs and run whole, batched
+with images of the same size. Larger images are cut into overlapping tiles on MONAI's
+grid, run in batches, and blended with Gaussian (or constant) weights into one
+probability map, so memory grows with the tile batch and the output, not with the
+network's activations over the whole image.
+
+Probabilities are kept *compact*: one foreground channel for one-logit (binary) models,
+K channels otherwise; :func:`expand` gives the (K, H, W) form.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .tiling import Geometry, blend_weights, tile_starts, window
+
+__all__ = ["InferenceSettings", "classes", "expand", "predict_compact"]
+
+_FLIPS = ((), (-1,), (-2,), (-2, -1))
+
+
+class InferenceSettings:
+    """How to run the network at prediction time (see :class:`skunet.UNetSegmenter`)."""
+
+    def __init__(
+        self,
+        device: str | torch.device = "cpu",
+        tile_size: int | None = None,
+        tile_overlap: float = 0.25,
+        blend: str = "gaussian",
+        tta: bool = False,
+        channels_last: bool = False,
+        autocast: bool | str = False,
+        pixels_per_batch: int = 8 * 288 * 288,
+        progress: bool = False,
+    ) -> None:
+        self.device = torch.device(device)
+        self.tile_size = tile_size
+        self.tile_overlap = tile_overlap
+        self.blend = blend
+        self.tta = tta
+        self.channels_last = channels_last
+        self.autocast = autocast
+        self.pixels_per_batch = pixels_per_batch
+        self.progress = progress
+
+    def autocast_context(self):
+        if not self.autocast:
+            return nullcontext()
+        if isinstance(self.autocast, str):
+            dtype = getattr(torch, self.autocast)
+        else:
+            dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+
+def _compact(logits: torch.Tensor) -> torch.Tensor:
+    if logits.shape[1] == 1:
+        return torch.sigmoid(logits)
+    return torch.softmax(logits, dim=1)
+
+
+def forward(module: nn.Module, xb: np.ndarray, s: InferenceSettings) -> torch.Tensor:
+    """Compact probabilities of a batch of windows, averaged over flips with ``tta``."""
+    x = torch.from_numpy(xb).to(s.device)
+    if s.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    total = None
+    for dims in _FLIPS if s.tta else _FLIPS[:1]:
+        xi = torch.flip(x, dims) if dims else x
+        with s.autocast_context():
+            p = _compact(module(xi).float())
+        p = torch.flip(p, dims) if dims else p
+        total = p if total is None else total + p
+    return total / (len(_FLIPS) if s.tta else 1)
+
+
+def _tile_input_size(g: Geometry, s: InferenceSettings, default: int) -> int:
+    wanted = s.tile_size if s.tile_size is not None else default
+    size = g.input_length(max(wanted - 2 * g.context, 1))
+    return size
+
+
+def _whole(module, images, idx, g, s, bar) -> Iterator[tuple[int, np.ndarray]]:
+    c, off = g.context, g.output_offset
+    h, w = images[idx[0]].shape[1:]
+    lh, lw = g.input_length(h), g.input_length(w)
+    per_batch = max(1, s.pixels_per_batch // (lh * lw))
+    for start in range(0, len(idx), per_batch):
+        chunk = idx[start : start + per_batch]
+        xb = np.stack([window(images[i], -c, -c, lh, lw) for i in chunk])
+        p = forward(module, xb, s)[..., off : off + h, off : off + w].cpu().numpy()
+        bar.update(len(chunk))
+        yield from zip(chunk, p)
+
+
+def _tiled(module, image, tile, g, s, bar) -> np.ndarray:
+    c, off = g.context, g.output_offset
+    region = tile - 2 * c
+    h, w = image.shape[1:]
+    weights = blend_weights(region, s.blend)
+    acc = None
+    wsum = np.zeros((h, w), dtype=np.float32)
+    starts = [
+        (r, q)
+        for r in tile_starts(h, region, s.tile_overlap)
+        for q in tile_starts(w, region, s.tile_overlap)
+    ]
+    per_batch = max(1, s.pixels_per_batch // (tile * tile))
+    for b in range(0, len(starts), per_batch):
+        batch = starts[b : b + per_batch]
+        xb = np.stack([window(image, r - c, q - c, tile, tile) for r, q in batch])
+        probs = forward(module, xb, s)[..., off : off + region, off : off + region]
+        probs = probs.cpu().numpy()
+        if acc is None:
+            acc = np.zeros((probs.shape[1], h, w), dtype=np.float32)
+        for (r, q), p in zip(batch, probs):
+            hh, ww = min(region, h - r), min(region, w - q)
+            wt = weights[:hh, :ww]
+            acc[:, r : r + hh, q : q + ww] += p[:, :hh, :ww] * wt
+            wsum[r : r + hh, q : q + ww] += wt
+        bar.update(len(batch))
+    acc /= wsum
+    return acc
+
+
+def predict_compact(
+    module: nn.Module,
+    images: Sequence[np.ndarray],
+    geometry: Geometry,
+    settings: InferenceSettings,
+    default_tile: int,
+) -> list[np.ndarray]:
+    """Compact probabilities for validated float32 ``(C, H, W)`` images (unchecked core)."""
+    g = geometry
+    tile = _tile_input_size(g, settings, default_tile)
+    region = tile - 2 * g.context
+    whole: dict[tuple[int, int], list[int]] = defaultdict(list)
+    tiled = []
+    for i, im in enumerate(images):
+        if im.shape[1] <= region and im.shape[2] <= region:
+            whole[im.shape[1:]].append(i)
+        else:
+            tiled.append(i)
+    n_tiles = sum(
+        len(tile_starts(images[i].shape[1], region, settings.tile_overlap))
+        * len(tile_starts(images[i].shape[2], region, settings.tile_overlap))
+        for i in tiled
+    )
+    total = sum(len(v) for v in whole.values()) + n_tiles
+    out: list[np.ndarray | None] = [None] * len(images)
+    module.eval()
+    with (
+        torch.inference_mode(),
+        tqdm(
+            total=total,
+            desc="predict",
+            unit="window",
+            leave=False,
+            disable=not settings.progress or total < 16,
+        ) as bar,
+    ):
+        for idx in whole.values():
+            for i, p in _whole(module, images, idx, g, settings, bar):
+                out[i] = p
+        for i in tiled:
+            out[i] = _tiled(module, images[i], tile, g, settings, bar)
+    return out
+
+
+def expand(p: np.ndarray) -> np.ndarray:
+    """(K, H, W) probabilities from compact ones (background added for binary models)."""
+    if p.shape[0] == 1:
+        return np.concatenate([1 - p, p])
+    return p
+
+
+def classes(p: np.ndarray) -> np.ndarray:
+    """uint8 class mask from compact probabilities (foreground above 0.5 for binary)."""
+    if p.shape[0] == 1:
+        return (p[0] > 0.5).astype(np.uint8)
+    return p.argmax(0).astype(np.uint8)

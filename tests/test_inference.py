@@ -1,0 +1,168 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import make_blobs, tiny
+from skunet.tiling import blend_weights, tile_starts
+
+
+class Pointwise(nn.Module):
+    """A 1x1 network: no spatial context, so tiling must not change its output."""
+
+    size_divisor = 1
+
+    def __init__(self, in_channels=1, out_channels=1):
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x):
+        return self.proj(x)
+
+
+class Constant(nn.Module):
+    size_divisor = 1
+
+    def __init__(self, in_channels=1, out_channels=3):
+        super().__init__()
+        self.logits = nn.Parameter(torch.tensor([0.5, -1.0, 2.0])[:out_channels])
+
+    def forward(self, x):
+        return self.logits.view(1, -1, 1, 1).expand(x.shape[0], -1, *x.shape[2:])
+
+
+@pytest.fixture(scope="module")
+def pointwise():
+    X, y = make_blobs(3)
+    return tiny(module=Pointwise, padding=0, patch_size=16, max_epochs=1).fit(X, y)
+
+
+@pytest.fixture(scope="module")
+def unet():
+    X, y = make_blobs(3)
+    return tiny(max_epochs=1).fit(X, y)
+
+
+def rand(shape, seed=0):
+    return np.random.default_rng(seed).random(shape, dtype=np.float32)
+
+
+class TestTiledPrediction:
+    @pytest.mark.parametrize("shape", [(97, 131), (64, 64), (33, 200), (5, 70)])
+    @pytest.mark.parametrize("blend", ["gaussian", "constant"])
+    def test_tiles_stitch_exactly_for_a_context_free_network(self, pointwise, shape, blend):
+        image = rand(shape)
+        whole = pointwise.set_params(tile_size=4096).predict_proba([image])[0]
+        tiled = pointwise.set_params(tile_size=24, blend=blend).predict_proba([image])[0]
+        assert tiled.shape == (2, *shape)
+        np.testing.assert_allclose(tiled, whole, atol=1e-6)
+
+    def test_tile_covering_the_image_equals_untiled(self, unet):
+        image = rand((40, 40))
+        default = unet.set_params(tile_size=None).predict_proba([image])[0]
+        covering = unet.set_params(tile_size=40 + 2 * 4).predict_proba([image])[0]
+        np.testing.assert_array_equal(default, covering)
+
+    @pytest.mark.parametrize("shape", [(1, 1), (7, 300), (129, 65), (301, 299)])
+    def test_odd_sizes_with_overlapping_tiles(self, unet, shape):
+        p = unet.set_params(tile_size=32, tile_overlap=0.5).predict_proba([rand(shape)])[0]
+        assert p.shape == (2, *shape)
+        np.testing.assert_allclose(p.sum(0), 1, atol=1e-5)
+
+    def test_valid_unet_tiles(self):
+        X, y = make_blobs(3)
+        seg = tiny(module__padding="valid", patch_size=20, max_epochs=1).fit(X, y)
+        image = rand((150, 97))
+        tiled = seg.set_params(tile_size=80, tile_overlap=0.25).predict_proba([image])[0]
+        whole = seg.set_params(tile_size=None).predict_proba([image])[0]
+        assert tiled.shape == whole.shape == (2, 150, 97)
+        # same network, same context: differences come only from blending near tile edges
+        assert np.abs(tiled - whole).mean() < 0.05
+
+    def test_blending_normalises_weights(self):
+        X, y = make_blobs(3)
+        y = [np.minimum(m, 2) for m in y]
+        seg = tiny(
+            module=Constant,
+            n_classes=3,
+            padding=0,
+            patch_size=8,
+            max_epochs=1,
+            callbacks__lr_scheduler=None,
+            lr=0.0,
+        ).fit(X, y)
+        p = seg.set_params(tile_size=16, tile_overlap=0.3).predict_proba([rand((71, 53))])[0]
+        expected = torch.softmax(torch.tensor([0.5, -1.0, 2.0]), 0).numpy()
+        np.testing.assert_allclose(p, expected[:, None, None] * np.ones((1, 71, 53)), atol=1e-6)
+
+
+class TestTTA:
+    def test_shapes_and_flip_equivariant_network(self, pointwise):
+        image = rand((37, 53))
+        plain = pointwise.set_params(tta=False, tile_size=None).predict_proba([image])[0]
+        tta = pointwise.set_params(tta=True).predict_proba([image])[0]
+        assert tta.shape == plain.shape == (2, 37, 53)
+        np.testing.assert_allclose(tta, plain, atol=1e-6)
+        pointwise.set_params(tta=False)
+
+    def test_tta_with_tiles_and_unet(self, unet):
+        image = rand((90, 70))
+        p = unet.set_params(tta=True, tile_size=32).predict_proba([image])[0]
+        assert p.shape == (2, 90, 70)
+        unet.set_params(tta=False, tile_size=None)
+
+
+class TestOptions:
+    def test_channels_last_and_autocast(self):
+        X, y = make_blobs(3)
+        seg = tiny(channels_last=True, max_epochs=1).fit(X, y)
+        assert seg.module_.down[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+        ref = seg.predict_proba(X[:1])[0]
+        low = seg.set_params(autocast=True).predict_proba(X[:1])[0]
+        assert low.dtype == np.float32 and np.abs(low - ref).max() < 0.05
+
+    @pytest.mark.parametrize(
+        "kwargs, match",
+        [
+            ({"tile_size": 0}, "tile_size must be"),
+            ({"tile_overlap": 1.0}, "tile_overlap"),
+            ({"blend": "linear"}, "blend='linear'"),
+        ],
+    )
+    def test_bad_settings(self, unet, kwargs, match):
+        with pytest.raises(ValueError, match=match):
+            unet.set_params(**kwargs).predict([rand((8, 8))])
+        unet.set_params(tile_size=None, tile_overlap=0.25, blend="gaussian")
+
+
+class TestAgainstMONAI:
+    """Identical settings give MONAI's sliding-window result."""
+
+    def test_grid_and_weights(self):
+        from monai.data.utils import compute_importance_map, dense_patch_slices
+        from monai.inferers.utils import _get_scan_interval
+
+        for size, roi, overlap in [(1000, 256, 0.25), (300, 64, 0.5), (64, 64, 0.25)]:
+            interval = _get_scan_interval((size,), (roi,), 1, (overlap,))
+            ref = sorted({s[0].start for s in dense_patch_slices((size,), (roi,), interval)})
+            assert tile_starts(size, roi, overlap) == ref
+        ref = compute_importance_map((64, 64), mode="gaussian", sigma_scale=0.125).numpy()
+        np.testing.assert_allclose(blend_weights(64), ref, rtol=1e-5, atol=1e-7)
+
+    def test_sliding_window_matches(self, unet):
+        from monai.inferers import sliding_window_inference
+
+        image = rand((200, 150))
+        seg = unet.set_params(padding=0, tile_size=64, tile_overlap=0.25)
+        ours = seg.predict_proba([image])[0][1]
+        with torch.inference_mode():
+            theirs = sliding_window_inference(
+                torch.from_numpy(image)[None, None],
+                roi_size=(64, 64),
+                sw_batch_size=4,
+                predictor=lambda x: torch.sigmoid(seg.module_(x)),
+                overlap=0.25,
+                mode="gaussian",
+            )[0, 0].numpy()
+        unet.set_params(padding=4, tile_size=None)
+        assert np.abs(ours - theirs).max() <= 1e-4
