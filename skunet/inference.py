@@ -13,7 +13,7 @@ K channels otherwise; :func:`expand` gives the (K, H, W) form.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 
 import numpy as np
@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .tiling import Geometry, blend_weights, tile_starts, window
+from .validation import as_float32
 
 __all__ = ["InferenceSettings", "classes", "expand", "predict_compact"]
 
@@ -90,47 +91,74 @@ def _tile_input_size(g: Geometry, s: InferenceSettings, default: int) -> int:
     return size
 
 
-def _whole(module, images, idx, g, s, bar) -> Iterator[tuple[int, np.ndarray]]:
+def _stack(images, idx, top, left, height, width) -> np.ndarray:
+    return np.stack([as_float32(window(images[i], top, left, height, width)) for i in idx])
+
+
+def _whole(module, images, idx, g, s, bar, finalize) -> Iterator[tuple[int, np.ndarray]]:
     c, off = g.context, g.output_offset
     h, w = images[idx[0]].shape[1:]
     lh, lw = g.input_length(h), g.input_length(w)
     per_batch = max(1, s.pixels_per_batch // (lh * lw))
     for start in range(0, len(idx), per_batch):
         chunk = idx[start : start + per_batch]
-        xb = np.stack([window(images[i], -c, -c, lh, lw) for i in chunk])
-        p = forward(module, xb, s)[..., off : off + h, off : off + w].cpu().numpy()
+        p = forward(module, _stack(images, chunk, -c, -c, lh, lw), s)
+        p = p[..., off : off + h, off : off + w].cpu().numpy()
         bar.update(len(chunk))
-        yield from zip(chunk, p)
+        for i, pi in zip(chunk, p):
+            yield i, finalize(pi)
 
 
-def _tiled(module, image, tile, g, s, bar) -> np.ndarray:
+def _tiled(module, image, tile, g, s, bar, finalize) -> np.ndarray:
+    """Blend overlapping tiles, streaming: only one band of tile rows is kept in float.
+
+    Rows above the next tile row are final once a tile row is done; they are normalised,
+    passed through ``finalize`` (e.g. to uint8 classes) and stored, so the float buffers
+    hold ``region`` rows, not the whole image.
+    """
     c, off = g.context, g.output_offset
     region = tile - 2 * c
     h, w = image.shape[1:]
     weights = blend_weights(region, s.blend)
-    acc = None
-    wsum = np.zeros((h, w), dtype=np.float32)
-    starts = [
-        (r, q)
-        for r in tile_starts(h, region, s.tile_overlap)
-        for q in tile_starts(w, region, s.tile_overlap)
-    ]
+    rows = tile_starts(h, region, s.tile_overlap)
+    cols = tile_starts(w, region, s.tile_overlap)
     per_batch = max(1, s.pixels_per_batch // (tile * tile))
-    for b in range(0, len(starts), per_batch):
-        batch = starts[b : b + per_batch]
-        xb = np.stack([window(image, r - c, q - c, tile, tile) for r, q in batch])
-        probs = forward(module, xb, s)[..., off : off + region, off : off + region]
-        probs = probs.cpu().numpy()
-        if acc is None:
-            acc = np.zeros((probs.shape[1], h, w), dtype=np.float32)
-        for (r, q), p in zip(batch, probs):
-            hh, ww = min(region, h - r), min(region, w - q)
-            wt = weights[:hh, :ww]
-            acc[:, r : r + hh, q : q + ww] += p[:, :hh, :ww] * wt
-            wsum[r : r + hh, q : q + ww] += wt
-        bar.update(len(batch))
-    acc /= wsum
-    return acc
+    band = min(region, h)
+    acc = wsum = out = None
+    lo = 0  # image row of the buffers' first row
+
+    def flush(upto: int) -> None:
+        nonlocal out
+        n = upto - lo
+        done = finalize(acc[:, :n] / wsum[:n])
+        if out is None:
+            out = np.empty((*done.shape[:-2], h, w), dtype=done.dtype)
+        out[..., lo:upto, :] = done
+        acc[:, : band - n] = acc[:, n:].copy()
+        acc[:, band - n :] = 0
+        wsum[: band - n] = wsum[n:].copy()
+        wsum[band - n :] = 0
+
+    for i, r in enumerate(rows):
+        for b in range(0, len(cols), per_batch):
+            batch = cols[b : b + per_batch]
+            xb = np.stack([as_float32(window(image, r - c, q - c, tile, tile)) for q in batch])
+            probs = forward(module, xb, s)[..., off : off + region, off : off + region]
+            probs = probs.cpu().numpy()
+            if acc is None:
+                acc = np.zeros((probs.shape[1], band, w), dtype=np.float32)
+                wsum = np.zeros((band, w), dtype=np.float32)
+            hh = min(region, h - r)
+            for q, p in zip(batch, probs):
+                ww = min(region, w - q)
+                wt = weights[:hh, :ww]
+                acc[:, r - lo : r - lo + hh, q : q + ww] += p[:, :hh, :ww] * wt
+                wsum[r - lo : r - lo + hh, q : q + ww] += wt
+            bar.update(len(batch))
+        upto = rows[i + 1] if i + 1 < len(rows) else h
+        flush(upto)
+        lo = upto
+    return out
 
 
 def predict_compact(
@@ -139,8 +167,13 @@ def predict_compact(
     geometry: Geometry,
     settings: InferenceSettings,
     default_tile: int,
+    finalize: Callable[[np.ndarray], np.ndarray] = lambda p: p,
 ) -> list[np.ndarray]:
-    """Compact probabilities for validated float32 ``(C, H, W)`` images (unchecked core)."""
+    """Predict ``(C, H, W)`` images of any dtype (validated: the unchecked core).
+
+    Returns ``finalize(p)`` of each image's compact probabilities ``p``; ``finalize``
+    must work on any band of rows (it receives ``(K', rows, W)``), e.g. :func:`classes`.
+    """
     g = geometry
     tile = _tile_input_size(g, settings, default_tile)
     region = tile - 2 * g.context
@@ -170,10 +203,10 @@ def predict_compact(
         ) as bar,
     ):
         for idx in whole.values():
-            for i, p in _whole(module, images, idx, g, settings, bar):
+            for i, p in _whole(module, images, idx, g, settings, bar, finalize):
                 out[i] = p
         for i in tiled:
-            out[i] = _tiled(module, images[i], tile, g, settings, bar)
+            out[i] = _tiled(module, images[i], tile, g, settings, bar, finalize)
     return out
 
 
@@ -187,5 +220,5 @@ def expand(p: np.ndarray) -> np.ndarray:
 def classes(p: np.ndarray) -> np.ndarray:
     """uint8 class mask from compact probabilities (foreground above 0.5 for binary)."""
     if p.shape[0] == 1:
-        return (p[0] > 0.5).astype(np.uint8)
+        return (p[0] > 0.5).view(np.uint8)
     return p.argmax(0).astype(np.uint8)

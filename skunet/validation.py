@@ -11,7 +11,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TARGETS", "check_images", "check_masks", "check_target", "to_float_image"]
+__all__ = [
+    "TARGETS",
+    "as_float32",
+    "channels_first",
+    "check_images",
+    "check_masks",
+    "check_target",
+    "to_float_image",
+]
 
 TARGETS = ("mask", "boundary")
 
@@ -50,29 +58,37 @@ def _as_array(item: Any, label: str) -> np.ndarray:
     return np.asarray(item)
 
 
-def to_float_image(image: np.ndarray) -> np.ndarray:
-    """An ``(H, W)`` or ``(H, W, C)`` image as float32 ``(C, H, W)``.
+def as_float32(a: np.ndarray) -> np.ndarray:
+    """Pixel values as float32: integers scaled by their dtype's maximum (uint8 / 255,
+    uint16 / 65535, as ``skimage.img_as_float`` does), floats kept as they are.
 
-    Integer images are scaled by their dtype's maximum (uint8 / 255, uint16 / 65535, as
-    ``skimage.img_as_float`` does); float images are kept as they are.
+    >>> as_float32(np.array([0, 255], np.uint8)).tolist()
+    [0.0, 1.0]
+    """
+    if a.dtype == bool:
+        return a.astype(np.float32)
+    if np.issubdtype(a.dtype, np.integer):
+        return a.astype(np.float32) / np.float32(np.iinfo(a.dtype).max)
+    return a.astype(np.float32, copy=False)
+
+
+def channels_first(image: np.ndarray) -> np.ndarray:
+    """A ``(C, H, W)`` view of an ``(H, W)`` or ``(H, W, C)`` image (no copy)."""
+    return image[None] if image.ndim == 2 else np.moveaxis(image, -1, 0)
+
+
+def to_float_image(image: np.ndarray) -> np.ndarray:
+    """An ``(H, W)`` or ``(H, W, C)`` image as contiguous float32 ``(C, H, W)``.
 
     >>> to_float_image(np.full((2, 3), 255, np.uint8)).tolist()
     [[[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]]
     """
-    if image.dtype == bool:
-        image = image.astype(np.float32)
-    elif np.issubdtype(image.dtype, np.integer):
-        image = image.astype(np.float32) / np.float32(np.iinfo(image.dtype).max)
-    else:
-        image = image.astype(np.float32, copy=False)
-    if image.ndim == 2:
-        image = image[None]
-    else:
-        image = np.moveaxis(image, -1, 0)
-    return np.ascontiguousarray(image)
+    return np.ascontiguousarray(as_float32(channels_first(image)))
 
 
-def check_images(X: Any, *, n_channels: int | None = None, name: str = "X") -> list[np.ndarray]:
+def check_images(
+    X: Any, *, n_channels: int | None = None, name: str = "X", as_float: bool = True
+) -> list[np.ndarray]:
     """Validate images and return them as float32 ``(C, H, W)`` arrays.
 
     Parameters
@@ -83,6 +99,10 @@ def check_images(X: Any, *, n_channels: int | None = None, name: str = "X") -> l
         Channels the images must have (a fitted model's ``n_channels_in_``).
     name : str, default="X"
         Name used in error messages.
+    as_float : bool, default=True
+        Return contiguous float32 copies; False returns ``(C, H, W)`` views of the
+        images in their own dtype (convert windows with :func:`as_float32`), which keeps
+        memory low when predicting very large images.
 
     Raises
     ------
@@ -135,11 +155,15 @@ def check_images(X: Any, *, n_channels: int | None = None, name: str = "X") -> l
                 f"{label} has {channels} channel(s) but the model was fitted on images "
                 f"with {n_channels}"
             )
-        image = to_float_image(arr)
-        if not np.isfinite(image).all():
-            bad = int(image.size - np.isfinite(image).sum())
-            raise ValueError(f"{label} (shape {arr.shape}) has {bad} NaN or infinite pixel(s)")
-        images.append(image)
+        if np.issubdtype(arr.dtype, np.floating):
+            finite = np.isfinite(arr)
+            if not finite.all():
+                bad = int(arr.size - finite.sum())
+                raise ValueError(f"{label} (shape {arr.shape}) has {bad} NaN or infinite pixel(s)")
+            big = np.finfo(np.float32).max
+            if arr.dtype.itemsize > 4 and (arr.max() > big or arr.min() < -big):
+                raise ValueError(f"{label} has values beyond the float32 range")
+        images.append(to_float_image(arr) if as_float else channels_first(arr))
     return images
 
 

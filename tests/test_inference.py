@@ -166,3 +166,13 @@ class TestAgainstMONAI:
             )[0, 0].numpy()
         unet.set_params(padding=4, tile_size=None)
         assert np.abs(ours - theirs).max() <= 1e-4
+
+
+def test_streamed_classes_equal_argmax_of_probabilities(unet):
+    image = (rand((300, 170)) * 255).astype(np.uint8)
+    seg = unet.set_params(tile_size=48, tile_overlap=0.3)
+    mask = seg.predict([image])[0]
+    proba = seg.predict_proba([image])[0]
+    unet.set_params(tile_size=None, tile_overlap=0.25)
+    assert mask.dtype == np.uint8 and mask.shape == (300, 170)
+    np.testing.assert_array_equal(mask, proba.argmax(0))
