@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 import torch
-from _record import write
+from _record import RESULTS, write
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -229,8 +229,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--table", action="store_true", help="print the table of the last run")
     parser.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.table:
+        record = json.loads((RESULTS / "speed.json").read_text())
+        print(
+            f"{record['command']}, {record['date']}, {record['machine']['cpu']}, "
+            f"{record['machine']['cores']} cores"
+        )
+        print_table(record)
+        return
     if args.rss_child:
         rss_child(args.rss_child[0], int(args.rss_child[1]))
         return
@@ -359,6 +368,7 @@ def print_table(f: dict) -> None:
             "fit throughput, skunet / plain loop (target >= 0.98)",
             m(f["fit"]["throughput_ratio_skunet_over_plain"]),
         ),
+        ("same, both NCHW", m(f["fit"]["throughput_ratio_same_layout"])),
         (
             f"tiled predict {f['predict_vs_monai']['image']}, skunet / MONAI (target >= 1.5)",
             m(f["predict_vs_monai"]["throughput_ratio_skunet_over_monai"]),

@@ -360,6 +360,12 @@ class UNetSegmenter(NeuralNet):
             iterator = self.iterator_valid
         if kwargs["batch_size"] == -1:
             kwargs["batch_size"] = len(dataset)
+        # DataLoader defaults: patches are cut in the main process (num_workers=0: on a
+        # few cores a worker would take a core from the network's threads); pinned
+        # memory for CUDA; workers, when asked for, live across epochs.
+        kwargs.setdefault("pin_memory", torch.device(self.device).type == "cuda")
+        if kwargs.get("num_workers", 0) > 0:
+            kwargs.setdefault("persistent_workers", True)
         return iterator(dataset, **kwargs)
 
     # ---------------------------------------------------------------- predict

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -112,9 +113,9 @@ def _whole(module, images, idx, g, s, bar, finalize) -> Iterator[tuple[int, np.n
 def _tiled(module, image, tile, g, s, bar, finalize) -> np.ndarray:
     """Blend overlapping tiles, streaming: only one band of tile rows is kept in float.
 
-    Rows above the next tile row are final once a tile row is done; they are normalised,
-    passed through ``finalize`` (e.g. to uint8 classes) and stored, so the float buffers
-    hold ``region`` rows, not the whole image.
+    Tiles run in batches in row-major order. Image rows above the first unfinished tile
+    row are final: they are normalised, passed through ``finalize`` (e.g. to uint8
+    classes) and stored, so the float buffers hold about one tile's rows, not the image.
     """
     c, off = g.context, g.output_offset
     region = tile - 2 * c
@@ -123,12 +124,14 @@ def _tiled(module, image, tile, g, s, bar, finalize) -> np.ndarray:
     rows = tile_starts(h, region, s.tile_overlap)
     cols = tile_starts(w, region, s.tile_overlap)
     per_batch = max(1, s.pixels_per_batch // (tile * tile))
-    band = min(region, h)
+    # the buffers hold the rows that the tiles of one batch can reach
+    step = max((b - a for a, b in pairwise(rows)), default=0)
+    band = min(region + step * (per_batch // len(cols) + 1), h)
     acc = wsum = out = None
     lo = 0  # image row of the buffers' first row
 
     def flush(upto: int) -> None:
-        nonlocal out
+        nonlocal out, lo
         n = upto - lo
         done = finalize(acc[:, :n] / wsum[:n])
         if out is None:
@@ -138,26 +141,29 @@ def _tiled(module, image, tile, g, s, bar, finalize) -> np.ndarray:
         acc[:, band - n :] = 0
         wsum[: band - n] = wsum[n:].copy()
         wsum[band - n :] = 0
-
-    for i, r in enumerate(rows):
-        for b in range(0, len(cols), per_batch):
-            batch = cols[b : b + per_batch]
-            xb = np.stack([as_float32(window(image, r - c, q - c, tile, tile)) for q in batch])
-            probs = forward(module, xb, s)[..., off : off + region, off : off + region]
-            probs = probs.cpu().numpy()
-            if acc is None:
-                acc = np.zeros((probs.shape[1], band, w), dtype=np.float32)
-                wsum = np.zeros((band, w), dtype=np.float32)
-            hh = min(region, h - r)
-            for q, p in zip(batch, probs):
-                ww = min(region, w - q)
-                wt = weights[:hh, :ww]
-                acc[:, r - lo : r - lo + hh, q : q + ww] += p[:, :hh, :ww] * wt
-                wsum[r - lo : r - lo + hh, q : q + ww] += wt
-            bar.update(len(batch))
-        upto = rows[i + 1] if i + 1 < len(rows) else h
-        flush(upto)
         lo = upto
+
+    tiles = [(i, r, q) for i, r in enumerate(rows) for q in cols]
+    for b in range(0, len(tiles), per_batch):
+        batch = tiles[b : b + per_batch]
+        xb = np.stack([as_float32(window(image, r - c, q - c, tile, tile)) for _, r, q in batch])
+        probs = forward(module, xb, s)[..., off : off + region, off : off + region]
+        probs = probs.cpu().numpy()
+        if acc is None:
+            acc = np.zeros((probs.shape[1], band, w), dtype=np.float32)
+            wsum = np.zeros((band, w), dtype=np.float32)
+        for (_, r, q), p in zip(batch, probs):
+            hh, ww = min(region, h - r), min(region, w - q)
+            wt = weights[:hh, :ww]
+            acc[:, r - lo : r - lo + hh, q : q + ww] += p[:, :hh, :ww] * wt
+            wsum[r - lo : r - lo + hh, q : q + ww] += wt
+        bar.update(len(batch))
+        # image rows above the first unfinished tile row are final
+        last, _, q_last = batch[-1]
+        unfinished = last + 1 if q_last == cols[-1] else last
+        upto = rows[unfinished] if unfinished < len(rows) else h
+        if upto > lo:
+            flush(upto)
     return out
 
 

@@ -48,12 +48,13 @@ def rand(shape, seed=0):
 
 
 class TestTiledPrediction:
-    @pytest.mark.parametrize("shape", [(97, 131), (64, 64), (33, 200), (5, 70)])
+    @pytest.mark.parametrize("shape", [(97, 131), (64, 64), (33, 200), (5, 70), (200, 9)])
     @pytest.mark.parametrize("blend", ["gaussian", "constant"])
-    def test_tiles_stitch_exactly_for_a_context_free_network(self, pointwise, shape, blend):
+    @pytest.mark.parametrize("tile", [16, 24])  # 4 tiles a batch (spanning rows), or 1
+    def test_tiles_stitch_exactly_for_a_context_free_network(self, pointwise, shape, blend, tile):
         image = rand(shape)
         whole = pointwise.set_params(tile_size=4096).predict_proba([image])[0]
-        tiled = pointwise.set_params(tile_size=24, blend=blend).predict_proba([image])[0]
+        tiled = pointwise.set_params(tile_size=tile, blend=blend).predict_proba([image])[0]
         assert tiled.shape == (2, *shape)
         np.testing.assert_allclose(tiled, whole, atol=1e-6)
 
