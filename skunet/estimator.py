@@ -186,15 +186,19 @@ class UNetSegmenter(NeuralNet):
     # ------------------------------------------------------------------ set-up
     @property
     def _default_callbacks(self):
-        callbacks = [cb for cb in super()._default_callbacks if cb[0] != "print_log"]
-        return [
-            *callbacks,
+        skorch_defaults = super()._default_callbacks
+        ours = [
             ("freezer", EncoderFreezer("conv*")),
             ("lr_scheduler", CyclicLRScheduler()),
             ("iou", IoUScoring()),
             ("checkpoint", SegmentationCheckpoint()),
-            *(cb for cb in super()._default_callbacks if cb[0] == "print_log"),
         ]
+        # after skorch's scoring callbacks, before its print_log
+        return (
+            [cb for cb in skorch_defaults if cb[0] != "print_log"]
+            + ours
+            + [cb for cb in skorch_defaults if cb[0] == "print_log"]
+        )
 
     def _validate_params(self) -> None:
         try:
