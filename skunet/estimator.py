@@ -380,18 +380,6 @@ class UNetSegmenter(NeuralNet):
             )
 
     def _inference_settings(self, geometry: Geometry) -> InferenceSettings:
-        if self.tile_size is not None and (
-            isinstance(self.tile_size, bool)
-            or not isinstance(self.tile_size, (int, np.integer))
-            or self.tile_size < 1
-        ):
-            raise ValueError(
-                f"tile_size must be None or a positive integer, got {self.tile_size!r}"
-            )
-        if not 0 <= self.tile_overlap < 1:
-            raise ValueError(f"tile_overlap must be in [0, 1), got {self.tile_overlap!r}")
-        if self.blend not in ("gaussian", "constant"):
-            raise ValueError(f"blend={self.blend!r}; use 'gaussian' or 'constant'")
         window = self.patch_size + 2 * geometry.context
         return InferenceSettings(
             device=self.device,

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from itertools import pairwise
 
 import numpy as np
@@ -30,30 +31,31 @@ __all__ = ["InferenceSettings", "classes", "expand", "predict_compact"]
 _FLIPS = ((), (-1,), (-2,), (-2, -1))
 
 
+@dataclass
 class InferenceSettings:
     """How to run the network at prediction time (see :class:`skunet.UNetSegmenter`)."""
 
-    def __init__(
-        self,
-        device: str | torch.device = "cpu",
-        tile_size: int | None = None,
-        tile_overlap: float = 0.25,
-        blend: str = "gaussian",
-        tta: bool = False,
-        channels_last: bool = False,
-        autocast: bool | str = False,
-        pixels_per_batch: int = 8 * 288 * 288,
-        progress: bool = False,
-    ) -> None:
-        self.device = torch.device(device)
-        self.tile_size = tile_size
-        self.tile_overlap = tile_overlap
-        self.blend = blend
-        self.tta = tta
-        self.channels_last = channels_last
-        self.autocast = autocast
-        self.pixels_per_batch = pixels_per_batch
-        self.progress = progress
+    device: str | torch.device = "cpu"
+    tile_size: int | None = None
+    tile_overlap: float = 0.25
+    blend: str = "gaussian"
+    tta: bool = False
+    channels_last: bool = False
+    autocast: bool | str = False
+    pixels_per_batch: int = 8 * 288 * 288
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        self.device = torch.device(self.device)
+        size = self.tile_size
+        if size is not None and (
+            isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1
+        ):
+            raise ValueError(f"tile_size must be None or a positive integer, got {size!r}")
+        if not 0 <= self.tile_overlap < 1:
+            raise ValueError(f"tile_overlap must be in [0, 1), got {self.tile_overlap!r}")
+        if self.blend not in ("gaussian", "constant"):
+            raise ValueError(f"blend={self.blend!r}; use 'gaussian' or 'constant'")
 
     def autocast_context(self):
         if not self.autocast:
