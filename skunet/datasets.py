@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 from PIL import Image
+from tqdm.auto import tqdm
 
 __all__ = ["IMAGE_EXTENSIONS", "load_dsb2018", "load_sample", "read_image", "read_image_folder"]
 
@@ -80,15 +81,92 @@ def read_image_folder(
     return X, y
 
 
-def load_dsb2018(
-    root: str | os.PathLike, split: str = "train"
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Load the DSB2018 nuclei layout ``root/<split>/{images,masks}/<id>.tif``.
+def _to_color(image: np.ndarray, color: str) -> np.ndarray:
+    """An image as grayscale (H, W) or RGB (H, W, 3) uint8, whatever it was stored as."""
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = image[..., :3]  # DSB2018 PNGs are RGBA with an opaque alpha
+    if color == "rgb":
+        return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
+    if image.ndim == 2:
+        return image
+    if (image == image[..., :1]).all():  # gray stored as RGB
+        return np.ascontiguousarray(image[..., 0])
+    from skimage.color import rgb2gray
+    from skimage.util import img_as_ubyte
 
-    Images are uint8 grayscale, masks uint16 instance labels (0 = background).
+    return img_as_ubyte(rgb2gray(image))
+
+
+def _read_kaggle(folder: Path, color: str, progress: bool) -> tuple[list, list]:
+    """Kaggle's ``<id>/images/<id>.png`` + ``<id>/masks/*.png`` (one PNG per nucleus)."""
+    ids = sorted(p for p in folder.iterdir() if p.is_dir())
+    if not ids:
+        raise ValueError(f"no image folders (<id>/images/<id>.png) in {str(folder)!r}")
+    X, y = [], []
+    for case in tqdm(ids, desc="DSB2018", unit="image", disable=not progress or len(ids) < 50):
+        image_path = case / "images" / f"{case.name}.png"
+        if not image_path.is_file():
+            raise ValueError(f"{str(case)!r} has no image {case.name}.png in images/")
+        mask_paths = sorted((case / "masks").glob("*.png"))
+        if not mask_paths:
+            raise ValueError(f"{str(case)!r} has no masks/*.png (one PNG per nucleus)")
+        image = _to_color(read_image(image_path), color)
+        labels = np.zeros(image.shape[:2], dtype=np.uint16)
+        for k, path in enumerate(mask_paths, 1):
+            mask = read_image(path)
+            if mask.shape[:2] != labels.shape:
+                raise ValueError(
+                    f"mask {str(path)!r} is {mask.shape[:2]} but its image is {labels.shape}"
+                )
+            mask = mask[..., 0] if mask.ndim == 3 else mask
+            labels[(mask > 0) & (labels == 0)] = k  # the first mask keeps shared pixels
+        X.append(image)
+        y.append(labels)
+    return X, y
+
+
+def load_dsb2018(
+    root: str | os.PathLike, split: str = "train", color: str = "gray", progress: bool = True
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Load Kaggle Data Science Bowl 2018 nuclei images and instance labels.
+
+    Two layouts are recognised:
+
+    - ``root/<split>/{images,masks}/<id>.tif``: uint8 images and uint16 instance-label
+      masks paired by name (the StarDist-style layout of ``shared/data/dsb2018``);
+    - Kaggle's own ``root/stage1_<split>/<id>/images/<id>.png`` with one binary
+      ``<id>/masks/*.png`` per nucleus (``root`` may also be the ``stage1_<split>``
+      folder itself), merged into one label image (1..n in file-name order; the first
+      mask keeps pixels that two masks claim).
+
+    Parameters
+    ----------
+    root : path
+    split : str, default="train"
+    color : {"gray", "rgb"}, default="gray"
+        Kaggle images are RGBA: ``"gray"`` keeps one channel of gray images and converts
+        colour ones with ``skimage.color.rgb2gray``; ``"rgb"`` keeps three channels.
+    progress : bool, default=True
+        Progress bar for folders of 50 images or more.
+
+    Raises
+    ------
+    ValueError
+        No recognised layout, or a missing, unpaired or unreadable file (named).
     """
-    base = Path(root) / split
-    return read_image_folder(base / "images", base / "masks")
+    if color not in ("gray", "rgb"):
+        raise ValueError(f"color={color!r}; use 'gray' or 'rgb'")
+    root = Path(root)
+    if (root / split / "images").is_dir():
+        X, y = read_image_folder(root / split / "images", root / split / "masks")
+        return [_to_color(x, color) for x in X], y
+    for folder in (root / f"stage1_{split}", root):
+        if folder.is_dir() and any((p / "images").is_dir() for p in folder.iterdir()):
+            return _read_kaggle(folder, color, progress)
+    raise ValueError(
+        f"{str(root)!r} holds neither {split}/images + {split}/masks nor Kaggle's "
+        f"stage1_{split}/<id>/images layout"
+    )
 
 
 def load_sample(name: str = "nuclei") -> tuple[list[np.ndarray], list[np.ndarray]]:

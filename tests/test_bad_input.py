@@ -279,7 +279,7 @@ class TestLoaders:
             read_image_folder(d / "images", d / "masks")
 
     def test_missing_split(self, tmp_path):
-        with pytest.raises(ValueError, match="is not a folder"):
+        with pytest.raises(ValueError, match="neither test/images"):
             load_dsb2018(tmp_path, split="test")
 
 

@@ -62,3 +62,63 @@ def test_bundled_sample():
     assert len({x.shape for x in X}) == 3  # sizes vary
     with pytest.raises(ValueError, match=r"choose one of \['nuclei'\]"):
         load_sample("wbc")
+
+
+def write_kaggle(root, cases):
+    """Kaggle's stage1_train/<id>/images/<id>.png + <id>/masks/*.png layout."""
+    for case_id, (image, masks) in cases.items():
+        (root / case_id / "images").mkdir(parents=True)
+        (root / case_id / "masks").mkdir()
+        Image.fromarray(image).save(root / case_id / "images" / f"{case_id}.png")
+        for k, mask in enumerate(masks):
+            Image.fromarray(mask).save(root / case_id / "masks" / f"m{k}.png")
+
+
+class TestKaggleLayout:
+    def setup_method(self):
+        gray = np.zeros((6, 8, 4), np.uint8)
+        gray[..., :3] = np.arange(48, dtype=np.uint8).reshape(6, 8, 1)
+        gray[..., 3] = 255
+        color = np.zeros((6, 8, 4), np.uint8)
+        color[..., 0], color[..., 3] = 200, 255
+        a = np.zeros((6, 8), np.uint8)
+        a[0:3, 0:3] = 255
+        b = np.zeros((6, 8), np.uint8)
+        b[2:5, 2:6] = 255  # shares pixel (2, 2) with a
+        self.cases = {"id1": (gray, [a, b]), "id2": (color, [b])}
+
+    def test_masks_become_instance_labels(self, tmp_path):
+        write_kaggle(tmp_path / "stage1_train", self.cases)
+        X, y = load_dsb2018(tmp_path)
+        assert X[0].shape == (6, 8) and X[0].dtype == np.uint8
+        np.testing.assert_array_equal(X[0], np.arange(48).reshape(6, 8))
+        assert y[0].dtype == np.uint16 and y[0].max() == 2
+        assert y[0][2, 2] == 1  # the first mask keeps shared pixels
+        assert (y[0] == 2).sum() == 3 * 4 - 1
+        assert X[1].ndim == 2 and 0 < X[1].mean() < 255  # colour converted to gray
+
+    def test_rgb_on_request_and_folder_itself(self, tmp_path):
+        write_kaggle(tmp_path, self.cases)
+        X, _ = load_dsb2018(tmp_path, color="rgb")
+        assert X[0].shape == (6, 8, 3) and X[1][0, 0].tolist() == [200, 0, 0]
+
+    def test_errors_name_the_case(self, tmp_path):
+        write_kaggle(tmp_path, self.cases)
+        for p in (tmp_path / "id2" / "masks").iterdir():
+            p.unlink()
+        with pytest.raises(ValueError, match=r"id2.* has no masks"):
+            load_dsb2018(tmp_path)
+        (tmp_path / "id1" / "masks" / "m0.png").write_bytes(b"not a png")
+        with pytest.raises(ValueError, match=r"cannot read image file .*id1/masks/m0\.png"):
+            load_dsb2018(tmp_path)
+        with pytest.raises(ValueError, match="neither train/images"):
+            load_dsb2018(tmp_path / "id1" / "masks")
+        with pytest.raises(ValueError, match="color='cmyk'"):
+            load_dsb2018(tmp_path, color="cmyk")
+
+
+def test_shared_layout_rgb(tmp_path):
+    (tmp_path / "train").mkdir()
+    write_pair(tmp_path / "train", "a", np.full((3, 3), 7, np.uint8), np.ones((3, 3), np.uint8))
+    X, _ = load_dsb2018(tmp_path, color="rgb")
+    assert X[0].shape == (3, 3, 3)

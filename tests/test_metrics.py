@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.metrics import f1_score, jaccard_score
 
-from skunet.metrics import confusion_matrix, dice_score, iou_score
+from skunet.metrics import confusion_matrix, dice_score, iou_score, match_dataset, match_instances
 
 masks = arrays(
     np.int64, st.tuples(st.integers(1, 8), st.integers(1, 8)), elements=st.integers(0, 2)
@@ -59,3 +59,81 @@ class TestPixelMetrics:
                 [np.zeros((1, 1), int), np.zeros((2, 2), int)],
                 [np.zeros((1, 1), int), np.zeros((2, 3), int)],
             )
+
+
+def random_labels(rng, shape=(64, 64), n=12):
+    """Instance labels of random overlapping rectangles (later ones on top)."""
+    lab = np.zeros(shape, np.int32)
+    for i in range(1, n + 1):
+        y0, x0 = rng.integers(0, shape[0] - 4), rng.integers(0, shape[1] - 4)
+        h, w = rng.integers(3, 16, 2)
+        lab[y0 : y0 + h, x0 : x0 + w] = i
+    return lab
+
+
+def perturb(rng, lab):
+    """A plausible prediction: shifted, some objects dropped, some merged."""
+    out = np.roll(lab, rng.integers(-2, 3, 2), axis=(0, 1))
+    ids = np.unique(out)[1:]
+    for i in rng.choice(ids, size=min(2, len(ids)), replace=False):
+        out[out == i] = 0 if rng.random() < 0.5 else ids[0]
+    return out
+
+
+class TestObjectMatching:
+    """Exactly StarDist's definitions (stardist.matching, test-only dependency)."""
+
+    COUNTS = ("tp", "fp", "fn", "n_true", "n_pred")
+    # StarDist computes IoUs in float32: scores agree to its precision, counts exactly
+    SCORES = (
+        "precision",
+        "recall",
+        "accuracy",
+        "f1",
+        "mean_true_score",
+        "mean_matched_score",
+        "panoptic_quality",
+    )
+    THRESHOLDS = [0.1, 0.3, 0.5, 0.7, 0.9]
+
+    def test_match_instances_equals_stardist(self):
+        from stardist.matching import matching
+
+        rng = np.random.default_rng(0)
+        for _ in range(20):
+            t = random_labels(rng)
+            p = perturb(rng, t)
+            ours = match_instances(t, p, thresh=self.THRESHOLDS)
+            theirs = matching(t, p, thresh=self.THRESHOLDS)
+            for a, b in zip(ours, theirs):
+                assert [getattr(a, f) for f in self.COUNTS] == [getattr(b, f) for f in self.COUNTS]
+                for f in self.SCORES:
+                    assert getattr(a, f) == pytest.approx(getattr(b, f), rel=1e-6, abs=1e-9), f
+
+    def test_match_dataset_equals_stardist(self):
+        from stardist.matching import matching_dataset
+
+        rng = np.random.default_rng(1)
+        ts = [random_labels(rng, n=int(rng.integers(0, 15))) for _ in range(8)]
+        ps = [perturb(rng, t) if t.max() else t.copy() for t in ts]
+        ps[3] = np.zeros_like(ps[3])  # an image with no predictions
+        ours = match_dataset(ts, ps, thresh=self.THRESHOLDS)
+        theirs = matching_dataset(ts, ps, thresh=self.THRESHOLDS, show_progress=False)
+        for a, b in zip(ours, theirs):
+            assert [getattr(a, f) for f in self.COUNTS] == [getattr(b, f) for f in self.COUNTS]
+            for f in self.SCORES:
+                assert getattr(a, f) == pytest.approx(getattr(b, f), rel=1e-6, abs=1e-9), f
+
+    def test_one_to_one_and_empty(self):
+        t = np.array([[1, 1, 1, 1]])
+        p = np.array([[1, 1, 2, 2]])  # two halves: IoU 0.5 each, only one may match
+        m = match_instances(t, p, 0.5)
+        assert (m.tp, m.fp, m.fn) == (1, 1, 0)
+        empty = match_instances(np.zeros((3, 3), int), np.zeros((3, 3), int))
+        assert (empty.tp, empty.accuracy, empty.panoptic_quality) == (0, 0.0, 0.0)
+
+    def test_bad_labels(self):
+        with pytest.raises(ValueError, match="y_true has shape"):
+            match_instances(np.zeros((2, 2), int), np.zeros((2, 3), int))
+        with pytest.raises(ValueError, match="non-negative integer labels"):
+            match_instances(np.zeros((2, 2)), np.zeros((2, 2), int))
