@@ -11,6 +11,8 @@ import tifffile
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .validation import lookup
+
 __all__ = ["IMAGE_EXTENSIONS", "load_dsb2018", "load_sample", "read_image", "read_image_folder"]
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
@@ -176,9 +178,7 @@ def load_sample(name: str = "nuclei") -> tuple[list[np.ndarray], list[np.ndarray
     >>> len(X), X[0].dtype, y[0].dtype
     (12, dtype('uint8'), dtype('uint16'))
     """
-    samples = {"nuclei": "nuclei"}
-    if name not in samples:
-        raise ValueError(f"unknown sample {name!r}; choose one of {sorted(samples)}")
-    base = resources.files("skunet") / "data" / samples[name]
+    folder = lookup({"nuclei": "nuclei"}, name, "sample")
+    base = resources.files("skunet") / "data" / folder
     with resources.as_file(base) as path:
         return read_image_folder(path / "images", path / "masks")

@@ -21,7 +21,7 @@ from skimage.measure import label
 
 from .metrics import dice_score, iou_score, match_dataset
 from .targets import mask_classes
-from .validation import check_images, check_masks
+from .validation import check_images, check_masks, lookup
 
 __all__ = ["SCORERS", "get_scorer"]
 
@@ -85,10 +85,7 @@ def get_scorer(name: str) -> Callable:
     >>> get_scorer("ap50").__name__
     'accuracy_50_scorer'
     """
-    try:
-        return SCORERS[name]
-    except KeyError:
-        raise ValueError(f"unknown scorer {name!r}; choose one of {sorted(SCORERS)}") from None
+    return lookup(SCORERS, name, "scorer")
 
 
 def _register_with_sklearn() -> None:

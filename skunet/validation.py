@@ -18,6 +18,7 @@ __all__ = [
     "check_images",
     "check_masks",
     "check_target",
+    "lookup",
     "to_float_image",
 ]
 
@@ -165,6 +166,20 @@ def check_images(
                 raise ValueError(f"{label} has values beyond the float32 range")
         images.append(to_float_image(arr) if as_float else channels_first(arr))
     return images
+
+
+def lookup(registry: dict[str, Any], name: str, kind: str) -> Any:
+    """``registry[name]``, or a ValueError that lists the valid names.
+
+    >>> lookup({"a": 1}, "b", "model")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown model 'b'; choose one of ['a']
+    """
+    try:
+        return registry[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown {kind} {name!r}; choose one of {sorted(registry)}") from None
 
 
 def check_target(target: str, n_classes: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..validation import lookup
 from .unet import UNet
 from .vgg import VGG16UNet
 
@@ -18,7 +19,4 @@ def get_model(name: str) -> type[nn.Module]:
     >>> get_model("unet").__name__
     'UNet'
     """
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}") from None
+    return lookup(MODELS, name, "model")
