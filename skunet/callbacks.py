@@ -30,7 +30,8 @@ from skorch.callbacks import ProgressBar as _SkorchProgressBar
 from skorch.history import History
 from torch.optim.lr_scheduler import CyclicLR
 
-from .metrics import confusion_matrix
+from .metrics import confusion_matrix, iou_from_confusion
+from .models.blocks import center_crop
 
 __all__ = [
     "CyclicLRScheduler",
@@ -190,10 +191,7 @@ class IoUScoring(EpochScoring):
         if training != self.on_train:
             return
         logits = y_pred.detach()
-        target = batch[1].to(logits.device)
-        h, w = logits.shape[-2:]
-        top, left = (target.shape[-2] - h) // 2, (target.shape[-1] - w) // 2
-        target = target[..., top : top + h, left : left + w]
+        target = center_crop(batch[1].to(logits.device), *logits.shape[-2:])
         if logits.shape[1] == 1:
             pred, k = (logits[:, 0] > 0).long(), 2
         else:
@@ -204,11 +202,7 @@ class IoUScoring(EpochScoring):
     def on_epoch_end(self, net, **kwargs) -> None:
         if self.confusion_ is None:
             return
-        cm = self.confusion_.astype(np.float64)
-        tp = np.diag(cm)[1:]
-        denom = (cm.sum(0) + cm.sum(1))[1:] - tp
-        ious = tp[denom > 0] / denom[denom > 0]
-        score = float(ious.mean()) if ious.size else 1.0
+        score = iou_from_confusion(self.confusion_)  # mean over foreground classes
         losses = [
             b[k] for b in net.history[-1, "batches"] for k in ("train_loss", "valid_loss") if k in b
         ]

@@ -19,6 +19,7 @@ __all__ = [
     "Matching",
     "confusion_matrix",
     "dice_score",
+    "iou_from_confusion",
     "iou_score",
     "match_dataset",
     "match_instances",
@@ -100,7 +101,16 @@ def iou_score(
     >>> iou_score([t], [p], average=None).round(3).tolist()
     [0.0, 0.5]
     """
-    cm = _pooled_confusion(y_true, y_pred, n_classes).astype(np.float64)
+    return iou_from_confusion(_pooled_confusion(y_true, y_pred, n_classes), average)
+
+
+def iou_from_confusion(cm: np.ndarray, average: str | None = "foreground") -> float | np.ndarray:
+    """IoU per class of a confusion matrix, averaged as in :func:`iou_score`.
+
+    >>> iou_from_confusion(np.array([[1, 0], [1, 1]]))
+    0.5
+    """
+    cm = np.asarray(cm, dtype=np.float64)
     tp = np.diag(cm)
     denom = cm.sum(0) + cm.sum(1) - tp
     with np.errstate(invalid="ignore", divide="ignore"):
