@@ -32,6 +32,7 @@ from torch.optim.lr_scheduler import CyclicLR
 
 from .metrics import confusion_matrix, iou_from_confusion
 from .models.blocks import center_crop
+from .persistence import atomic_path
 
 __all__ = [
     "CyclicLRScheduler",
@@ -311,23 +312,20 @@ class SegmentationCheckpoint(Checkpoint):
     def _save_params(self, f, net, f_name, log_name):
         if not isinstance(f, str):
             return super()._save_params(f, net, f_name, log_name)
-        tmp = f"{f}.tmp-{os.getpid()}"
-        net.save_params(**{f_name: tmp, "use_safetensors": self.use_safetensors})
-        os.replace(tmp, f)
+        with atomic_path(f) as tmp:
+            net.save_params(**{f_name: tmp, "use_safetensors": self.use_safetensors})
         self.saved_ = True
         return None
 
     def save_last(self, net) -> None:
         """Write ``last.pt`` (weights, optimizer, history) atomically."""
-        last = os.path.join(self.dirname_, self.LAST)
-        tmp = f"{last}.tmp-{os.getpid()}"
         state = {
             "module": net.module_.state_dict(),
             "optimizer": net.optimizer_.state_dict(),
             "history": json.dumps(list(net.history)),
         }
-        torch.save(state, tmp)
-        os.replace(tmp, last)
+        with atomic_path(os.path.join(self.dirname_, self.LAST)) as tmp:
+            torch.save(state, tmp)
 
     def on_epoch_end(self, net, **kwargs) -> None:
         row = net.history[-1]

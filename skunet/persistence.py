@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from safetensors.torch import save_file
 from skorch.dataset import ValidSplit
 from skorch.history import History
 
-__all__ = ["FORMAT_VERSION", "load_segmenter", "save_segmenter"]
+__all__ = ["FORMAT_VERSION", "atomic_path", "load_segmenter", "save_segmenter"]
 
 FORMAT_VERSION = 1
 ALLOWED_PREFIXES = ("skunet.", "torch.nn.", "torch.optim.", "torch.utils.data.", "skorch.")
@@ -63,6 +65,22 @@ def _decode(value: Any) -> Any:
     return value
 
 
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """A temporary name beside ``path`` to write to; renamed onto ``path`` on success.
+
+    Readers see the old file or the new one, never a partial one, and a failed write
+    leaves neither the temporary file nor a changed ``path``.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield str(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def save_segmenter(net, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write a fitted segmenter to ``path`` atomically (see the module docstring)."""
     from . import __version__
@@ -93,12 +111,8 @@ def save_segmenter(net, path: str | os.PathLike, overwrite: bool = False) -> Pat
         "dropped_params": json.dumps(dropped),
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.module_.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(tensors, tmp, metadata=metadata)
     return path
 
 

@@ -126,13 +126,17 @@ class TestSegmentationCheckpoint:
         seg.fit(*blobs)
         before = (tmp_path / "params.pt").read_bytes()
 
-        def broken(*args, **kwargs):
+        def broken(**kwargs):
+            target = next(v for k, v in kwargs.items() if k.startswith("f_"))
+            with open(target, "wb") as f:
+                f.write(b"half a checkpoint")
             raise OSError("disk full")
 
         monkeypatch.setattr(seg, "save_params", broken)
         with pytest.raises(OSError):
             dict(seg.callbacks_)["checkpoint"].save_model(seg)
         assert (tmp_path / "params.pt").read_bytes() == before
+        assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
 
     def test_without_validation_saves_latest(self, blobs):
         seg = tiny(train_split=None, max_epochs=2).fit(*blobs)
