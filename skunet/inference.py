@@ -90,12 +90,12 @@ def forward(module: nn.Module, xb: np.ndarray, s: InferenceSettings) -> torch.Te
 
 def _tile_input_size(g: Geometry, s: InferenceSettings, default: int) -> int:
     wanted = s.tile_size if s.tile_size is not None else default
-    size = g.input_length(max(wanted - 2 * g.context, 1))
-    return size
+    return g.input_length(max(wanted - 2 * g.context, 1))
 
 
-def _stack(images, idx, top, left, height, width) -> np.ndarray:
-    return np.stack([as_float32(window(images[i], top, left, height, width)) for i in idx])
+def _windows(cuts, height: int, width: int) -> np.ndarray:
+    """A float32 batch of ``height`` x ``width`` windows, one per ``(image, top, left)``."""
+    return np.stack([as_float32(window(im, top, left, height, width)) for im, top, left in cuts])
 
 
 def _whole(module, images, idx, g, s, bar, finalize) -> Iterator[tuple[int, np.ndarray]]:
@@ -105,7 +105,7 @@ def _whole(module, images, idx, g, s, bar, finalize) -> Iterator[tuple[int, np.n
     per_batch = max(1, s.pixels_per_batch // (lh * lw))
     for start in range(0, len(idx), per_batch):
         chunk = idx[start : start + per_batch]
-        p = forward(module, _stack(images, chunk, -c, -c, lh, lw), s)
+        p = forward(module, _windows(((images[i], -c, -c) for i in chunk), lh, lw), s)
         p = p[..., off : off + h, off : off + w].cpu().numpy()
         bar.update(len(chunk))
         for i, pi in zip(chunk, p):
@@ -148,7 +148,7 @@ def _tiled(module, image, tile, g, s, bar, finalize) -> np.ndarray:
     tiles = [(i, r, q) for i, r in enumerate(rows) for q in cols]
     for b in range(0, len(tiles), per_batch):
         batch = tiles[b : b + per_batch]
-        xb = np.stack([as_float32(window(image, r - c, q - c, tile, tile)) for _, r, q in batch])
+        xb = _windows(((image, r - c, q - c) for _, r, q in batch), tile, tile)
         probs = forward(module, xb, s)[..., off : off + region, off : off + region]
         probs = probs.cpu().numpy()
         if acc is None:
