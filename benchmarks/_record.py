@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -35,15 +36,48 @@ def machine() -> dict:
     }
 
 
-def write(name: str, figures: dict) -> Path:
-    """Write ``results/<name>.json`` with the command, date and machine."""
-    RESULTS.mkdir(exist_ok=True)
-    record = {
+def record(figures: dict) -> dict:
+    """``figures`` with the command that made them, the date and the machine."""
+    return {
         "command": "python " + shlex.join(sys.argv),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         **figures,
     }
+
+
+def write(name: str, figures: dict) -> Path:
+    """Write ``results/<name>.json`` with the command, date and machine."""
+    RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    path.write_text(json.dumps(record(figures), indent=2) + "\n")
     return path
+
+
+def update(path: Path, key: str, figures: dict) -> dict:
+    """Store ``figures`` (with command, date, machine) under ``key`` in the JSON file at
+    ``path``, keeping the other keys' records; returns the whole file's content."""
+    results = load(path)
+    results[key] = record(figures)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def load(path: Path) -> dict:
+    """The records in ``path``, or none."""
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, data: Path, results: Path) -> None:
+    """The options every task benchmark takes: data, device, epochs, results file, table."""
+    parser.add_argument("--data", type=Path, default=data, help="dataset folder")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--epochs", type=int, help="override the recipe's max_epochs")
+    parser.add_argument("--out", type=Path, default=results, help="results file")
+    parser.add_argument("--table", action="store_true", help="print the README table and exit")
+
+
+def device_of(rec: dict) -> str:
+    """The device a record was made on, for tables."""
+    return rec["machine"]["gpu"] or f"{rec['machine']['cores']} CPU cores"

@@ -11,11 +11,13 @@ Each one is a small skorch callback that a user can replace or remove by name
   directory unique to the fit, restored when training ends.
 
 :class:`ProgressBar` is skorch's bar with the right number of batches per epoch (patches
-per image and whole-image validation batches make skorch's own count wrong).
+per image and whole-image validation batches make skorch's own count wrong); it is on by
+default in notebooks. :class:`LivePlot` redraws loss curves and predictions every epoch.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -25,19 +27,23 @@ import warnings
 
 import numpy as np
 import torch
-from skorch.callbacks import Checkpoint, EpochScoring, Freezer, LRScheduler
+from skorch.callbacks import Callback, Checkpoint, EpochScoring, Freezer, LRScheduler
 from skorch.callbacks import ProgressBar as _SkorchProgressBar
 from skorch.history import History
 from torch.optim.lr_scheduler import CyclicLR
 
+from .inference import classes
 from .metrics import confusion_matrix, iou_from_confusion
 from .models.blocks import center_crop
 from .persistence import atomic_path
+from .plotting import plot_training
+from .progress import in_notebook, use_widgets
 
 __all__ = [
     "CyclicLRScheduler",
     "EncoderFreezer",
     "IoUScoring",
+    "LivePlot",
     "ProgressBar",
     "SegmentationCheckpoint",
 ]
@@ -136,8 +142,26 @@ class CyclicLRScheduler(LRScheduler):
         kw["step_size_up"] = kw["step_size_up"] or half
         kw["step_size_down"] = kw["step_size_down"] or (half if self.step_size_up is None else None)
         if kw["cycle_momentum"] is None:
-            kw["cycle_momentum"] = bool(net.optimizer_.defaults.get("momentum", 0))
+            optimizer = getattr(net, "optimizer_", None)
+            momentum = (
+                optimizer.defaults.get("momentum", 0)
+                if optimizer is not None
+                else net.get_params_for("optimizer").get("momentum", 0)
+            )
+            kw["cycle_momentum"] = bool(momentum)
         return kw
+
+    def planned_lrs(self, net, batches_per_epoch: int) -> np.ndarray:
+        """The learning rate of every training batch of ``net.max_epochs`` epochs."""
+        kw = {**self.resolved_kwargs(net, batches_per_epoch), "cycle_momentum": False}
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=kw["base_lr"])
+        scheduler = CyclicLR(optimizer, **kw)
+        lrs = []
+        for _ in range(net.max_epochs * batches_per_epoch):
+            lrs.append(scheduler.get_last_lr()[0])
+            optimizer.step()
+            scheduler.step()
+        return np.array(lrs)
 
     def on_epoch_begin(self, net, dataset_train=None, **kwargs) -> None:
         if self.lr_scheduler_ is not None:
@@ -359,9 +383,82 @@ class SegmentationCheckpoint(Checkpoint):
 
 
 class ProgressBar(_SkorchProgressBar):
-    """skorch's per-epoch progress bar, counting the batches the net really runs."""
+    """skorch's per-epoch progress bar, counting the batches the net really runs.
+
+    In a notebook it is a widget when ipywidgets is installed and a text bar otherwise
+    (skorch's own bar fails there without ipywidgets).
+    """
+
+    def _use_notebook(self) -> bool:
+        return bool(self.detect_notebook) and use_widgets()
 
     def _get_batches_per_epoch_phase(self, net, dataset, training):
         if dataset is None:
             return 0
         return len(net.get_iterator(dataset, training=training))
+
+
+class LivePlot(Callback):
+    """Loss curves and predictions of fixed validation images, redrawn after each epoch.
+
+    The figure (:func:`skunet.plotting.plot_training`) shows training and validation
+    loss with validation IoU, then input / truth / prediction of the first ``n_images``
+    validation images (training images without a validation split). In a notebook it
+    is displayed once and updated in place; elsewhere, and always when ``path`` is
+    given, it is written to a PNG file, replaced atomically.
+
+    Parameters
+    ----------
+    n_images : int, default=3
+    path : str or None, default=None
+        PNG file; None writes ``live.png`` outside notebooks and no file inside them.
+    every : int, default=1
+        Redraw every ``every`` epochs (and after the last).
+    """
+
+    def __init__(self, n_images: int = 3, path: str | None = None, every: int = 1) -> None:
+        self.n_images = n_images
+        self.path = path
+        self.every = every
+
+    def initialize(self):
+        if self.n_images < 1 or self.every < 1:
+            raise ValueError(
+                f"LivePlot needs n_images >= 1 and every >= 1, got {self.n_images}, {self.every}"
+            )
+        self.handle_ = None
+        self.figure_ = None
+        self.path_ = self.path or (None if in_notebook() else "live.png")
+        return self
+
+    def on_train_begin(self, net, **kwargs) -> None:
+        self.samples_ = None
+
+    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs) -> None:
+        epoch = len(net.history)
+        if epoch % self.every and epoch < net.max_epochs:
+            return
+        if self.samples_ is None:
+            data = dataset_valid if dataset_valid is not None else dataset_train
+            self.samples_ = [data[i] for i in range(min(self.n_images, len(data)))]
+        images = [im for im, _ in self.samples_]
+        pred = net._predict_images(images, finalize=classes)
+        shown = [im[0] if im.shape[0] == 1 else np.moveaxis(im, 0, -1) for im in images]
+        truth = [t for _, t in self.samples_]
+        self.figure_ = plot_training(net, shown, truth, pred)
+        if self.path_ is not None:
+            with atomic_path(self.path_) as tmp:
+                self.figure_.savefig(tmp, format="png", dpi=80)
+        if in_notebook():
+            self._show(self.figure_)
+
+    def _show(self, fig) -> None:
+        from IPython.display import Image, display
+
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=80)
+        image = Image(data=buffer.getvalue())
+        if self.handle_ is None:
+            self.handle_ = display(image, display_id=True)
+        else:
+            self.handle_.update(image)

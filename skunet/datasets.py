@@ -1,4 +1,4 @@
-"""Readers for image folders, the DSB2018 layout and the bundled nuclei sample."""
+"""Readers for image folders, the DSB2018 and WBC layouts and the bundled nuclei sample."""
 
 from __future__ import annotations
 
@@ -9,11 +9,19 @@ from pathlib import Path
 import numpy as np
 import tifffile
 from PIL import Image
-from tqdm.auto import tqdm
 
+from .progress import tqdm
 from .validation import lookup
 
-__all__ = ["IMAGE_EXTENSIONS", "load_dsb2018", "load_sample", "read_image", "read_image_folder"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "WBC_GRAY_LEVELS",
+    "load_dsb2018",
+    "load_sample",
+    "load_wbc",
+    "read_image",
+    "read_image_folder",
+]
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
 
@@ -169,6 +177,68 @@ def load_dsb2018(
         f"{str(root)!r} holds neither {split}/images + {split}/masks nor Kaggle's "
         f"stage1_{split}/<id>/images layout"
     )
+
+
+WBC_GRAY_LEVELS = {0: 0, 128: 1, 255: 2}
+"""The source's gray-level WBC masks: black background, gray cytoplasm, white nucleus."""
+
+
+def load_wbc(
+    root: str | os.PathLike, mapping: dict[int, int] | None = None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Load white-blood-cell images (RGB) and class masks (0 background, 1 cytoplasm,
+    2 nucleus) from ``root/images`` and ``root/masks``, paired by name.
+
+    Images keep their own sizes (88 to 120 px per side in the shared data); masks are
+    never resampled.
+
+    Parameters
+    ----------
+    root : path
+    mapping : dict, optional
+        Mask value -> class index, for masks stored as gray levels: the source's masks
+        need ``mapping=WBC_GRAY_LEVELS`` (0 -> 0, 128 -> 1, 255 -> 2). Without it the
+        masks must already hold class indices 0, 1, 2.
+
+    Raises
+    ------
+    ValueError
+        Unpaired or unreadable files, a mask whose size differs from its image, or mask
+        values outside the classes (or outside ``mapping``), naming the file.
+    """
+    root = Path(root)
+    names = sorted(_image_files(root / "images"))
+    X, y = read_image_folder(root / "images", root / "masks")
+    for i, name in enumerate(names):
+        image, mask = X[i], y[i]
+        if image.ndim == 3 and image.shape[2] == 4:
+            X[i] = image = np.ascontiguousarray(image[..., :3])
+        if mask.ndim == 3:  # a gray mask saved as RGB
+            mask = mask[..., 0]
+        if mask.shape != image.shape[:2]:
+            raise ValueError(
+                f"mask {name!r} has shape {mask.shape} but its image {image.shape[:2]}"
+            )
+        values = np.unique(mask)
+        if mapping is not None:
+            unknown = sorted(set(values.tolist()) - set(mapping))
+            if unknown:
+                raise ValueError(
+                    f"mask {name!r} has values {unknown} that mapping={mapping} does not map"
+                )
+            lut = np.zeros(int(values.max()) + 1, np.uint8)
+            for value, cls in mapping.items():
+                if value < lut.size:
+                    lut[value] = cls
+            mask = lut[mask]
+        elif values.max() > 2:
+            hint = " (gray levels: pass mapping=WBC_GRAY_LEVELS)" if 255 in values else ""
+            raise ValueError(
+                f"mask {name!r} has values {values.tolist()[:6]}; expected class indices "
+                f"0, 1, 2{hint}"
+            )
+        y[i] = mask.astype(np.uint8)
+    return X, y
 
 
 def load_sample(name: str = "nuclei") -> tuple[list[np.ndarray], list[np.ndarray]]:

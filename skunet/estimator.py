@@ -24,7 +24,13 @@ from sklearn.exceptions import NotFittedError
 from skorch import NeuralNet
 from skorch.dataset import ValidSplit
 
-from .callbacks import CyclicLRScheduler, EncoderFreezer, IoUScoring, SegmentationCheckpoint
+from .callbacks import (
+    CyclicLRScheduler,
+    EncoderFreezer,
+    IoUScoring,
+    ProgressBar,
+    SegmentationCheckpoint,
+)
 from .dataset import ImageSet, PatchDataset, WholeImageCollate
 from .inference import InferenceSettings, classes, expand, predict_compact
 from .instances import label_components, watershed_instances
@@ -32,6 +38,8 @@ from .losses import PaddedBCEWithLogitsLoss, PaddedCrossEntropyLoss
 from .metrics import iou_score
 from .models import UNet, VGG16UNet
 from .persistence import load_segmenter, save_segmenter
+from .preprocessing import percentile_normalize
+from .progress import in_notebook
 from .targets import mask_classes
 from .tiling import Geometry
 from .validation import check_images, check_masks, check_target
@@ -82,6 +90,11 @@ class UNetSegmenter(NeuralNet):
         Fraction of a tile shared with its neighbour.
     blend : {"gaussian", "constant"}, default="gaussian"
         Weighting of overlapping tiles.
+    normalize : {None, "percentile"}, default=None
+        None: integer images are scaled to [0, 1] by their dtype's range and float
+        images used as they are. ``"percentile"``: each image and channel has its 1st and
+        99.8th percentiles mapped to 0 and 1 (:func:`~skunet.preprocessing.percentile_normalize`),
+        in ``fit`` and in every prediction, so a saved model carries its preprocessing.
     tta : bool, default=False
         Average predictions over horizontal and vertical flips.
     channels_last : bool or None, default=None
@@ -114,10 +127,12 @@ class UNetSegmenter(NeuralNet):
     warning for other modules with ``conv*`` parameters), ``lr_scheduler``
     (:class:`~skunet.callbacks.CyclicLRScheduler`, per batch), ``iou``
     (:class:`~skunet.callbacks.IoUScoring`, ``valid_iou``) and ``checkpoint``
-    (:class:`~skunet.callbacks.SegmentationCheckpoint`, best ``valid_iou``).
+    (:class:`~skunet.callbacks.SegmentationCheckpoint`, best ``valid_iou``); in a notebook
+    also ``progress_bar`` (:class:`~skunet.callbacks.ProgressBar`) unless ``verbose=0``.
 
-    Integer images are scaled to [0, 1] by their dtype's range; float images are used
-    as they are (see :class:`skunet.preprocessing.ImageNormalizer`).
+    Without ``normalize``, integer images are scaled to [0, 1] by their dtype's range and
+    float images are used as they are (see also :class:`skunet.preprocessing.ImageNormalizer`
+    for pipelines).
 
     Examples
     --------
@@ -148,6 +163,7 @@ class UNetSegmenter(NeuralNet):
         tile_size: int | None = None,
         tile_overlap: float = 0.25,
         blend: str = "gaussian",
+        normalize: str | None = None,
         tta: bool = False,
         channels_last: bool | None = None,
         autocast: bool | str = False,
@@ -179,6 +195,7 @@ class UNetSegmenter(NeuralNet):
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap
         self.blend = blend
+        self.normalize = normalize
         self.tta = tta
         self.channels_last = channels_last
         self.autocast = autocast
@@ -193,6 +210,8 @@ class UNetSegmenter(NeuralNet):
             ("iou", IoUScoring()),
             ("checkpoint", SegmentationCheckpoint()),
         ]
+        if self.verbose and in_notebook():  # a bar per epoch, as notebook users expect
+            ours.append(("progress_bar", ProgressBar()))
         # after skorch's scoring callbacks, before its print_log
         return (
             [cb for cb in skorch_defaults if cb[0] != "print_log"]
@@ -272,9 +291,23 @@ class UNetSegmenter(NeuralNet):
         return self
 
     # -------------------------------------------------------------------- fit
+    def _check_images(self, X: Any, fitted: bool = True) -> list[np.ndarray]:
+        """Validated ``(C, H, W)`` images, normalised as ``normalize`` says.
+
+        For prediction (``fitted``) images keep their dtype unless normalised, so very
+        large ones are converted tile by tile.
+        """
+        if self.normalize not in (None, "percentile"):
+            raise ValueError(f"normalize={self.normalize!r}; use None or 'percentile'")
+        n_channels = self.n_channels_in_ if fitted else None
+        images = check_images(X, n_channels=n_channels, as_float=not fitted)
+        if self.normalize == "percentile":
+            images = [percentile_normalize(im) for im in images]
+        return images
+
     def _fit_data(self, X: Any, y: Any, continuing: bool) -> ImageSet:
         self._check_own_params()
-        images = check_images(X)
+        images = self._check_images(X, fitted=False)
         masks = check_masks(y, images, n_classes=self.n_classes, target=self.target)
         n_channels = images[0].shape[0]
         given = self.get_params_for("module").get("in_channels")
@@ -415,20 +448,24 @@ class UNetSegmenter(NeuralNet):
         Returns an ndarray ``(N, K, H, W)`` when all images have one size, else a list.
         """
         self._check_fitted()
-        images = check_images(X, n_channels=self.n_channels_in_, as_float=False)
+        images = self._check_images(X)
         return _stack_or_list([expand(p) for p in self._predict_images(images)])
 
     def predict(self, X: Any) -> np.ndarray | list[np.ndarray]:
         """Class masks ``(H, W)`` (uint8), as an ndarray when all sizes agree, else a list."""
         self._check_fitted()
-        images = check_images(X, n_channels=self.n_channels_in_, as_float=False)
+        images = self._check_images(X)
         return _stack_or_list(self._predict_images(images, finalize=classes))
 
-    def predict_instances(self, X: Any, threshold: float = 0.5) -> np.ndarray | list[np.ndarray]:
+    def predict_instances(
+        self, X: Any, threshold: float = 0.5, split: float | None = 0.5
+    ) -> np.ndarray | list[np.ndarray]:
         """Instance labels (0 background, 1..n objects) of each image.
 
-        Connected components of the foreground for ``target="mask"``; for
-        ``target="boundary"`` a watershed seeded from confident interiors.
+        Connected components of ``foreground > threshold`` for ``target="mask"``; for
+        ``target="boundary"`` a watershed seeded from confident interiors, whose touching
+        seeds are split at distance-transform maxima of height ``split`` (None: never;
+        see :func:`~skunet.instances.watershed_instances`).
         """
         self._check_fitted()
         if self.target == "mask" and self.n_classes != 2:
@@ -436,11 +473,11 @@ class UNetSegmenter(NeuralNet):
                 f"predict_instances needs a binary (n_classes=2) or target='boundary' "
                 f"model; this one has n_classes={self.n_classes}"
             )
-        images = check_images(X, n_channels=self.n_channels_in_, as_float=False)
+        images = self._check_images(X)
         labels = []
         for p in self._predict_images(images):
             if self.target == "boundary":
-                labels.append(watershed_instances(1 - p[0], p[2], threshold))
+                labels.append(watershed_instances(1 - p[0], p[2], threshold, split))
             else:
                 labels.append(label_components(expand(p)[1], threshold))
         return _stack_or_list(labels)
@@ -448,7 +485,7 @@ class UNetSegmenter(NeuralNet):
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Mean IoU over the foreground classes, pooled over all pixels (higher is better)."""
         self._check_fitted()
-        images = check_images(X, n_channels=self.n_channels_in_, as_float=False)
+        images = self._check_images(X)
         masks = check_masks(y, images, n_classes=self.n_classes, target=self.target)
         truth = [mask_classes(m, self.n_classes, self.target) for m in masks]
         pred = self._predict_images(images, finalize=classes)
@@ -465,9 +502,15 @@ class UNetSegmenter(NeuralNet):
         return save_segmenter(self, path, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "cpu") -> UNetSegmenter:
-        """Read a file written by :meth:`save` onto ``device``."""
-        return load_segmenter(cls, path, device=device)
+    def load(
+        cls, path: str | os.PathLike, device: str = "cpu", trust: tuple[str, ...] = ()
+    ) -> UNetSegmenter:
+        """Read a file written by :meth:`save` onto ``device``.
+
+        Classes in the file are imported only from skunet, torch and skorch, and from the
+        packages named in ``trust`` (e.g. ``trust=("segmentation_models_pytorch",)``).
+        """
+        return load_segmenter(cls, path, device=device, trust=trust)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

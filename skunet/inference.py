@@ -21,8 +21,8 @@ from itertools import pairwise
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from .progress import tqdm
 from .tiling import Geometry, blend_weights, tile_starts, window
 from .validation import as_float32
 

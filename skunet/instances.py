@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 from skimage.measure import label
+from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 __all__ = ["label_components", "watershed_instances"]
@@ -19,18 +21,34 @@ def label_components(foreground_prob: np.ndarray, threshold: float = 0.5) -> np.
 
 
 def watershed_instances(
-    foreground_prob: np.ndarray, boundary_prob: np.ndarray, threshold: float = 0.5
+    foreground_prob: np.ndarray,
+    boundary_prob: np.ndarray,
+    threshold: float = 0.5,
+    split: float | None = 0.5,
 ) -> np.ndarray:
     """Instances from a 3-class (background / interior / boundary) prediction.
 
-    Seeds are the components of ``foreground - boundary > threshold`` (the confident
-    interiors); they grow over the boundary probability as height map, within
-    ``foreground > threshold``.
+    Seeds are the confident interiors, ``foreground - boundary > threshold``; they grow
+    over the boundary probability as height map, within ``foreground > threshold``.
+
+    Where the predicted boundary between touching objects has gaps, two objects share
+    one seed. ``split`` (a height in pixels) separates them at the maxima of the seeds'
+    distance transform (smoothed with a 1-pixel Gaussian) that stand at least ``split``
+    above their surroundings, and then floods the boundary probability minus the
+    normalised distance, so that objects meet at boundaries and at necks. ``split=None``
+    keeps one seed per connected interior.
 
     >>> fg = np.array([[1.0, 1.0, 1.0, 1.0, 1.0]])
     >>> bd = np.array([[0.0, 0.1, 0.9, 0.1, 0.0]])
-    >>> watershed_instances(fg, bd).tolist()
+    >>> watershed_instances(fg, bd, split=None).tolist()
     [[1, 1, 2, 2, 2]]
     """
-    markers = label(foreground_prob - boundary_prob > threshold, connectivity=1)
-    return watershed(boundary_prob, markers, mask=foreground_prob > threshold).astype(np.int32)
+    seeds = foreground_prob - boundary_prob > threshold
+    height = boundary_prob
+    if split is None:
+        markers = label(seeds, connectivity=1)
+    else:
+        distance = ndi.gaussian_filter(ndi.distance_transform_edt(seeds), 1.0)
+        markers = label(h_maxima(distance, split) & seeds)
+        height = boundary_prob - distance / max(float(distance.max()), 1e-6)
+    return watershed(height, markers, mask=foreground_prob > threshold).astype(np.int32)

@@ -23,6 +23,8 @@ __all__ = [
     "iou_score",
     "match_dataset",
     "match_instances",
+    "per_image",
+    "whole_dice_score",
 ]
 
 
@@ -72,6 +74,20 @@ def _average(per_class: np.ndarray, average: str | None) -> float | np.ndarray:
     values = values[~np.isnan(values)]
     # no class present in truth nor prediction: nothing was missed or invented
     return float(values.mean()) if values.size else 1.0
+
+
+def per_image(metric, y_true, y_pred, **kwargs) -> np.ndarray:
+    """``metric`` on each image: an array ``(n_images,)``, or ``(n_images, K)`` with
+    ``average=None``.
+
+    >>> t = [np.array([[0, 1]]), np.array([[1, 1]])]
+    >>> p = [np.array([[0, 1]]), np.array([[0, 1]])]
+    >>> per_image(iou_score, t, p).tolist()
+    [1.0, 0.5]
+    """
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"{len(y_true)} true masks but {len(y_pred)} predicted masks")
+    return np.array([metric(t, p, **kwargs) for t, p in zip(y_true, y_pred)])
 
 
 def iou_score(
@@ -284,3 +300,19 @@ def match_dataset(
         matched = sum(r.mean_true_score * r.n_true for r in rows)
         pooled.append(_from_counts(t, tp, fp, fn, n_true, n_pred, matched))
     return pooled[0] if np.isscalar(thresh) else pooled
+
+
+def whole_dice_score(
+    y_true: np.ndarray | Sequence[np.ndarray], y_pred: np.ndarray | Sequence[np.ndarray]
+) -> float:
+    """Dice of the foreground as a whole (every class > 0 merged), pooled over pixels.
+
+    For white blood cells this is the whole cell, cytoplasm and nucleus together; a
+    pixel predicted nucleus but truly cytoplasm still counts as found.
+
+    >>> round(whole_dice_score(np.array([[0, 1, 2]]), np.array([[0, 2, 2]])), 4)
+    1.0
+    """
+    cm = _pooled_confusion(y_true, y_pred, None).astype(np.float64)
+    tp, fp, fn = cm[1:, 1:].sum(), cm[0, 1:].sum(), cm[1:, 0].sum()
+    return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 1.0

@@ -3,7 +3,8 @@
 A ``.skunet`` file is a safetensors file. Its tensors are the module's ``state_dict``; its
 metadata holds the estimator's parameters, fitted attributes and training history as JSON.
 Classes (``module``, ``optimizer`` ...) are stored by import path and imported on load
-only from an allow-list of packages, so a file cannot make ``load`` run arbitrary code.
+only from an allow-list of packages (plus those the caller names in ``trust``), so a file
+cannot make ``load`` run arbitrary code.
 """
 
 from __future__ import annotations
@@ -37,17 +38,20 @@ def _encode(value: Any) -> tuple[bool, Any]:
         return True, list(value)
     if isinstance(value, type) or (callable(value) and hasattr(value, "__qualname__")):
         path = f"{value.__module__}.{value.__qualname__}"
-        if path.startswith(ALLOWED_PREFIXES) and "<" not in path:
+        if "<" not in path:  # importable by name; whether load imports it is load's call
             return True, {"__import__": path}
     if type(value) is ValidSplit:
         return True, {"__validsplit__": [value.cv, value.stratified, value.random_state]}
     return False, None
 
 
-def _import(path: str) -> Any:
-    if not path.startswith(ALLOWED_PREFIXES):
+def _import(path: str, trust: tuple[str, ...] = ()) -> Any:
+    trusted = ALLOWED_PREFIXES + tuple(t.rstrip(".") + "." for t in trust)
+    if not path.startswith(trusted):
+        package = path.split(".")[0]
         raise ValueError(
-            f"refusing to import {path!r} from a model file; only {ALLOWED_PREFIXES} are allowed"
+            f"refusing to import {path!r} from a model file; only {trusted} are allowed. "
+            f"If you trust the file, load it with trust=({package!r},)"
         )
     module_name, _, name = path.rpartition(".")
     obj: Any = importlib.import_module(module_name)
@@ -56,9 +60,9 @@ def _import(path: str) -> Any:
     return obj
 
 
-def _decode(value: Any) -> Any:
+def _decode(value: Any, trust: tuple[str, ...] = ()) -> Any:
     if isinstance(value, dict) and "__import__" in value:
-        return _import(value["__import__"])
+        return _import(value["__import__"], trust)
     if isinstance(value, dict) and "__validsplit__" in value:
         cv, stratified, random_state = value["__validsplit__"]
         return ValidSplit(cv, stratified=stratified, random_state=random_state)
@@ -120,8 +124,12 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split(".")[:3] if p.isdigit())
 
 
-def load_segmenter(cls, path: str | os.PathLike, device: str = "cpu"):
-    """Read a file written by :func:`save_segmenter`; never unpickles anything."""
+def load_segmenter(cls, path: str | os.PathLike, device: str = "cpu", trust: tuple[str, ...] = ()):
+    """Read a file written by :func:`save_segmenter`; never unpickles anything.
+
+    ``trust`` names packages beyond skunet, torch and skorch whose classes the file may
+    import (a ``module`` from segmentation_models_pytorch, say).
+    """
     from . import __version__
 
     path = Path(path)
@@ -150,7 +158,7 @@ def load_segmenter(cls, path: str | os.PathLike, device: str = "cpu"):
             f"{str(path)!r} was written by skunet {written_by}, newer than this skunet "
             f"({__version__}); upgrade skunet to load it"
         )
-    params = {k: _decode(v) for k, v in json.loads(metadata["params"]).items()}
+    params = {k: _decode(v, tuple(trust)) for k, v in json.loads(metadata["params"]).items()}
     params["device"] = device
     fitted = json.loads(metadata["fitted"])
     net = cls(**params)

@@ -10,7 +10,29 @@ from sklearn.utils.validation import check_is_fitted
 
 from .validation import check_images
 
-__all__ = ["ImageNormalizer"]
+__all__ = ["ImageNormalizer", "percentile_normalize"]
+
+
+def percentile_normalize(
+    image: np.ndarray, lower: float = 1.0, upper: float = 99.8, clip: bool = False
+) -> np.ndarray:
+    """Map each channel's ``lower`` / ``upper`` percentiles of a ``(C, H, W)`` image to 0 / 1.
+
+    The per-image normalisation of CSBDeep and StarDist: it removes the large
+    brightness differences between microscopes and stainings. Returns float32.
+
+    >>> im = np.arange(101, dtype=np.uint8).reshape(1, 1, 101)
+    >>> out = percentile_normalize(im, 0, 100)
+    >>> float(out.min()), float(out.max())
+    (0.0, 1.0)
+    """
+    lo, hi = np.percentile(image, [lower, upper], axis=(1, 2)).astype(np.float32)
+    scaled = image.astype(np.float32)  # a copy, in float32 (large images stay affordable)
+    scaled -= lo[:, None, None]
+    scaled /= np.maximum(hi - lo, np.float32(1e-12))[:, None, None]
+    if clip:
+        np.clip(scaled, 0, 1, out=scaled)
+    return scaled
 
 
 class ImageNormalizer(TransformerMixin, BaseEstimator):
@@ -83,10 +105,7 @@ class ImageNormalizer(TransformerMixin, BaseEstimator):
                 std = np.where(self.std_ > 0, self.std_, 1.0)
                 scaled = (im - self.mean_[:, None, None]) / std[:, None, None]
             else:
-                lo, hi = np.percentile(im, [self.lower, self.upper], axis=(1, 2))
-                scaled = (im - lo[:, None, None]) / np.maximum(hi - lo, 1e-12)[:, None, None]
-                if self.clip:
-                    scaled = np.clip(scaled, 0, 1)
+                scaled = percentile_normalize(im, self.lower, self.upper, self.clip)
             scaled = scaled.astype(np.float32)
             out.append(scaled[0] if scaled.shape[0] == 1 else np.moveaxis(scaled, 0, -1))
         return out

@@ -1,9 +1,11 @@
 """sklearn scorers for segmenters, usable by name: ``GridSearchCV(seg, grid, scoring="ap50")``.
 
-``iou`` and ``dice`` score the pixel classes (mean over foreground classes), ``ap50`` and
-``f1_50`` the objects of ``predict_instances`` (StarDist's accuracy and F1 at IoU 0.5,
-pooled over images). A scorer takes a fitted segmenter, or a ``Pipeline`` ending in one,
-``X`` and the masks ``y`` as the segmenter's ``fit`` takes them.
+``iou`` and ``dice`` score the pixel classes (mean over foreground classes),
+``iou_class_<k>`` / ``dice_class_<k>`` one class (k = 1, 2, 3: for white blood cells 1 is
+the cytoplasm and 2 the nucleus), ``dice_whole`` the foreground classes merged (the whole
+cell), ``ap50`` and ``f1_50`` the objects of ``predict_instances`` (StarDist's accuracy and
+F1 at IoU 0.5), all pooled over the images. A scorer takes a fitted segmenter, or a
+``Pipeline`` ending in one, ``X`` and the masks ``y`` as the segmenter's ``fit`` takes them.
 
 Importing skunet adds these names to scikit-learn's table of scorers
 (``sklearn.metrics.get_scorer_names()``), which scikit-learn has no public way to extend;
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 from skimage.measure import label
 
-from .metrics import dice_score, iou_score, match_dataset
+from .metrics import dice_score, iou_score, match_dataset, whole_dice_score
 from .targets import mask_classes
 from .validation import check_images, check_masks, lookup
 
@@ -44,14 +46,26 @@ def _classes(seg: Any, X: Any, y: Any) -> tuple[list, list]:
     return truth, list(seg.predict(X))
 
 
-def _pixel(metric: Callable) -> Callable:
+def _pixel(metric: Callable, name: str) -> Callable:
+    """A scorer of ``metric(truth, pred, n_classes)`` on the predicted class masks."""
+
     def scorer(estimator: Any, X: Any, y: Any) -> float:
         seg, X = _segmenter(estimator, X)
         truth, pred = _classes(seg, X, y)
-        return float(metric(truth, pred, n_classes=seg.n_classes))
+        return float(metric(truth, pred, seg.n_classes))
 
-    scorer.__name__ = f"{metric.__name__.removesuffix('_score')}_scorer"
+    scorer.__name__ = f"{name}_scorer"
     return scorer
+
+
+def _one_class(metric: Callable, k: int) -> Callable:
+    def score(truth, pred, n_classes):
+        if k >= n_classes:
+            raise ValueError(f"class {k} does not exist in a {n_classes}-class segmenter")
+        value = metric(truth, pred, n_classes=n_classes, average=None)[k]
+        return 1.0 if np.isnan(value) else value  # absent from truth and prediction
+
+    return score
 
 
 def _instances(y: Any) -> np.ndarray:
@@ -72,8 +86,16 @@ def _objects(field: str, thresh: float) -> Callable:
 
 
 SCORERS: dict[str, Callable] = {
-    "iou": _pixel(iou_score),
-    "dice": _pixel(dice_score),
+    "iou": _pixel(lambda t, p, k: iou_score(t, p, n_classes=k), "iou"),
+    "dice": _pixel(lambda t, p, k: dice_score(t, p, n_classes=k), "dice"),
+    "dice_whole": _pixel(lambda t, p, k: whole_dice_score(t, p), "dice_whole"),
+    **{
+        f"{metric.__name__.removesuffix('_score')}_class_{k}": _pixel(
+            _one_class(metric, k), f"{metric.__name__.removesuffix('_score')}_class_{k}"
+        )
+        for metric in (iou_score, dice_score)
+        for k in (1, 2, 3)
+    },
     "ap50": _objects("accuracy", 0.5),
     "f1_50": _objects("f1", 0.5),
 }

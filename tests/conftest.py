@@ -72,3 +72,21 @@ def tiny(**kwargs):
 @pytest.fixture
 def tiny_segmenter():
     return tiny
+
+
+@pytest.fixture
+def vgg_weights_cache(tmp_path, monkeypatch):
+    """What torchvision would have downloaded: a VGG16-BN state dict in a temporary
+    ``TORCH_HOME`` cache (values shifted so that loading them is visible)."""
+    import torchvision
+    from torchvision.models import VGG16_BN_Weights
+
+    features = torchvision.models.vgg16_bn().features
+    state = {f"features.{k}": v for k, v in features.state_dict().items()}
+    state = {k: v + 0.5 if v.is_floating_point() else v for k, v in state.items()}
+    state["classifier.0.weight"] = torch.zeros(2, 2)  # extra keys of the full model
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(state, cache / os.path.basename(VGG16_BN_Weights.IMAGENET1K_V1.url))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    return state

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import make_blobs, tiny
-from skunet.callbacks import IoUScoring, SegmentationCheckpoint
+from skunet.callbacks import IoUScoring, LivePlot, ProgressBar, SegmentationCheckpoint
 from skunet.metrics import iou_score
 
 
@@ -148,3 +148,84 @@ def test_make_blobs_helper_is_deterministic():
     a, _ = make_blobs(2, seed=1)
     b, _ = make_blobs(2, seed=1)
     assert all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
+class TestLivePlot:
+    def test_headless_writes_a_png_each_epoch_with_the_panels(self, blobs, tmp_path, monkeypatch):
+        monkeypatch.chdir(tmp_path)
+        written = []
+        original = LivePlot.on_epoch_end
+
+        def spy(self, net, **kwargs):
+            original(self, net, **kwargs)
+            written.append((tmp_path / "live.png").stat().st_size)
+
+        monkeypatch.setattr(LivePlot, "on_epoch_end", spy)
+        seg = tiny(callbacks=[("live", LivePlot(n_images=2))], max_epochs=2).fit(*blobs)
+        assert len(written) == 2 and all(size > 1000 for size in written)
+        png = tmp_path / "live.png"
+        assert png.read_bytes()[:4] == b"\x89PNG"
+        fig = dict(seg.callbacks_)["live"].figure_
+        titles = [ax.get_title() for ax in fig.axes]
+        # the loss panel (with its IoU twin), then image / truth / prediction per image
+        assert titles.count("truth") == 2 and titles.count("prediction") == 2
+        assert fig.axes[0].get_xlabel() == "epoch"
+        assert len(fig.axes) == 2 + 2 * 3
+
+    def test_every_and_explicit_path(self, blobs, tmp_path):
+        path = tmp_path / "progress.png"
+        calls = []
+
+        class Counting(LivePlot):
+            def on_epoch_end(self, net, **kwargs):
+                before = path.stat().st_mtime_ns if path.exists() else None
+                super().on_epoch_end(net, **kwargs)
+                after = path.stat().st_mtime_ns if path.exists() else None
+                calls.append(before != after)
+
+        tiny(callbacks=[("live", Counting(path=str(path), every=2))], max_epochs=3).fit(*blobs)
+        assert calls == [False, True, True]  # epoch 2, and the last one
+
+    def test_bad_settings(self, blobs):
+        with pytest.raises(ValueError, match="n_images >= 1"):
+            tiny(callbacks=[("live", LivePlot(n_images=0))]).fit(*blobs)
+
+    def test_in_a_notebook_updates_one_display(self, blobs, monkeypatch, tmp_path):
+        import IPython.display
+
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr("skunet.callbacks.in_notebook", lambda: True)
+        shown = []
+
+        class Handle:
+            def update(self, obj):
+                shown.append(("update", obj))
+
+        def display(obj, display_id=None):
+            shown.append(("display", obj))
+            return Handle()
+
+        monkeypatch.setattr(IPython.display, "display", display)
+        tiny(callbacks=[("live", LivePlot())], max_epochs=3).fit(*blobs)
+        assert [kind for kind, _ in shown] == ["display", "update", "update"]
+        assert all(obj.data[:4] == b"\x89PNG" for _, obj in shown)
+        assert not (tmp_path / "live.png").exists()  # no file unless a path is given
+
+
+def test_progress_bar_is_on_by_default_in_notebooks(monkeypatch):
+    monkeypatch.setattr("skunet.estimator.in_notebook", lambda: True)
+    assert "progress_bar" in dict(tiny(verbose=1).initialize().callbacks_)
+    assert "progress_bar" not in dict(tiny(verbose=0).initialize().callbacks_)
+    monkeypatch.setattr("skunet.estimator.in_notebook", lambda: False)
+    assert "progress_bar" not in dict(tiny(verbose=1).initialize().callbacks_)
+
+
+def test_progress_bar_falls_back_to_text_without_ipywidgets(monkeypatch):
+    import skunet.progress
+
+    monkeypatch.setattr(skunet.progress, "in_notebook", lambda: True)
+    monkeypatch.setattr(skunet.progress, "find_spec", lambda name: None)
+    assert not ProgressBar()._use_notebook()
+    monkeypatch.setattr(skunet.progress, "find_spec", lambda name: object())
+    assert ProgressBar()._use_notebook()
+    assert not ProgressBar(detect_notebook=False)._use_notebook()

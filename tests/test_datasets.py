@@ -3,7 +3,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from skunet.datasets import load_dsb2018, load_sample, read_image_folder
+from skunet.datasets import WBC_GRAY_LEVELS, load_dsb2018, load_sample, load_wbc, read_image_folder
 
 
 def write_pair(folder, name, image, mask, ext=".png"):
@@ -122,3 +122,55 @@ def test_shared_layout_rgb(tmp_path):
     write_pair(tmp_path / "train", "a", np.full((3, 3), 7, np.uint8), np.ones((3, 3), np.uint8))
     X, _ = load_dsb2018(tmp_path, color="rgb")
     assert X[0].shape == (3, 3, 3)
+
+
+class TestLoadWBC:
+    def cells(self, tmp_path, gray=False):
+        rng = np.random.default_rng(0)
+        masks = {}
+        for name, shape in (("001", (120, 120)), ("002", (88, 96)), ("003", (100, 104))):
+            mask = rng.integers(0, 3, shape).astype(np.uint8)
+            stored = np.array([0, 128, 255], np.uint8)[mask] if gray else mask
+            write_pair(tmp_path, name, rng.integers(0, 255, (*shape, 3), dtype=np.uint8), stored)
+            masks[name] = mask
+        return masks
+
+    def test_class_index_masks_at_their_own_sizes(self, tmp_path):
+        masks = self.cells(tmp_path)
+        X, y = load_wbc(tmp_path)
+        assert [x.shape for x in X] == [(120, 120, 3), (88, 96, 3), (100, 104, 3)]
+        for got, want in zip(y, masks.values()):
+            assert got.dtype == np.uint8
+            np.testing.assert_array_equal(got, want)
+
+    def test_gray_level_masks_with_explicit_mapping(self, tmp_path):
+        masks = self.cells(tmp_path, gray=True)
+        _, y = load_wbc(tmp_path, mapping=WBC_GRAY_LEVELS)
+        for got, want in zip(y, masks.values()):
+            np.testing.assert_array_equal(got, want)
+
+    def test_gray_levels_without_mapping_are_refused_with_a_hint(self, tmp_path):
+        self.cells(tmp_path, gray=True)
+        with pytest.raises(ValueError, match=r"mask '001'.*mapping=WBC_GRAY_LEVELS"):
+            load_wbc(tmp_path)
+
+    def test_value_outside_the_mapping_is_named(self, tmp_path):
+        self.cells(tmp_path, gray=True)
+        with pytest.raises(ValueError, match=r"mask '001' has values \[255\]"):
+            load_wbc(tmp_path, mapping={0: 0, 128: 1})
+
+    def test_mask_of_another_size_is_named(self, tmp_path):
+        self.cells(tmp_path)
+        Image.fromarray(np.zeros((90, 96), np.uint8)).save(tmp_path / "masks" / "002.png")
+        with pytest.raises(ValueError, match=r"mask '002' has shape \(90, 96\)"):
+            load_wbc(tmp_path)
+
+    def test_shared_data_if_present(self):
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parents[2] / "shared" / "data" / "wbc"
+        if not root.exists():
+            pytest.skip("shared WBC data not present")
+        X, y = load_wbc(root)
+        assert len(X) == 240 and all(x.shape[:2] == m.shape for x, m in zip(X, y))
+        assert set(np.unique(np.concatenate([m.ravel() for m in y]))) == {0, 1, 2}

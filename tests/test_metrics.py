@@ -6,7 +6,15 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.metrics import f1_score, jaccard_score
 
-from skunet.metrics import confusion_matrix, dice_score, iou_score, match_dataset, match_instances
+from skunet.metrics import (
+    confusion_matrix,
+    dice_score,
+    iou_score,
+    match_dataset,
+    match_instances,
+    per_image,
+    whole_dice_score,
+)
 
 masks = arrays(
     np.int64, st.tuples(st.integers(1, 8), st.integers(1, 8)), elements=st.integers(0, 2)
@@ -137,3 +145,31 @@ class TestObjectMatching:
             match_instances(np.zeros((2, 2), int), np.zeros((2, 3), int))
         with pytest.raises(ValueError, match="non-negative integer labels"):
             match_instances(np.zeros((2, 2)), np.zeros((2, 2), int))
+
+
+class TestPerImageAndWholeCell:
+    def test_per_image_matches_single_image_calls(self):
+        rng = np.random.default_rng(0)
+        t = [rng.integers(0, 3, (5, 6)) for _ in range(3)]
+        p = [rng.integers(0, 3, (5, 6)) for _ in range(3)]
+        values = per_image(dice_score, t, p, n_classes=3, average=None)
+        assert values.shape == (3, 3)
+        for i in range(3):
+            np.testing.assert_allclose(values[i], dice_score(t[i], p[i], n_classes=3, average=None))
+        assert per_image(iou_score, t, p).shape == (3,)
+
+    def test_per_image_length_mismatch(self):
+        with pytest.raises(ValueError, match="3 true masks but 2"):
+            per_image(iou_score, [np.zeros((1, 1), int)] * 3, [np.zeros((1, 1), int)] * 2)
+
+    def test_whole_dice_is_binary_dice_of_the_merged_foreground(self):
+        rng = np.random.default_rng(1)
+        t = [rng.integers(0, 3, (7, 9)) for _ in range(2)]
+        p = [rng.integers(0, 3, (7, 9)) for _ in range(2)]
+        expected = f1_score(
+            np.concatenate([m.ravel() for m in t]) > 0, np.concatenate([m.ravel() for m in p]) > 0
+        )
+        assert whole_dice_score(t, p) == pytest.approx(expected)
+        # cytoplasm predicted as nucleus is still part of the cell
+        assert whole_dice_score(np.array([[0, 1, 2]]), np.array([[0, 2, 1]])) == 1.0
+        assert whole_dice_score(np.zeros((2, 2), int), np.zeros((2, 2), int)) == 1.0

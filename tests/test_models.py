@@ -1,8 +1,5 @@
-import os
-
 import pytest
 import torch
-import torchvision
 from torchvision.models import VGG16_BN_Weights
 
 from skunet.models import UNet, VGG16UNet, get_model
@@ -93,18 +90,8 @@ class TestVGG16UNet:
         net = VGG16UNet(in_channels=in_channels, out_channels=3)
         assert net(torch.zeros(1, in_channels, 32, 32)).shape == (1, 3, 32, 32)
 
-    def test_pretrained_weights_load_from_torch_home_cache(self, tmp_path, monkeypatch):
-        # what torchvision would have downloaded: a vgg16_bn state dict in the hub cache
-        features = torchvision.models.vgg16_bn().features
-        state = {f"features.{k}": v for k, v in features.state_dict().items()}
-        state = {k: v + 0.5 if v.is_floating_point() else v for k, v in state.items()}
-        state["classifier.0.weight"] = torch.zeros(2, 2)  # extra keys of the full model
-        url = VGG16_BN_Weights.IMAGENET1K_V1.url
-        cache = tmp_path / "hub" / "checkpoints"
-        cache.mkdir(parents=True)
-        torch.save(state, cache / os.path.basename(url))
-        monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-
+    def test_pretrained_weights_load_from_torch_home_cache(self, vgg_weights_cache):
+        state = vgg_weights_cache
         net = VGG16UNet(in_channels=3, weights="IMAGENET1K_V1")
         torch.testing.assert_close(net.conv1[0].weight, state["features.0.weight"])
         torch.testing.assert_close(net.conv5[1].weight, state["features.34.weight"])

@@ -1,0 +1,164 @@
+"""Object accuracy of the nuclei preset on held-out DSB2018 images.
+
+    python benchmarks/nuclei.py --config cpu    # about 50 minutes on 2 CPU cores
+    python benchmarks/nuclei.py --config gpu    # the full preset, on a CUDA GPU
+    python benchmarks/nuclei.py --table         # the README table from the results file
+
+Holds out a fixed 15 % of ``shared/data/dsb2018/train`` by image (seed 0), trains
+``skunet.presets.nuclei_segmenter`` twice on the rest (2 classes + connected components,
+and 3 classes + watershed) and reports, on the held-out images, StarDist's object
+metrics pooled over images: AP (= tp / (tp + fp + fn)) at IoU 0.5 ... 0.9 and F1 at 0.5,
+with the wall time and the device. Each configuration's record (command, date, machine)
+is kept under its own key in ``benchmarks/results/nuclei.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from _record import RESULTS, add_common_arguments, device_of, load, update
+from skorch.dataset import ValidSplit
+
+from skunet.datasets import load_dsb2018
+from skunet.metrics import match_dataset
+from skunet.presets import nuclei_segmenter
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018"
+THRESHOLDS = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9]
+VARIANTS = {
+    "2class": {"target": "mask"},  # binary U-Net, connected components
+    "3class": {},  # the preset: background / interior / boundary, watershed
+}
+# Overrides of the preset for each configuration; "gpu" is the preset as it is.
+CONFIGS = {
+    "cpu": {
+        "module__base_channels": 16,
+        "patches_per_image": 1,
+        "max_epochs": 18,
+        "train_split": ValidSplit(0.1, random_state=0),
+    },
+    "gpu": {},
+    "smoke": {"module__base_channels": 8, "module__depth": 3, "max_epochs": 1},
+}
+RESULTS_FILE = RESULTS / "nuclei.json"
+
+
+def split(n: int, fraction: float = 0.15, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out and training image indices: a fixed random ``fraction`` of the images."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = round(n * fraction)
+    return np.sort(order[:n_test]), np.sort(order[n_test:])
+
+
+def run_variant(name: str, args: argparse.Namespace, data) -> dict:
+    (X_train, y_train), (X_test, y_test) = data
+    params = {**CONFIGS[args.config], **VARIANTS[name], "device": args.device, "random_state": 0}
+    if args.epochs:
+        params["max_epochs"] = args.epochs
+    seg = nuclei_segmenter(verbose=args.verbose, **params)
+    limit, config = args.limit, args.config
+    start = time.perf_counter()
+    seg.fit(X_train[:limit], y_train[:limit])
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    pred = list(seg.predict_instances(X_test))
+    predict_seconds = time.perf_counter() - start
+    matches = match_dataset(y_test, pred, thresh=THRESHOLDS)
+    at50 = matches[0]
+    result = {
+        "params": {
+            k: getattr(v, "__name__", v)
+            for k, v in seg.get_params(deep=False).items()
+            if k
+            in (
+                "n_classes",
+                "target",
+                "max_epochs",
+                "batch_size",
+                "patch_size",
+                "patches_per_image",
+                "lr",
+                "normalize",
+            )
+        }
+        | {k: v for k, v in params.items() if k.startswith("module__")},
+        "ap": {f"{m.thresh:.2f}": m.accuracy for m in matches},
+        "f1_50": at50.f1,
+        "precision_50": at50.precision,
+        "recall_50": at50.recall,
+        "panoptic_quality_50": at50.panoptic_quality,
+        "n_true": at50.n_true,
+        "n_pred": at50.n_pred,
+        "epochs_run": len(seg.history),
+        "best_valid_iou": float(np.nanmax(seg.history[:, "valid_iou"])),
+        "fit_seconds": round(fit_seconds, 1),
+        "predict_seconds": round(predict_seconds, 1),
+    }
+    print(
+        f"{config} {name}: AP@0.5 {result['ap']['0.50']:.3f}  AP@0.75 {result['ap']['0.75']:.3f}"
+        f"  F1@0.5 {result['f1_50']:.3f}  fit {fit_seconds:.0f} s  predict "
+        f"{predict_seconds:.0f} s",
+        flush=True,
+    )
+    return result
+
+
+def table(results: dict) -> str:
+    lines = [
+        "| configuration | instances | AP@0.5 | AP@0.75 | AP@0.9 | F1@0.5 | training | device |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for config, rec in results.items():
+        device = device_of(rec)
+        for name, r in rec["variants"].items():
+            how = {"2class": "2 classes + components", "3class": "3 classes + watershed"}[name]
+            lines.append(
+                f"| {config} ({r['params']['max_epochs']} epochs) | {how} | {r['ap']['0.50']:.3f} "
+                f"| {r['ap']['0.75']:.3f} | {r['ap']['0.90']:.3f} | {r['f1_50']:.3f} "
+                f"| {r['fit_seconds'] / 60:.1f} min | {device} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
+    add_common_arguments(parser, DEFAULT_DATA, RESULTS_FILE)
+    parser.add_argument(
+        "--variants", nargs="+", choices=sorted(VARIANTS), default=["2class", "3class"]
+    )
+    parser.add_argument("--limit", type=int, help="train on the first N training images only")
+    parser.add_argument("--verbose", type=int, default=0, help="1: skorch's epoch log")
+    args = parser.parse_args()
+    if args.table:
+        print(table(load(args.out)))
+        return
+    X, y = load_dsb2018(args.data, progress=False)
+    test, train = split(len(X))
+    data = (
+        ([X[i] for i in train], [y[i] for i in train]),
+        ([X[i] for i in test], [y[i] for i in test]),
+    )
+    print(
+        f"DSB2018: {len(train)} training images, {len(test)} held out; config {args.config} "
+        f"on {args.device}",
+        flush=True,
+    )
+    start = time.perf_counter()
+    variants = {v: run_variant(v, args, data) for v in args.variants}
+    figures = {
+        "held_out_images": len(test),
+        "training_images": len(train) if args.limit is None else args.limit,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "variants": variants,
+    }
+    if args.config != "smoke":
+        results = update(args.out, args.config, figures)
+        print(f"\n{table(results)}\n\nwritten: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
