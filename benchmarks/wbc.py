@@ -2,6 +2,7 @@
 
     python benchmarks/wbc.py                  # the "fast" preset and the lab's recipe
     python benchmarks/wbc.py --recipes fast   # one of them
+    python benchmarks/wbc.py --folds 0        # a quick look: recorded as "fast, folds [0]"
     python benchmarks/wbc.py --table          # the README table from the results file
 
 Splits ``shared/data/wbc`` (240 RGB images, 88-120 px) into 5 folds by image (shuffled,
@@ -117,9 +118,15 @@ def main() -> None:
                 flush=True,
             )
         epochs = args.epochs or RECIPES["blood_cells"][recipe]["max_epochs"]
-        figures = {"max_epochs": epochs, "summary": summarise(folds), "folds": folds}
-        if args.folds is None:  # only complete cross-validations are recorded
-            results = update(args.out, recipe, figures)
+        figures = {
+            "max_epochs": epochs,
+            "complete_cv": args.folds is None,
+            "summary": summarise(folds),
+            "folds": folds,
+        }
+        # a partial cross-validation is kept apart from the complete one
+        key = recipe if args.folds is None else f"{recipe}, folds {sorted(args.folds)}"
+        results = update(args.out, key, figures)
     if results:
         print(f"\n{table(results)}\n\nwritten: {args.out}")
 
