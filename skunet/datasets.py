@@ -75,6 +75,14 @@ def read_image_folder(
         A missing or empty folder, a file without its partner (named), or an unreadable
         file (named).
     """
+    pairs = _paired_files(images_dir, masks_dir)
+    X = [read_image(image) for image, _ in pairs.values()]
+    y = [read_image(mask) for _, mask in pairs.values()]
+    return X, y
+
+
+def _paired_files(images_dir: str | os.PathLike, masks_dir: str | os.PathLike) -> dict:
+    """``{name: (image path, mask path)}`` in name order; errors as :func:`read_image_folder`."""
     images = _image_files(Path(images_dir))
     masks = _image_files(Path(masks_dir))
     if not images:
@@ -86,9 +94,7 @@ def read_image_folder(
         raise ValueError(
             f"{len(unpaired)} file(s) have no partner of the same name: {', '.join(shown)}{more}"
         )
-    X = [read_image(images[n]) for n in images]
-    y = [read_image(masks[n]) for n in images]
-    return X, y
+    return {n: (images[n], masks[n]) for n in images}
 
 
 def _to_color(image: np.ndarray, color: str) -> np.ndarray:
@@ -207,8 +213,10 @@ def load_wbc(
         values outside the classes (or outside ``mapping``), naming the file.
     """
     root = Path(root)
-    names = sorted(_image_files(root / "images"))
-    X, y = read_image_folder(root / "images", root / "masks")
+    pairs = _paired_files(root / "images", root / "masks")
+    names = list(pairs)
+    X = [read_image(image) for image, _ in pairs.values()]
+    y = [read_image(mask) for _, mask in pairs.values()]
     for i, name in enumerate(names):
         image, mask = X[i], y[i]
         if image.ndim == 3 and image.shape[2] == 4:
