@@ -32,6 +32,7 @@ from skorch.callbacks import ProgressBar as _SkorchProgressBar
 from skorch.history import History
 from torch.optim.lr_scheduler import CyclicLR
 
+from .dataset import class_target
 from .inference import classes
 from .metrics import confusion_matrix, iou_from_confusion
 from .models.blocks import center_crop
@@ -216,7 +217,7 @@ class IoUScoring(EpochScoring):
         if training != self.on_train:
             return
         logits = y_pred.detach()
-        target = center_crop(batch[1].to(logits.device), *logits.shape[-2:])
+        target = center_crop(class_target(batch[1]).to(logits.device), *logits.shape[-2:])
         if logits.shape[1] == 1:
             pred, k = (logits[:, 0] > 0).long(), 2
         else:

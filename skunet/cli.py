@@ -1,9 +1,18 @@
-"""The ``skunet`` command line."""
+"""The ``skunet`` command line: ``train``, ``predict``, ``evaluate`` and ``demo``.
+
+Every command prints a one-line message and exits with status 2 on bad input (a missing
+folder, an unreadable file, a model that does not fit the images or the request), and
+with 0 on success. Progress bars go to stderr; results to stdout.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import re
 import sys
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -15,12 +24,169 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_pairs(images: str, masks: str, n_channels: int | None, color: str | None = None):
+    """Images and masks paired by name, and the pairs' file names (for messages)."""
+    from .datasets import _paired_files, _to_color, read_image
+    from .tasks import as_task_color
+
+    pairs = _paired_files(images, masks)
+    X = [read_image(image) for image, _ in pairs.values()]
+    y = [read_image(mask) for _, mask in pairs.values()]
+    if color is not None:
+        X = [_to_color(x, color) for x in X]
+    elif n_channels is not None:
+        X = [as_task_color(x, n_channels) for x in X]
+    return X, y, [(str(image), str(mask)) for image, mask in pairs.values()]
+
+
+@contextlib.contextmanager
+def _naming_files(files: list[tuple[str, str]]):
+    """Errors about ``X[i]`` / ``y[i]`` name the image / mask file instead."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+
+        def name(m: re.Match) -> str:
+            i = int(m.group(2))
+            return repr(files[i][m.group(1) == "y"]) if i < len(files) else m.group(0)
+
+        raise type(exc)(re.sub(r"\b([Xy])\[(\d+)\]", name, str(exc))) from exc
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .callbacks import ProgressBar
+    from .tasks import TASKS
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{str(out)!r} exists; pass --overwrite to replace it")
+    preset, color = TASKS[args.preset]
+    X, y, files = _read_pairs(args.images, args.masks, None, color)
+    params = {"device": args.device, "random_state": args.seed, "verbose": 1}
+    for option, param in (("epochs", "max_epochs"), ("patch_size", "patch_size")):
+        if getattr(args, option) is not None:
+            params[param] = getattr(args, option)
+    if args.recipe:
+        params["recipe"] = args.recipe
+    params.update(args.param)
+    seg = preset(**params)
+    seg.set_params(callbacks=[*(seg.callbacks or []), ("progress_bar", ProgressBar())])
+    print(f"training the {args.preset} preset on {len(X)} images", file=sys.stderr)
+    with _naming_files(files):
+        seg.fit(X, y)
+    seg.save(out, overwrite=args.overwrite)
+    print(f"saved {out}")
+    return 0
+
+
+def _load(args: argparse.Namespace):
+    from .estimator import UNetSegmenter
+
+    model = Path(args.model)
+    if not model.is_file():
+        raise FileNotFoundError(f"model file {str(model)!r} does not exist")
+    seg = UNetSegmenter.load(model, device=args.device)
+    if getattr(args, "tile_size", None) is not None:
+        seg.set_params(tile_size=args.tile_size)
+    return seg.set_params(verbose=1)
+
+
+def _input_files(inputs: list[str]) -> list[Path]:
+    from .datasets import IMAGE_EXTENSIONS
+
+    files = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise ValueError(f"no image files in folder {str(item)!r}")
+            files += found
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise FileNotFoundError(f"input {str(item)!r} does not exist")
+    stems = [p.stem for p in files]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice:
+        raise ValueError(f"inputs share output names: {', '.join(twice[:5])}")
+    return files
+
+
+def _output_path(out: Path, source: Path, mask) -> Path:
+    tiff = source.suffix.lower() in (".tif", ".tiff") or mask.max() > 65535
+    return out / (source.stem + (".tif" if tiff else ".png"))
+
+
+def _write_mask(path: Path, mask) -> None:
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    from .persistence import atomic_path
+
+    dtype = np.uint8 if mask.max() < 256 else np.uint16 if mask.max() < 65536 else np.uint32
+    with atomic_path(path) as tmp:
+        if path.suffix == ".tif":
+            tifffile.imwrite(tmp, mask.astype(dtype), compression="zlib")
+        else:
+            Image.fromarray(mask.astype(dtype)).save(tmp, format="PNG")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .datasets import read_image
+    from .progress import tqdm
+    from .tasks import as_task_color
+
+    seg = _load(args)
+    if args.instances and seg.target == "mask" and seg.n_classes != 2:
+        raise ValueError(
+            f"--instances needs a binary or nuclei (boundary) model; {args.model} has "
+            f"{seg.n_classes} classes"
+        )
+    files = _input_files(args.inputs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for source in tqdm(files, desc="predict", unit="image", disable=len(files) < 2):
+        image = as_task_color(read_image(source), seg.n_channels_in_)
+        predict = seg.predict_instances if args.instances else seg.predict
+        mask = predict([image])[0]
+        target = _output_path(out, source, mask)
+        if target.exists() and not args.overwrite:
+            raise FileExistsError(f"{str(target)!r} exists; pass --overwrite to replace it")
+        _write_mask(target, mask)
+        written += 1
+    print(f"wrote {written} mask(s) to {out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .tasks import task_metrics
+
+    seg = _load(args)
+    X, y, files = _read_pairs(args.images, args.masks, seg.n_channels_in_)
+    with _naming_files(files):
+        metrics = task_metrics(seg, X, y)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+        return 0
+    width = max(len(k) for k in metrics)
+    print(f"{'metric':<{width}}  value")
+    for key, value in metrics.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        print(f"{key:<{width}}  {shown}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .tasks import TASKS
+
     parser = argparse.ArgumentParser(
         prog="skunet", description="U-Net image segmentation as a scikit-learn estimator."
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
+
     demo = sub.add_parser(
         "demo",
         help="train on the bundled nuclei sample, report held-out IoU, save a picture",
@@ -33,7 +199,74 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--device", default="cpu", help="torch device (default cpu)")
     demo.set_defaults(func=_demo)
+
+    train = sub.add_parser(
+        "train",
+        help="train a task preset on folders of images and masks, save the model",
+        description="Train a task preset on images and masks paired by file name and save "
+        "the fitted model to one .skunet file. Masks: instance labels (nuclei), class "
+        "indices 0/1/2 (blood-cells), 0 = membrane / 255 = cell (em).",
+    )
+    train.add_argument("--preset", required=True, choices=sorted(TASKS))
+    train.add_argument("--recipe", help="the preset's recipe (default: its first)")
+    train.add_argument("--images", required=True, help="folder of images")
+    train.add_argument("--masks", required=True, help="folder of masks, same file names")
+    train.add_argument("--out", required=True, help="model file to write (e.g. model.skunet)")
+    train.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
+    train.add_argument("--patch-size", type=int, help="training patch side (pixels)")
+    train.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    train.add_argument(
+        "--param",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any segmenter parameter, e.g. module__base_channels=16 or lr=3e-4 (repeatable; "
+        "values are read as JSON, else as text)",
+    )
+    train.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    train.set_defaults(func=_train)
+
+    predict = sub.add_parser(
+        "predict",
+        help="segment images with a saved model, masks written under the inputs' names",
+        description="Write one mask per input image into --out, named like the input: "
+        "PNG (TIFF for TIFF inputs or more than 65535 objects), 8-bit or 16-bit as the "
+        "values need.",
+    )
+    predict.add_argument("--model", required=True, help="a file written by skunet train / save")
+    predict.add_argument("inputs", nargs="+", help="image files or folders of images")
+    predict.add_argument("--out", required=True, help="output folder")
+    predict.add_argument("--instances", action="store_true", help="instance labels, not classes")
+    predict.add_argument("--tile-size", type=int, help="network input size for tiled prediction")
+    predict.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    predict.add_argument("--overwrite", action="store_true", help="replace existing masks")
+    predict.set_defaults(func=_predict)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score a saved model on images and masks: the task's metrics as a table",
+        description="nuclei: AP at IoU 0.5 / 0.75, F1, IoU; blood-cells: Dice and IoU per "
+        "class, whole-cell Dice; em: V_rand, V_info, pixel error; binary: IoU, Dice.",
+    )
+    evaluate.add_argument("--model", required=True, help="a file written by skunet train / save")
+    evaluate.add_argument("--images", required=True, help="folder of images")
+    evaluate.add_argument("--masks", required=True, help="folder of masks, same file names")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    evaluate.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    evaluate.set_defaults(func=_evaluate)
     return parser
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def _version() -> str:
@@ -45,12 +278,15 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "epochs", 1) < 1:
-        parser.error("--epochs must be at least 1")
+    for option in ("epochs", "patch_size", "tile_size"):
+        value = getattr(args, option, None)
+        if value is not None and value < 1:
+            parser.error(f"--{option.replace('_', '-')} must be at least 1")
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"skunet {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, KeyError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"skunet {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -15,9 +15,20 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .tiling import Geometry, label_window, window
+from .augment import _randint, flip_rotate
+from .tiling import IGNORE, Geometry, label_window, window
 
-__all__ = ["ImageSet", "PatchDataset", "WholeImageCollate", "flip_rotate"]
+__all__ = ["ImageSet", "PatchDataset", "WholeImageCollate", "class_target"]
+
+_OUTSIDE = 1 << 30  # added to labels outside the image while a window is augmented
+
+WeightMap = Callable[[np.ndarray], np.ndarray]
+"""``classes (H, W) with IGNORE -> weights (H, W)``, e.g. ``WeightMapLoss.weight_map``."""
+
+
+def class_target(y):
+    """The class map of a batch target, with or without its weight map."""
+    return y[0] if isinstance(y, (list, tuple)) else y
 
 
 class ImageSet(Dataset):
@@ -34,22 +45,6 @@ class ImageSet(Dataset):
         return self.images[i], None if self.targets is None else self.targets[i]
 
 
-def _randint(high: int) -> int:
-    return int(torch.randint(high, ()).item()) if high > 1 else 0
-
-
-def flip_rotate(image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Random horizontal/vertical flip and 90-degree rotation of a square window."""
-    k = _randint(8)
-    if k & 4:
-        image, labels = image[..., ::-1], labels[..., ::-1]
-    rot = k & 3
-    if rot:
-        image = np.rot90(image, rot, axes=(-2, -1))
-        labels = np.rot90(labels, rot, axes=(-2, -1))
-    return image, labels
-
-
 class PatchDataset(Dataset):
     """Random training windows from a dataset of ``(image, classes)`` pairs.
 
@@ -64,8 +59,13 @@ class PatchDataset(Dataset):
     patches_per_image : int, default=1
         Windows drawn from each image per epoch.
     augment : bool or callable, default=True
-        ``True``: :func:`flip_rotate`; a callable ``f(image, labels) -> (image, labels)``
-        replaces it; ``False`` disables augmentation.
+        ``True``: :func:`~skunet.augment.flip_rotate`; a callable
+        ``f(image, labels) -> (image, labels)`` (e.g. :class:`~skunet.augment.Augment`)
+        replaces it; ``False`` disables augmentation. It sees the whole window, context
+        included, so deformations pull real labels into the patch.
+    weight_map : callable or None, default=None
+        Computes per-pixel loss weights from the augmented window's classes; items are
+        then ``(image, (classes, weights))``.
     """
 
     def __init__(
@@ -75,17 +75,19 @@ class PatchDataset(Dataset):
         patch_size: int,
         patches_per_image: int = 1,
         augment: bool | Callable = True,
+        weight_map: WeightMap | None = None,
     ) -> None:
         self.base = base
         self.geometry = geometry
         self.patch_size = patch_size
         self.patches_per_image = patches_per_image
         self.augment = augment
+        self.weight_map = weight_map
 
     def __len__(self) -> int:
         return len(self.base) * self.patches_per_image
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int):
         image, classes = self.base[i % len(self.base)]
         p, ctx = self.patch_size, self.geometry.context
         h, w = classes.shape
@@ -94,25 +96,46 @@ class PatchDataset(Dataset):
         left = _randint(w - p + 1) if w >= p else -_randint(p - w + 1)
         size = p + 2 * ctx
         x = window(image, top - ctx, left - ctx, size, size)
-        y = label_window(classes, top - ctx, left - ctx, size, size, keep=(ctx, ctx, p, p))
+        # labels mirrored like the image, those outside it tagged, so that deformations
+        # move the tags along and weight maps see the mirrored cells
+        y = window(classes, top - ctx, left - ctx, size, size).astype(np.int64)
+        rows = np.arange(top - ctx, top - ctx + size)
+        cols = np.arange(left - ctx, left - ctx + size)
+        y += _OUTSIDE * (((rows < 0) | (rows >= h))[:, None] | ((cols < 0) | (cols >= w))[None])
         if self.augment is True:
             x, y = flip_rotate(x, y)
         elif callable(self.augment):
             x, y = self.augment(x, y)
-        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
+        y = np.array(y, dtype=np.int64)
+        outside = y >= _OUTSIDE
+        y[outside] -= _OUTSIDE
+        weights = None if self.weight_map is None else self.weight_map(y)
+        y[outside] = IGNORE  # mirrored pixels are input, not labels
+        if ctx:  # the loss sees the patch only; the context is input
+            border = np.ones(y.shape, dtype=bool)
+            border[ctx : ctx + p, ctx : ctx + p] = False
+            y[border] = IGNORE
+        x, y = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
+        if weights is None:
+            return x, y
+        return x, (y, torch.from_numpy(weights))
 
 
 class WholeImageCollate:
     """Collate whole images of any sizes into one padded batch for validation."""
 
-    def __init__(self, geometry: Geometry) -> None:
+    def __init__(self, geometry: Geometry, weight_map: WeightMap | None = None) -> None:
         self.geometry = geometry
+        self.weight_map = weight_map
 
-    def __call__(self, batch: list) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, batch: list):
         g = self.geometry
         height = g.input_length(max(im.shape[1] for im, _ in batch))
         width = g.input_length(max(im.shape[2] for im, _ in batch))
         c = g.context
         xs = np.stack([window(im, -c, -c, height, width) for im, _ in batch])
         ys = np.stack([label_window(t, -c, -c, height, width) for _, t in batch])
-        return torch.from_numpy(xs), torch.from_numpy(ys)
+        if self.weight_map is None:
+            return torch.from_numpy(xs), torch.from_numpy(ys)
+        weights = np.stack([self.weight_map(t) for t in ys])
+        return torch.from_numpy(xs), (torch.from_numpy(ys), torch.from_numpy(weights))

@@ -17,6 +17,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "WBC_GRAY_LEVELS",
     "load_dsb2018",
+    "load_isbi2012",
     "load_sample",
     "load_wbc",
     "read_image",
@@ -246,6 +247,72 @@ def load_wbc(
                 f"0, 1, 2{hint}"
             )
         y[i] = mask.astype(np.uint8)
+    return X, y
+
+
+ISBI_STACKS = ("train-volume.tif", "train-labels.tif")
+
+
+def _isbi_classes(label: np.ndarray, name: str) -> np.ndarray:
+    if label.ndim == 3:  # a gray label saved as RGB
+        label = label[..., 0]
+    values = np.unique(label).tolist()
+    if not set(values) <= {0, 255} and not set(values) <= {0, 1}:
+        raise ValueError(
+            f"label {name} has values {values[:6]}; expected 0 (membrane) and 255 (cell)"
+        )
+    return (label > 0).astype(np.uint8)
+
+
+def load_isbi2012(root: str | os.PathLike) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Load the ISBI 2012 EM training slices and their labels.
+
+    Reads either layout of ``root``: ``images/`` and ``labels/`` folders of one file per
+    slice paired by name (the shared data: 30 PNGs of 512 x 512), or the challenge's
+    multi-page ``train-volume.tif`` and ``train-labels.tif`` (tifffile, one page per
+    slice).
+
+    Returns
+    -------
+    X : list of (H, W) uint8
+    y : list of (H, W) uint8
+        **1 = cell interior, 0 = membrane** (the files' 255 and 0). Cells are the
+        segments: the 4-connected components of ``y == 1``, as
+        :func:`~skunet.metrics.rand_scores` and :func:`~skunet.targets.unet_weight_map`
+        take them. Use ``1 - y`` for membrane = 1.
+
+    Raises
+    ------
+    ValueError
+        Neither layout found, unpaired or unreadable files, a label of another size than
+        its slice or with values other than 0 and 255 (naming the file or page).
+    """
+    root = Path(root)
+    volume, labels = (root / f for f in ISBI_STACKS)
+    if (root / "images").is_dir():
+        pairs = _paired_files(root / "images", root / "labels")
+        items = [
+            (read_image(image), read_image(label), str(label)) for image, label in pairs.values()
+        ]
+    elif volume.is_file() and labels.is_file():
+        stack, truth = read_image(volume), read_image(labels)
+        if stack.ndim == 2:
+            stack, truth = stack[None], truth[None]
+        if stack.shape[0] != truth.shape[0]:
+            raise ValueError(
+                f"{str(volume)!r} has {stack.shape[0]} slices but {str(labels)!r} {truth.shape[0]}"
+            )
+        items = [(s, t, f"{str(labels)!r} page {i}") for i, (s, t) in enumerate(zip(stack, truth))]
+    else:
+        raise ValueError(
+            f"{str(root)!r} has neither images/ + labels/ folders nor {' + '.join(ISBI_STACKS)}"
+        )
+    X, y = [], []
+    for image, label, name in items:
+        if label.shape[:2] != image.shape[:2]:
+            raise ValueError(f"label {name} has shape {label.shape} but its slice {image.shape}")
+        X.append(image)
+        y.append(_isbi_classes(label, name))
     return X, y
 
 

@@ -35,6 +35,7 @@ from .dataset import ImageSet, PatchDataset, WholeImageCollate
 from .inference import InferenceSettings, classes, expand, predict_compact
 from .instances import label_components, watershed_instances
 from .losses import PaddedBCEWithLogitsLoss, PaddedCrossEntropyLoss
+from .lr_finder import LRRangeResult, lr_range_test
 from .metrics import iou_score
 from .models import UNet, VGG16UNet
 from .persistence import load_segmenter, save_segmenter
@@ -75,9 +76,11 @@ class UNetSegmenter(NeuralNet):
         loss ignores. "Valid" networks use their own border instead.
     patches_per_image : int, default=1
         Patches drawn from every training image per epoch.
-    augment : bool or callable, default=True
-        Random flips and 90-degree rotations, or ``f(image, labels) -> (image, labels)``
-        on ``(C, h, w)`` / ``(h, w)`` arrays.
+    augment : bool, Augment or callable, default=True
+        ``True``: random flips and 90-degree rotations. An :class:`~skunet.augment.Augment`
+        adds elastic deformation, affine jitter, noise, brightness / contrast; any
+        ``f(image, labels) -> (image, labels)`` on ``(C, h, w)`` / ``(h, w)`` arrays works.
+        Training windows are augmented whole (context included), before weight maps.
     random_state : int or None, default=None
         Seeds torch (weights, patches, shuffling, dropout) at the start of ``fit``, so
         that two fits on the CPU give identical weights.
@@ -280,7 +283,11 @@ class UNetSegmenter(NeuralNet):
     @property
     def geometry_(self) -> Geometry:
         """Window sizes for the network and the current ``padding`` (see :mod:`skunet.tiling`)."""
-        return Geometry(self.module_, self.padding)
+        # a network wrapped for distributed training keeps the original as ``.module``
+        module = self.module_
+        if isinstance(module, torch.nn.parallel.DistributedDataParallel):
+            module = module.module
+        return Geometry(module, self.padding)
 
     def initialize_criterion(self):
         criterion = self.criterion
@@ -359,6 +366,15 @@ class UNetSegmenter(NeuralNet):
             )
         return self
 
+    def _device(self) -> torch.device:
+        """``device``, or where the network's weights are when something else places
+        them (``device=None``, e.g. Hugging Face Accelerate)."""
+        if self.device is not None:
+            return torch.device(self.device)
+        module = getattr(self, "module_", None)
+        first = next(module.parameters(), None) if module is not None else None
+        return first.device if first is not None else torch.device("cpu")
+
     def _channels_last(self) -> bool:
         if self.channels_last is None:  # on for the networks known to support it
             own = (UNet, VGG16UNet)
@@ -367,7 +383,7 @@ class UNetSegmenter(NeuralNet):
 
     def infer(self, x, **fit_params):
         if self._channels_last() and isinstance(x, torch.Tensor):
-            x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+            x = x.to(self._device()).contiguous(memory_format=torch.channels_last)
         return super().infer(x, **fit_params)
 
     def train_step(self, batch, **fit_params):
@@ -380,18 +396,28 @@ class UNetSegmenter(NeuralNet):
             raise KeyboardInterrupt  # skorch's way to stop: on_train_end restores the best
         return step
 
+    def _weight_map(self):
+        """The criterion's per-pixel weights of a class map, if it wants them
+        (:class:`~skunet.losses.WeightMapLoss`)."""
+        return getattr(getattr(self, "criterion_", None), "weight_map", None)
+
     def get_iterator(self, dataset, training: bool = False):
         if training:
             kwargs = self.get_params_for("iterator_train")
             kwargs.setdefault("shuffle", True)
             dataset = PatchDataset(
-                dataset, self.geometry_, self.patch_size, self.patches_per_image, self.augment
+                dataset,
+                self.geometry_,
+                self.patch_size,
+                self.patches_per_image,
+                self.augment,
+                weight_map=self._weight_map(),
             )
             iterator = self.iterator_train
             kwargs.setdefault("batch_size", self.batch_size)
         else:
             kwargs = self.get_params_for("iterator_valid")
-            kwargs.setdefault("collate_fn", WholeImageCollate(self.geometry_))
+            kwargs.setdefault("collate_fn", WholeImageCollate(self.geometry_, self._weight_map()))
             # whole images of any size: one per batch keeps memory bounded
             kwargs.setdefault("batch_size", 1)
             iterator = self.iterator_valid
@@ -400,7 +426,7 @@ class UNetSegmenter(NeuralNet):
         # DataLoader defaults: patches are cut in the main process (num_workers=0: on a
         # few cores a worker would take a core from the network's threads); pinned
         # memory for CUDA; workers, when asked for, live across epochs.
-        kwargs.setdefault("pin_memory", torch.device(self.device).type == "cuda")
+        kwargs.setdefault("pin_memory", self._device().type == "cuda")
         if kwargs.get("num_workers", 0) > 0:
             kwargs.setdefault("persistent_workers", True)
         return iterator(dataset, **kwargs)
@@ -415,7 +441,7 @@ class UNetSegmenter(NeuralNet):
     def _inference_settings(self, geometry: Geometry) -> InferenceSettings:
         window = self.patch_size + 2 * geometry.context
         return InferenceSettings(
-            device=self.device,
+            device=self._device(),
             tile_size=self.tile_size,
             tile_overlap=self.tile_overlap,
             blend=self.blend,
@@ -482,6 +508,25 @@ class UNetSegmenter(NeuralNet):
                 labels.append(label_components(expand(p)[1], threshold))
         return _stack_or_list(labels)
 
+    def lr_range_test(
+        self,
+        X: Any,
+        y: Any,
+        start_lr: float = 1e-6,
+        end_lr: float = 10.0,
+        num_iter: int = 100,
+        **kwargs: Any,
+    ) -> LRRangeResult:
+        """Train a copy for ``num_iter`` batches while the rate grows from ``start_lr`` to
+        ``end_lr`` exponentially; stops early when the loss diverges.
+
+        The estimator's own weights, optimizer state and history are left as they were
+        (fitted or not). Returns an :class:`~skunet.lr_finder.LRRangeResult` with ``lrs``,
+        ``losses`` (smoothed), ``suggestion`` (steepest descent) and ``.plot()``.
+        ``smoothing`` (0.05) and ``diverge`` (4.0) tune the smoothing and the stop.
+        """
+        return lr_range_test(self, X, y, start_lr, end_lr, num_iter, **kwargs)
+
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Mean IoU over the foreground classes, pooled over all pixels (higher is better)."""
         self._check_fitted()
@@ -500,6 +545,19 @@ class UNetSegmenter(NeuralNet):
         """
         self._check_fitted()
         return save_segmenter(self, path, overwrite=overwrite)
+
+    def export_onnx(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write the fitted network as an ONNX graph taking images of any height and width.
+
+        Input ``image``: float32 ``(N, C, H, W)``, scaled as this estimator scales images;
+        output ``probabilities``: ``(N, K, H, W)``, as ``predict_proba`` gives for an image
+        that fits in one tile (see :mod:`skunet.export`). Needs the ``export`` extra
+        (onnx, onnxscript; onnxruntime to run it). Refuses to replace a file unless
+        ``overwrite``.
+        """
+        from .export import export_onnx
+
+        return export_onnx(self, path, overwrite=overwrite)
 
     @classmethod
     def load(

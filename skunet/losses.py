@@ -8,20 +8,24 @@ centre-cropped to the output, so the loss sees the valid output only.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .models.blocks import center_crop
+from .targets import unet_weight_map
 from .tiling import IGNORE
 
 __all__ = [
     "PaddedBCEWithLogitsLoss",
     "PaddedCrossEntropyLoss",
     "SoftDiceLoss",
+    "WeightMapLoss",
     "padded_bce_with_logits",
     "padded_cross_entropy",
     "soft_dice_loss",
+    "weighted_padded_loss",
 ]
 
 
@@ -153,3 +157,66 @@ class SoftDiceLoss(nn.Module):
             ce = padded_bce_with_logits if logits.shape[1] == 1 else padded_cross_entropy
             loss = loss + self.ce_weight * ce(logits, target)
         return loss
+
+
+def weighted_padded_loss(
+    logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None
+) -> torch.Tensor:
+    """Per-pixel (binary) cross-entropy times ``weights``, averaged over valid pixels.
+
+    One output channel uses binary cross-entropy, several use cross-entropy; targets and
+    weights are centre-cropped to the output like the target alone elsewhere.
+
+    >>> logits = torch.zeros(1, 1, 1, 3)
+    >>> target = torch.tensor([[[1, 0, IGNORE]]])
+    >>> w = torch.tensor([[[2.0, 0.0, 5.0]]])
+    >>> round(weighted_padded_loss(logits, target, w).item(), 4)  # (2 ln 2 + 0) / 2
+    0.6931
+    """
+    target = _align(logits, target)
+    valid = target != IGNORE
+    if not valid.any():
+        return logits.sum() * 0.0
+    if logits.shape[1] == 1:
+        per_pixel = F.binary_cross_entropy_with_logits(
+            logits[:, 0], target.clamp(min=0).to(logits.dtype), reduction="none"
+        )
+    else:
+        per_pixel = F.cross_entropy(logits, target.long(), ignore_index=IGNORE, reduction="none")
+    if weights is not None:
+        per_pixel = per_pixel * center_crop(weights, *logits.shape[-2:]).to(per_pixel.dtype)
+    return per_pixel[valid].sum() / valid.sum()
+
+
+class WeightMapLoss(nn.Module):
+    """The 2015 U-Net loss: (binary) cross-entropy weighted by the paper's weight map
+    (:func:`~skunet.targets.unet_weight_map`).
+
+    The estimator computes the weight map of every training patch after augmentation
+    (and of every validation image) by calling :meth:`weight_map`, and passes
+    ``(target, weights)`` as the target; a plain target is used unweighted.
+
+    Parameters
+    ----------
+    w0 : float, default=10.0
+    sigma : float, default=5.0
+        Peak and width (pixels) of the weight between neighbouring cells.
+    """
+
+    def __init__(self, w0: float = 10.0, sigma: float = 5.0) -> None:
+        super().__init__()
+        self.w0 = w0
+        self.sigma = sigma
+
+    def weight_map(self, classes: np.ndarray) -> np.ndarray:
+        """Weights of a class map (:data:`~skunet.tiling.IGNORE` where it does not count):
+        cells are the 4-connected components of the foreground classes, and every class
+        present is balanced."""
+        cells = np.where(classes >= 0, classes > 0, -1)
+        return unet_weight_map(cells, self.w0, self.sigma, classes=classes)
+
+    def forward(self, logits: torch.Tensor, target) -> torch.Tensor:
+        weights = None
+        if isinstance(target, (list, tuple)):
+            target, weights = target
+        return weighted_padded_loss(logits, target, weights)

@@ -10,6 +10,7 @@ cannot make ``load`` run arbitrary code.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 from safetensors import safe_open
 from safetensors.torch import save_file
+from skorch import NeuralNet
 from skorch.dataset import ValidSplit
 from skorch.history import History
 
@@ -36,6 +38,8 @@ def _encode(value: Any) -> tuple[bool, Any]:
         return True, value
     if isinstance(value, (list, tuple)) and all(isinstance(v, _SCALARS) for v in value):
         return True, list(value)
+    if inspect.ismethod(value):  # bound to an object that is not stored
+        return False, None
     if isinstance(value, type) or (callable(value) and hasattr(value, "__qualname__")):
         path = f"{value.__module__}.{value.__qualname__}"
         if "<" not in path:  # importable by name; whether load imports it is load's call
@@ -94,6 +98,8 @@ def save_segmenter(net, path: str | os.PathLike, overwrite: bool = False) -> Pat
         raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True to replace it")
     params, dropped = {}, []
     for key, value in net.get_params(deep=False).items():
+        if key.startswith("_"):  # private state that skorch lists among parameters
+            continue
         ok, encoded = _encode(value)
         if ok:
             params[key] = encoded
@@ -160,6 +166,11 @@ def load_segmenter(cls, path: str | os.PathLike, device: str = "cpu", trust: tup
         )
     params = {k: _decode(v, tuple(trust)) for k, v in json.loads(metadata["params"]).items()}
     params["device"] = device
+    # a file written by a subclass (e.g. AcceleratedUNetSegmenter) loads into ``cls``
+    # without the subclass's own parameters
+    accepted = set(inspect.signature(cls.__init__).parameters)
+    accepted |= set(inspect.signature(NeuralNet.__init__).parameters)
+    params = {k: v for k, v in params.items() if "__" in k or k in accepted}
     fitted = json.loads(metadata["fitted"])
     net = cls(**params)
     net.n_channels_in_ = fitted["n_channels_in_"]

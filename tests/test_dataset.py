@@ -1,7 +1,8 @@
 import numpy as np
 import torch
 
-from skunet.dataset import ImageSet, PatchDataset, WholeImageCollate, flip_rotate
+from skunet.augment import flip_rotate
+from skunet.dataset import ImageSet, PatchDataset, WholeImageCollate
 from skunet.models import UNet
 from skunet.tiling import IGNORE, Geometry
 

@@ -15,7 +15,11 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 def test_notebook_runs(path, monkeypatch, tmp_path):
     monkeypatch.setenv("SKUNET_SMALL", "1")
     # without the shared data the notebooks fall back to the bundled sample / synthetic cells
-    for variable, folder in (("SKUNET_DSB2018", "dsb2018"), ("SKUNET_WBC", "wbc")):
+    for variable, folder in (
+        ("SKUNET_DSB2018", "dsb2018"),
+        ("SKUNET_WBC", "wbc"),
+        ("SKUNET_ISBI", "isbi2012"),
+    ):
         if (SHARED / folder).exists():
             monkeypatch.setenv(variable, str(SHARED / folder))
     nb = nbformat.read(path, as_version=4)

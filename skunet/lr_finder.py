@@ -1,0 +1,121 @@
+"""The learning-rate range test: train briefly while the rate grows exponentially.
+
+Leslie Smith's test as fastai and ``torch-lr-finder`` run it: the loss of every batch is
+recorded (exponentially smoothed), the run stops once it exceeds ``diverge`` times its
+best, and the suggestion is the rate where the smoothed loss falls fastest. It runs on
+a copy of the estimator, so the estimator's weights, optimizer and history are left as
+they were.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from skorch import NeuralNet
+from skorch.callbacks import Freezer
+
+if TYPE_CHECKING:
+    from .estimator import UNetSegmenter
+
+__all__ = ["LRRangeResult", "lr_range_test"]
+
+
+@dataclass
+class LRRangeResult:
+    """What :meth:`UNetSegmenter.lr_range_test` found.
+
+    Attributes
+    ----------
+    lrs : ndarray
+        Learning rate of every batch that ran.
+    losses : ndarray
+        Smoothed training loss after each of those batches.
+    raw_losses : ndarray
+        The batches' losses as they were.
+    suggestion : float or None
+        The rate where the smoothed loss falls fastest (None when too few batches ran).
+    """
+
+    lrs: np.ndarray
+    losses: np.ndarray
+    raw_losses: np.ndarray = field(repr=False)
+    suggestion: float | None
+
+    def plot(self, ax: Any = None):
+        """Smoothed loss against learning rate (log axis), the suggestion marked."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 3.5))
+        ax.plot(self.lrs, self.losses)
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("training loss (smoothed)")
+        if self.suggestion is not None:
+            ax.axvline(self.suggestion, color="tab:red", ls="--", label=f"{self.suggestion:.2g}")
+            ax.legend(title="steepest descent")
+        return ax
+
+
+def _suggestion(lrs: np.ndarray, losses: np.ndarray) -> float | None:
+    """Rate of the steepest descent of the loss over log(lr), skipping the first 10 %."""
+    skip = len(lrs) // 10
+    if len(lrs) - skip < 5:
+        return None
+    slope = np.gradient(losses[skip:], np.log(lrs[skip:]))
+    return float(lrs[skip + int(np.argmin(slope))])
+
+
+def lr_range_test(
+    net: UNetSegmenter,
+    X: Any,
+    y: Any,
+    start_lr: float = 1e-6,
+    end_lr: float = 10.0,
+    num_iter: int = 100,
+    smoothing: float = 0.05,
+    diverge: float = 4.0,
+) -> LRRangeResult:
+    """See :meth:`skunet.UNetSegmenter.lr_range_test`."""
+    if not 0 < start_lr < end_lr:
+        raise ValueError(f"need 0 < start_lr < end_lr, got {start_lr!r} and {end_lr!r}")
+    if num_iter < 2:
+        raise ValueError(f"num_iter must be at least 2, got {num_iter!r}")
+    probe = copy.deepcopy(net)  # the estimator itself is never touched
+    data = probe._fit_data(X, y, continuing=probe.initialized_)
+    if not probe.initialized_:
+        probe.initialize()
+    for _, cb in probe.callbacks_:  # a frozen encoder stays frozen
+        if isinstance(cb, Freezer):
+            cb.on_epoch_begin(probe)
+    lrs = start_lr * (end_lr / start_lr) ** np.linspace(0, 1, num_iter)
+    raw, smooth = [], []
+    avg, best = 0.0, np.inf
+    probe._set_training(True)
+    while len(raw) < num_iter:
+        for batch in probe.get_iterator(data, training=True):
+            lr = float(lrs[len(raw)])
+            for group in probe.optimizer_.param_groups:
+                group["lr"] = lr
+            loss = NeuralNet.train_step(probe, batch)["loss"].item()
+            raw.append(loss)
+            avg = smoothing * loss + (1 - smoothing) * avg
+            smooth.append(avg / (1 - (1 - smoothing) ** len(raw)))  # bias-corrected
+            best = min(best, smooth[-1])
+            if len(raw) == num_iter or not np.isfinite(loss) or smooth[-1] > diverge * best:
+                break
+        else:
+            continue
+        break
+    n = len(raw)
+    lrs_run, losses = lrs[:n], np.asarray(smooth)
+    finite = np.isfinite(losses)
+    return LRRangeResult(
+        lrs=lrs_run,
+        losses=losses,
+        raw_losses=np.asarray(raw),
+        suggestion=_suggestion(lrs_run[finite], losses[finite]),
+    )
