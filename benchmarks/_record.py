@@ -9,6 +9,7 @@ import os
 import platform
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -76,6 +77,13 @@ def add_common_arguments(parser: argparse.ArgumentParser, data: Path, results: P
     parser.add_argument("--epochs", type=int, help="override the recipe's max_epochs")
     parser.add_argument("--out", type=Path, default=results, help="results file")
     parser.add_argument("--table", action="store_true", help="print the README table and exit")
+
+
+def fit_seconds(seg, X: list, y: list, train) -> float:
+    """Fit ``seg`` on the images ``train`` indexes; the wall time in seconds."""
+    start = time.perf_counter()
+    seg.fit([X[i] for i in train], [y[i] for i in train])
+    return round(time.perf_counter() - start, 1)
 
 
 def device_of(rec: dict) -> str:

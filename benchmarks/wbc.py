@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
-from _record import RESULTS, add_common_arguments, device_of, load, update
+from _record import RESULTS, add_common_arguments, device_of, fit_seconds, load, update
 from sklearn.model_selection import KFold
 
 from skunet.datasets import load_wbc
@@ -38,9 +37,7 @@ def run_fold(recipe: str, args: argparse.Namespace, X, y, train, test) -> dict:
     if args.epochs:
         params["max_epochs"] = args.epochs
     seg = blood_cell_segmenter(recipe, **params)
-    start = time.perf_counter()
-    seg.fit([X[i] for i in train], [y[i] for i in train])
-    fit_seconds = time.perf_counter() - start
+    seconds = fit_seconds(seg, X, y, train)
     truth = [y[i] for i in test]
     pred = list(seg.predict([X[i] for i in test]))
     assert all(p.shape == t.shape for p, t in zip(pred, truth))  # each image at its own size
@@ -50,7 +47,7 @@ def run_fold(recipe: str, args: argparse.Namespace, X, y, train, test) -> dict:
         "dice": dict(zip(CLASSES, dice.tolist())),
         "iou": dict(zip(CLASSES, iou.tolist())),
         "whole_cell_dice": whole_dice_score(truth, pred),
-        "fit_seconds": round(fit_seconds, 1),
+        "fit_seconds": seconds,
         "epochs_run": len(seg.history),
     }
 

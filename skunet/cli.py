@@ -178,6 +178,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+_OPTIONS = {
+    "images": dict(required=True, help="folder of images"),
+    "masks": dict(required=True, help="folder of masks, same file names"),
+    "model": dict(required=True, help="a file written by skunet train / save"),
+    "device": dict(default="cpu", help="torch device (default cpu)"),
+    "seed": dict(type=int, default=0, help="random seed (default 0)"),
+}
+
+
+def _add(parser: argparse.ArgumentParser, *names: str) -> None:
+    """The options several commands share, spelled and explained once."""
+    for name in names:
+        parser.add_argument(f"--{name}", **_OPTIONS[name])
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .tasks import TASKS
 
@@ -196,8 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
     demo.add_argument("--out", default="skunet-demo", help="output folder (default skunet-demo)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    demo.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    _add(demo, "seed", "device")
     demo.set_defaults(func=_demo)
 
     train = sub.add_parser(
@@ -209,13 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--preset", required=True, choices=sorted(TASKS))
     train.add_argument("--recipe", help="the preset's recipe (default: its first)")
-    train.add_argument("--images", required=True, help="folder of images")
-    train.add_argument("--masks", required=True, help="folder of masks, same file names")
+    _add(train, "images", "masks")
     train.add_argument("--out", required=True, help="model file to write (e.g. model.skunet)")
     train.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
     train.add_argument("--patch-size", type=int, help="training patch side (pixels)")
-    train.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _add(train, "device", "seed")
     train.add_argument(
         "--param",
         type=_key_value,
@@ -235,12 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
         "PNG (TIFF for TIFF inputs or more than 65535 objects), 8-bit or 16-bit as the "
         "values need.",
     )
-    predict.add_argument("--model", required=True, help="a file written by skunet train / save")
+    _add(predict, "model")
     predict.add_argument("inputs", nargs="+", help="image files or folders of images")
     predict.add_argument("--out", required=True, help="output folder")
     predict.add_argument("--instances", action="store_true", help="instance labels, not classes")
     predict.add_argument("--tile-size", type=int, help="network input size for tiled prediction")
-    predict.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    _add(predict, "device")
     predict.add_argument("--overwrite", action="store_true", help="replace existing masks")
     predict.set_defaults(func=_predict)
 
@@ -250,11 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="nuclei: AP at IoU 0.5 / 0.75, F1, IoU; blood-cells: Dice and IoU per "
         "class, whole-cell Dice; em: V_rand, V_info, pixel error; binary: IoU, Dice.",
     )
-    evaluate.add_argument("--model", required=True, help="a file written by skunet train / save")
-    evaluate.add_argument("--images", required=True, help="folder of images")
-    evaluate.add_argument("--masks", required=True, help="folder of masks, same file names")
+    _add(evaluate, "model", "images", "masks", "device")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    evaluate.add_argument("--device", default="cpu", help="torch device (default cpu)")
     evaluate.set_defaults(func=_evaluate)
     return parser
 

@@ -9,6 +9,7 @@ cannot make ``load`` run arbitrary code.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import json
@@ -40,6 +41,11 @@ def _encode(value: Any) -> tuple[bool, Any]:
         return True, list(value)
     if inspect.ismethod(value):  # bound to an object that is not stored
         return False, None
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # e.g. an Augment
+        fields = dataclasses.asdict(value)
+        if all(_encode(v)[0] for v in fields.values()):
+            path = f"{type(value).__module__}.{type(value).__qualname__}"
+            return True, {"__dataclass__": path, "fields": fields}
     if isinstance(value, type) or (callable(value) and hasattr(value, "__qualname__")):
         path = f"{value.__module__}.{value.__qualname__}"
         if "<" not in path:  # importable by name; whether load imports it is load's call
@@ -67,6 +73,8 @@ def _import(path: str, trust: tuple[str, ...] = ()) -> Any:
 def _decode(value: Any, trust: tuple[str, ...] = ()) -> Any:
     if isinstance(value, dict) and "__import__" in value:
         return _import(value["__import__"], trust)
+    if isinstance(value, dict) and "__dataclass__" in value:
+        return _import(value["__dataclass__"], trust)(**value["fields"])
     if isinstance(value, dict) and "__validsplit__" in value:
         cv, stratified, random_state = value["__validsplit__"]
         return ValidSplit(cv, stratified=stratified, random_state=random_state)

@@ -48,8 +48,8 @@ def blobs():
     return make_blobs(6, shapes=[(48, 48), (40, 56), (37, 45)])
 
 
-def tiny(**kwargs):
-    """A small, fast UNetSegmenter (depth 2, 4 base channels)."""
+def tiny(cls=None, **kwargs):
+    """A small, fast UNetSegmenter (depth 2, 4 base channels), or a subclass ``cls``."""
     from skunet import UNetSegmenter
     from skunet.models import UNet
 
@@ -66,7 +66,7 @@ def tiny(**kwargs):
     if kwargs.get("module", UNet) is not UNet:  # another network: no U-Net arguments
         del params["module__depth"], params["module__base_channels"]
     params.update(kwargs)
-    return UNetSegmenter(**params)
+    return (cls or UNetSegmenter)(**params)
 
 
 @pytest.fixture

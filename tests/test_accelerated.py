@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_blobs
+from conftest import make_blobs, tiny
 
 accelerate = pytest.importorskip("accelerate")
 
@@ -22,21 +22,10 @@ def _fresh_accelerator_state():
 def small(**kw):
     from skunet.accelerated import AcceleratedUNetSegmenter
 
-    params = dict(
-        module__depth=2,
-        module__base_channels=4,
-        patch_size=24,
-        padding=4,
-        max_epochs=2,
-        batch_size=4,
-        verbose=0,
-        random_state=0,
-    )
-    return AcceleratedUNetSegmenter(**{**params, **kw})
+    return tiny(cls=AcceleratedUNetSegmenter, device=None, **kw)
 
 
 def test_fit_predict_save_like_the_plain_segmenter(tmp_path):
-    from conftest import tiny
     from skunet import UNetSegmenter
 
     X, y = make_blobs(6)

@@ -74,6 +74,17 @@ class TestSaveLoad:
         assert "augment" in dropped
         assert UNetSegmenter.load(path).augment is True  # the default
 
+    def test_augmentation_and_weight_map_loss_are_stored(self, tmp_path):
+        from skunet.augment import Augment
+        from skunet.losses import WeightMapLoss
+
+        X, y = make_blobs(3)
+        aug = Augment(elastic=7.5, noise=0.01)
+        seg = tiny(max_epochs=1, augment=aug, criterion=WeightMapLoss, criterion__w0=5.0)
+        loaded = UNetSegmenter.load(seg.fit(X, y).save(tmp_path / "m.skunet"))
+        assert loaded.augment == aug and loaded.criterion is WeightMapLoss
+        assert loaded.criterion_.w0 == 5.0
+
 
 class TestRefusal:
     def test_pickle_payload_is_refused_without_running(self, tmp_path):
