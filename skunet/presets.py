@@ -64,8 +64,8 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         },
     },
     "blood_cells": {
-        # The best CPU recipe so far (benchmarks/wbc.py; fold 0: nucleus Dice 0.957,
-        # whole cell 0.979 in 7.5 minutes on 2 cores, short of the 0.97 / 0.99 targets):
+        # The best CPU recipe so far (benchmarks/wbc.py, 5-fold CV: nucleus Dice 0.967,
+        # whole cell 0.978 in 8 minutes per fold on 2 cores, short of 0.97 / 0.99):
         # every 88-120 px image in one window, batch-normalised U-Net, Adam with a cyclic
         # rate whose amplitude halves every cycle (triangular2).
         "fast": {
