@@ -24,18 +24,15 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_pairs(images: str, masks: str, n_channels: int | None, color: str | None = None):
-    """Images and masks paired by name, and the pairs' file names (for messages)."""
-    from .datasets import _paired_files, _to_color, read_image
+def _read_pairs(images: str, masks: str, n_channels: int):
+    """Images (as ``n_channels`` channels) and masks paired by name, and the pairs' file
+    names (for messages)."""
+    from .datasets import _paired_files, read_image
     from .tasks import as_task_color
 
     pairs = _paired_files(images, masks)
-    X = [read_image(image) for image, _ in pairs.values()]
+    X = [as_task_color(read_image(image), n_channels) for image, _ in pairs.values()]
     y = [read_image(mask) for _, mask in pairs.values()]
-    if color is not None:
-        X = [_to_color(x, color) for x in X]
-    elif n_channels is not None:
-        X = [as_task_color(x, n_channels) for x in X]
     return X, y, [(str(image), str(mask)) for image, mask in pairs.values()]
 
 
@@ -60,8 +57,8 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{str(out)!r} exists; pass --overwrite to replace it")
-    preset, color = TASKS[args.preset]
-    X, y, files = _read_pairs(args.images, args.masks, None, color)
+    preset, n_channels = TASKS[args.preset]
+    X, y, files = _read_pairs(args.images, args.masks, n_channels)
     params = {"device": args.device, "random_state": args.seed, "verbose": 1}
     for option, param in (("epochs", "max_epochs"), ("patch_size", "patch_size")):
         if getattr(args, option) is not None:

@@ -494,19 +494,26 @@ class UNetSegmenter(NeuralNet):
         see :func:`~skunet.instances.watershed_instances`).
         """
         self._check_fitted()
+        self._check_instances()
+        images = self._check_images(X)
+        return _stack_or_list(
+            [self._instances(p, threshold, split) for p in self._predict_images(images)]
+        )
+
+    def _check_instances(self) -> None:
         if self.target == "mask" and self.n_classes != 2:
             raise ValueError(
                 f"predict_instances needs a binary (n_classes=2) or target='boundary' "
                 f"model; this one has n_classes={self.n_classes}"
             )
-        images = self._check_images(X)
-        labels = []
-        for p in self._predict_images(images):
-            if self.target == "boundary":
-                labels.append(watershed_instances(1 - p[0], p[2], threshold, split))
-            else:
-                labels.append(label_components(expand(p)[1], threshold))
-        return _stack_or_list(labels)
+
+    def _instances(
+        self, p: np.ndarray, threshold: float = 0.5, split: float | None = 0.5
+    ) -> np.ndarray:
+        """Instance labels from one image's compact probabilities (see predict_instances)."""
+        if self.target == "boundary":
+            return watershed_instances(1 - p[0], p[2], threshold, split)
+        return label_components(expand(p)[1], threshold)
 
     def lr_range_test(
         self,

@@ -15,6 +15,7 @@ import numpy as np
 
 from .datasets import _to_color
 from .estimator import UNetSegmenter
+from .inference import classes
 from .losses import WeightMapLoss
 from .metrics import dice_score, iou_score, match_dataset, rand_scores, whole_dice_score
 from .presets import blood_cell_segmenter, em_segmenter, nuclei_segmenter
@@ -23,12 +24,12 @@ from .validation import check_masks
 
 __all__ = ["TASKS", "as_task_color", "task_metrics", "task_of"]
 
-TASKS: dict[str, tuple[Callable[..., UNetSegmenter], str]] = {
-    "nuclei": (nuclei_segmenter, "gray"),
-    "blood-cells": (blood_cell_segmenter, "rgb"),
-    "em": (em_segmenter, "gray"),
+TASKS: dict[str, tuple[Callable[..., UNetSegmenter], int]] = {
+    "nuclei": (nuclei_segmenter, 1),
+    "blood-cells": (blood_cell_segmenter, 3),
+    "em": (em_segmenter, 1),
 }
-"""Task name -> (preset, colour of the images it trains on)."""
+"""Task name -> (preset, channels of the images it trains on: 1 gray, 3 RGB)."""
 
 
 def task_of(seg: UNetSegmenter) -> str:
@@ -62,9 +63,20 @@ def task_metrics(seg: UNetSegmenter, X: list[np.ndarray], y: list[np.ndarray]) -
     task = task_of(seg)
     out: dict[str, Any] = {"task": task, "images": len(X)}
     # masks that do not fit the model (sizes, classes) are named before anything runs
-    y = check_masks(y, seg._check_images(X), n_classes=seg.n_classes, target=seg.target)
+    images = seg._check_images(X)
+    y = check_masks(y, images, n_classes=seg.n_classes, target=seg.target)
     truth = [mask_classes(m, seg.n_classes, seg.target) for m in y]
-    pred = list(seg.predict(X))
+    wants_objects = task == "nuclei" or (
+        task not in ("blood-cells", "em") and any(len(np.unique(m)) > 2 for m in y)
+    )
+    if wants_objects:  # classes and instances from one pass of the network per image
+        pred, instances = [], []
+        for image in images:
+            p = seg._predict_images([image])[0]
+            pred.append(classes(p))
+            instances.append(seg._instances(p))
+    else:
+        pred = seg._predict_images(images, finalize=classes)
     k = seg.n_classes
     if task == "blood-cells":
         for name, values in (("dice", dice_score), ("iou", iou_score)):
@@ -78,8 +90,7 @@ def task_metrics(seg: UNetSegmenter, X: list[np.ndarray], y: list[np.ndarray]) -
     if task == "em":
         scores = rand_scores([np.asarray(m) for m in y], pred)
         out.update({f: getattr(scores, f) for f in ("v_rand", "v_info", "pixel_error")})
-    elif task == "nuclei" or any(len(np.unique(m)) > 2 for m in y):
-        instances = list(seg.predict_instances(X))
+    elif wants_objects:
         m50, m75 = match_dataset(y, instances, thresh=[0.5, 0.75])
         out.update(ap50=m50.accuracy, ap75=m75.accuracy, f1_50=m50.f1)
     return out
