@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -77,6 +78,12 @@ def add_common_arguments(parser: argparse.ArgumentParser, data: Path, results: P
     parser.add_argument("--epochs", type=int, help="override the recipe's max_epochs")
     parser.add_argument("--out", type=Path, default=results, help="results file")
     parser.add_argument("--table", action="store_true", help="print the README table and exit")
+
+
+def spread(values) -> dict:
+    """Mean, min and max of per-fold figures."""
+    values = list(values)
+    return {"mean": statistics.mean(values), "min": min(values), "max": max(values)}
 
 
 def fit_seconds(seg, X: list, y: list, train) -> float:

@@ -18,10 +18,17 @@ error, plus the training wall time. Records go under the configuration's key in
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 
-from _record import RESULTS, add_common_arguments, device_of, fit_seconds, load, update
+from _record import (
+    RESULTS,
+    add_common_arguments,
+    device_of,
+    fit_seconds,
+    load,
+    spread,
+    update,
+)
 from sklearn.model_selection import KFold
 
 from skunet.augment import Augment
@@ -111,14 +118,7 @@ def main() -> None:
             flush=True,
         )
     recipe, overrides = CONFIGS[args.config]
-    summary = {
-        k: {
-            "mean": statistics.mean(f[k] for f in folds),
-            "min": min(f[k] for f in folds),
-            "max": max(f[k] for f in folds),
-        }
-        for k in (*SCORES, "fit_seconds")
-    }
+    summary = {k: spread(f[k] for f in folds) for k in (*SCORES, "fit_seconds")}
     figures = {
         "recipe": recipe,
         "max_epochs": args.epochs or overrides.get("max_epochs"),

@@ -16,11 +16,18 @@ pooled over the fold's pixels, plus the training wall time. Each recipe's record
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 
 import numpy as np
-from _record import RESULTS, add_common_arguments, device_of, fit_seconds, load, update
+from _record import (
+    RESULTS,
+    add_common_arguments,
+    device_of,
+    fit_seconds,
+    load,
+    spread,
+    update,
+)
 from sklearn.model_selection import KFold
 
 from skunet.datasets import load_wbc
@@ -53,15 +60,12 @@ def run_fold(recipe: str, args: argparse.Namespace, X, y, train, test) -> dict:
 
 
 def summarise(folds: list[dict]) -> dict:
-    def stats(values):
-        return {"mean": statistics.mean(values), "min": min(values), "max": max(values)}
-
     return {
-        "nucleus_dice": stats([f["dice"]["nucleus"] for f in folds]),
-        "cytoplasm_dice": stats([f["dice"]["cytoplasm"] for f in folds]),
-        "whole_cell_dice": stats([f["whole_cell_dice"] for f in folds]),
-        "nucleus_iou": stats([f["iou"]["nucleus"] for f in folds]),
-        "fit_seconds": stats([f["fit_seconds"] for f in folds]),
+        "nucleus_dice": spread(f["dice"]["nucleus"] for f in folds),
+        "cytoplasm_dice": spread(f["dice"]["cytoplasm"] for f in folds),
+        "whole_cell_dice": spread(f["whole_cell_dice"] for f in folds),
+        "nucleus_iou": spread(f["iou"]["nucleus"] for f in folds),
+        "fit_seconds": spread(f["fit_seconds"] for f in folds),
     }
 
 

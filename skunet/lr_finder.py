@@ -10,6 +10,7 @@ they were.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,12 @@ def _suggestion(lrs: np.ndarray, losses: np.ndarray) -> float | None:
     return float(lrs[skip + int(np.argmin(slope))])
 
 
+def _endless_batches(net, data) -> Iterator:
+    """Training batches, epoch after epoch."""
+    while True:
+        yield from net.get_iterator(data, training=True)
+
+
 def lr_range_test(
     net: UNetSegmenter,
     X: Any,
@@ -95,21 +102,16 @@ def lr_range_test(
     raw, smooth = [], []
     avg, best = 0.0, np.inf
     probe._set_training(True)
-    while len(raw) < num_iter:
-        for batch in probe.get_iterator(data, training=True):
-            lr = float(lrs[len(raw)])
-            for group in probe.optimizer_.param_groups:
-                group["lr"] = lr
-            loss = NeuralNet.train_step(probe, batch)["loss"].item()
-            raw.append(loss)
-            avg = smoothing * loss + (1 - smoothing) * avg
-            smooth.append(avg / (1 - (1 - smoothing) ** len(raw)))  # bias-corrected
-            best = min(best, smooth[-1])
-            if len(raw) == num_iter or not np.isfinite(loss) or smooth[-1] > diverge * best:
-                break
-        else:
-            continue
-        break
+    for lr, batch in zip(lrs, _endless_batches(probe, data)):
+        for group in probe.optimizer_.param_groups:
+            group["lr"] = float(lr)
+        loss = NeuralNet.train_step(probe, batch)["loss"].item()
+        raw.append(loss)
+        avg = smoothing * loss + (1 - smoothing) * avg
+        smooth.append(avg / (1 - (1 - smoothing) ** len(raw)))  # bias-corrected
+        best = min(best, smooth[-1])
+        if not np.isfinite(loss) or smooth[-1] > diverge * best:
+            break
     n = len(raw)
     lrs_run, losses = lrs[:n], np.asarray(smooth)
     finite = np.isfinite(losses)
