@@ -9,8 +9,10 @@ Splits ``shared/data/wbc`` (240 RGB images, 88-120 px) into 5 folds by image (sh
 seed 0). For each fold it trains ``skunet.presets.blood_cell_segmenter(recipe)`` on the
 other four and scores the held-out fold at each image's own size: Dice and IoU per class
 (background, cytoplasm, nucleus) and whole-cell Dice (cytoplasm and nucleus merged), all
-pooled over the fold's pixels, plus the training wall time. Each recipe's record
-(command, date, machine) is kept under its own key in ``benchmarks/results/wbc.json``.
+pooled over the fold's pixels, plus the training wall time; under "plain", nucleus and
+whole-cell Dice of the same network without the recipe's ``tta`` and ``postprocess``.
+Each recipe's record (command, date, machine) is kept under its own key in
+``benchmarks/results/wbc.json``.
 """
 
 from __future__ import annotations
@@ -50,10 +52,16 @@ def run_fold(recipe: str, args: argparse.Namespace, X, y, train, test) -> dict:
     assert all(p.shape == t.shape for p, t in zip(pred, truth))  # each image at its own size
     dice = dice_score(truth, pred, n_classes=3, average=None)
     iou = iou_score(truth, pred, n_classes=3, average=None)
+    # the same network without the recipe's flip averaging and one-cell clean-up
+    plain = list(seg.set_params(tta=False, postprocess=None).predict([X[i] for i in test]))
     return {
         "dice": dict(zip(CLASSES, dice.tolist())),
         "iou": dict(zip(CLASSES, iou.tolist())),
         "whole_cell_dice": whole_dice_score(truth, pred),
+        "plain": {
+            "nucleus_dice": float(dice_score(truth, plain, n_classes=3, average=None)[2]),
+            "whole_cell_dice": whole_dice_score(truth, plain),
+        },
         "fit_seconds": seconds,
         "epochs_run": len(seg.history),
     }
@@ -65,6 +73,8 @@ def summarise(folds: list[dict]) -> dict:
         "cytoplasm_dice": spread(f["dice"]["cytoplasm"] for f in folds),
         "whole_cell_dice": spread(f["whole_cell_dice"] for f in folds),
         "nucleus_iou": spread(f["iou"]["nucleus"] for f in folds),
+        "plain_nucleus_dice": spread(f["plain"]["nucleus_dice"] for f in folds),
+        "plain_whole_cell_dice": spread(f["plain"]["whole_cell_dice"] for f in folds),
         "fit_seconds": spread(f["fit_seconds"] for f in folds),
     }
 

@@ -30,10 +30,9 @@ import torch
 from skorch.callbacks import Callback, Checkpoint, EpochScoring, Freezer, LRScheduler
 from skorch.callbacks import ProgressBar as _SkorchProgressBar
 from skorch.history import History
-from torch.optim.lr_scheduler import CyclicLR
+from torch.optim.lr_scheduler import CyclicLR, OneCycleLR
 
 from .dataset import class_target
-from .inference import classes
 from .metrics import confusion_matrix, iou_from_confusion
 from .models.blocks import center_crop
 from .persistence import atomic_path
@@ -45,6 +44,7 @@ __all__ = [
     "EncoderFreezer",
     "IoUScoring",
     "LivePlot",
+    "OneCycleLRScheduler",
     "ProgressBar",
     "SegmentationCheckpoint",
 ]
@@ -85,7 +85,61 @@ class EncoderFreezer(Freezer):
         )
 
 
-class CyclicLRScheduler(LRScheduler):
+class _PlannedLRScheduler(LRScheduler):
+    """A torch scheduler stepped after every training batch, whose arguments depend on
+    the length of the run: they are derived (:meth:`resolved_kwargs`) when the first
+    epoch starts, once the batches per epoch are known. A run that continues an earlier
+    one (``partial_fit``, ``warm_start``, a resumed checkpoint) picks the schedule up
+    where the history says it was."""
+
+    def on_train_begin(self, net, **kwargs) -> None:
+        # The batches per epoch are known only once the training data is split.
+        self.lr_scheduler_ = None
+
+    def resolved_kwargs(self, net, batches_per_epoch: int) -> dict:
+        """The scheduler's arguments for a run of ``net`` with these batches per epoch."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _optimizer_defaults(net) -> dict:
+        optimizer = getattr(net, "optimizer_", None)
+        return optimizer.defaults if optimizer is not None else net.get_params_for("optimizer")
+
+    def planned_lrs(self, net, batches_per_epoch: int) -> np.ndarray:
+        """The learning rate of every training batch of ``net.max_epochs`` epochs."""
+        kw = {**self.resolved_kwargs(net, batches_per_epoch), "cycle_momentum": False}
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=net.lr)
+        scheduler = self.policy_(optimizer, **kw)
+        lrs = []
+        for _ in range(net.max_epochs * batches_per_epoch):
+            lrs.append(scheduler.get_last_lr()[0])
+            optimizer.step()
+            scheduler.step()
+        return np.array(lrs)
+
+    def _new_scheduler(self, net, batches_per_epoch: int, done: int):
+        scheduler = self.policy_(net.optimizer_, **self.resolved_kwargs(net, batches_per_epoch))
+        with warnings.catch_warnings():  # stepping ahead of the optimizer is the point here
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            for _ in range(done):
+                scheduler.step()
+        return scheduler
+
+    def on_epoch_begin(self, net, dataset_train=None, **kwargs) -> None:
+        if self.lr_scheduler_ is not None:
+            return
+        self.batches_per_epoch_ = len(net.get_iterator(dataset_train, training=True))
+        done = sum(row.get("train_batch_count", 0) for row in net.history[:-1])
+        self.lr_scheduler_ = self._new_scheduler(
+            net, self.batches_per_epoch_, self._position(net, self.batches_per_epoch_, done)
+        )
+
+    def _position(self, net, batches_per_epoch: int, done: int) -> int:
+        """Steps into the schedule after ``done`` training batches of earlier runs."""
+        return done
+
+
+class CyclicLRScheduler(_PlannedLRScheduler):
     """``torch.optim.lr_scheduler.CyclicLR`` stepped after every training batch.
 
     Unset values are derived when training starts: ``max_lr`` is the net's ``lr``,
@@ -128,12 +182,7 @@ class CyclicLRScheduler(LRScheduler):
             **kwargs,
         )
 
-    def on_train_begin(self, net, **kwargs) -> None:
-        # The batches per epoch are known only once the training data is split.
-        self.lr_scheduler_ = None
-
     def resolved_kwargs(self, net, batches_per_epoch: int) -> dict:
-        """The ``CyclicLR`` arguments for a run of ``net`` with these batches per epoch."""
         kw = dict(self.kwargs)
         kw["max_lr"] = net.lr if kw["max_lr"] is None else kw["max_lr"]
         kw["base_lr"] = kw["max_lr"] / 10 if kw["base_lr"] is None else kw["base_lr"]
@@ -142,39 +191,86 @@ class CyclicLRScheduler(LRScheduler):
         half = max(1, total // (2 * n_cycles))
         kw["step_size_up"] = kw["step_size_up"] or half
         kw["step_size_down"] = kw["step_size_down"] or (half if self.step_size_up is None else None)
-        if kw["cycle_momentum"] is None:
-            optimizer = getattr(net, "optimizer_", None)
-            momentum = (
-                optimizer.defaults.get("momentum", 0)
-                if optimizer is not None
-                else net.get_params_for("optimizer").get("momentum", 0)
-            )
-            kw["cycle_momentum"] = bool(momentum)
+        if kw["cycle_momentum"] is None:  # SGD's momentum; Adam's betas are left alone
+            kw["cycle_momentum"] = bool(self._optimizer_defaults(net).get("momentum", 0))
         return kw
 
-    def planned_lrs(self, net, batches_per_epoch: int) -> np.ndarray:
-        """The learning rate of every training batch of ``net.max_epochs`` epochs."""
-        kw = {**self.resolved_kwargs(net, batches_per_epoch), "cycle_momentum": False}
-        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=kw["base_lr"])
-        scheduler = CyclicLR(optimizer, **kw)
-        lrs = []
-        for _ in range(net.max_epochs * batches_per_epoch):
-            lrs.append(scheduler.get_last_lr()[0])
-            optimizer.step()
-            scheduler.step()
-        return np.array(lrs)
 
-    def on_epoch_begin(self, net, dataset_train=None, **kwargs) -> None:
-        if self.lr_scheduler_ is not None:
-            return
-        batches = len(net.get_iterator(dataset_train, training=True))
-        self.lr_scheduler_ = self.policy_(net.optimizer_, **self.resolved_kwargs(net, batches))
-        # continuing (partial_fit, warm_start, a resumed run): pick the cycle up where it was
-        done = sum(row.get("train_batch_count", 0) for row in net.history[:-1])
-        with warnings.catch_warnings():  # stepping ahead of the optimizer is the point here
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-            for _ in range(done):
-                self.lr_scheduler_.step()
+class OneCycleLRScheduler(_PlannedLRScheduler):
+    """``torch.optim.lr_scheduler.OneCycleLR`` over the whole run, stepped every batch.
+
+    The rate warms up from ``max_lr / div_factor`` to ``max_lr`` over the first
+    ``pct_start`` of the batches, then anneals to ``max_lr / (div_factor *
+    final_div_factor)`` at the last batch; momentum (SGD) or Adam's beta1 moves the
+    other way. ``max_lr`` defaults to the net's ``lr`` and the length of the cycle to
+    ``max_epochs`` epochs of batches, so one cycle spans one ``fit``. A run that
+    continues after a finished cycle (``partial_fit``, ``warm_start``) starts a new
+    one; a run resumed from a checkpoint mid-cycle continues it.
+
+    Parameters
+    ----------
+    max_lr : float, optional
+    pct_start : float, default=0.3
+    anneal_strategy : {"cos", "linear"}, default="cos"
+    div_factor : float, default=25.0
+    final_div_factor : float, default=1e4
+    cycle_momentum : bool, optional
+        Default: cycle when the optimizer has a momentum or betas.
+    **kwargs
+        Other ``OneCycleLR`` arguments (``base_momentum``, ``max_momentum``, ...).
+
+    Examples
+    --------
+    >>> from skunet import UNetSegmenter
+    >>> seg = UNetSegmenter(lr=3e-3, max_epochs=10, callbacks__lr_scheduler=OneCycleLRScheduler())
+    >>> scheduler = dict(seg.initialize_callbacks().callbacks_)["lr_scheduler"]
+    >>> lrs = scheduler.planned_lrs(seg, batches_per_epoch=5)  # 10 epochs of 5 batches
+    >>> len(lrs), round(float(lrs.max()), 6), bool(lrs[-1] < 1e-6)
+    (50, 0.003, True)
+    """
+
+    def __init__(
+        self,
+        max_lr: float | None = None,
+        pct_start: float = 0.3,
+        anneal_strategy: str = "cos",
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        cycle_momentum: bool | None = None,
+        event_name: str = "event_lr",
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            policy=OneCycleLR,
+            step_every="batch",
+            event_name=event_name,
+            max_lr=max_lr,
+            pct_start=pct_start,
+            anneal_strategy=anneal_strategy,
+            div_factor=div_factor,
+            final_div_factor=final_div_factor,
+            cycle_momentum=cycle_momentum,
+            **kwargs,
+        )
+
+    def resolved_kwargs(self, net, batches_per_epoch: int) -> dict:
+        kw = dict(self.kwargs)
+        kw["max_lr"] = net.lr if kw["max_lr"] is None else kw["max_lr"]
+        kw["total_steps"] = max(1, net.max_epochs * batches_per_epoch)
+        if kw["cycle_momentum"] is None:  # SGD's momentum or Adam's beta1
+            defaults = self._optimizer_defaults(net)
+            kw["cycle_momentum"] = bool(defaults.get("momentum", 0)) or "betas" in defaults
+        return kw
+
+    def _position(self, net, batches_per_epoch: int, done: int) -> int:
+        return done % max(1, net.max_epochs * batches_per_epoch)
+
+    def on_batch_end(self, net, training, **kwargs) -> None:
+        super().on_batch_end(net, training=training, **kwargs)
+        scheduler = self.lr_scheduler_
+        if training and scheduler is not None and scheduler.last_epoch >= scheduler.total_steps:
+            # the cycle is complete: a run that goes on starts the next one
+            self.lr_scheduler_ = self._new_scheduler(net, self.batches_per_epoch_, 0)
 
 
 class IoUScoring(EpochScoring):
@@ -443,7 +539,7 @@ class LivePlot(Callback):
             data = dataset_valid if dataset_valid is not None else dataset_train
             self.samples_ = [data[i] for i in range(min(self.n_images, len(data)))]
         images = [im for im, _ in self.samples_]
-        pred = net._predict_images(images, finalize=classes)
+        pred = net._predict_images(images, finalize=net._classes)
         shown = [im[0] if im.shape[0] == 1 else np.moveaxis(im, 0, -1) for im in images]
         truth = [t for _, t in self.samples_]
         self.figure_ = plot_training(net, shown, truth, pred)

@@ -32,7 +32,14 @@ from .callbacks import (
     SegmentationCheckpoint,
 )
 from .dataset import ImageSet, PatchDataset, WholeImageCollate
-from .inference import InferenceSettings, classes, expand, predict_compact
+from .inference import (
+    InferenceSettings,
+    autocast_context,
+    autocast_dtype,
+    classes,
+    expand,
+    predict_compact,
+)
 from .instances import label_components, watershed_instances
 from .losses import PaddedBCEWithLogitsLoss, PaddedCrossEntropyLoss
 from .lr_finder import LRRangeResult, lr_range_test
@@ -46,6 +53,8 @@ from .tiling import Geometry
 from .validation import check_images, check_masks, check_target
 
 __all__ = ["UNetSegmenter"]
+
+_AUTOCAST_SETTINGS = ("auto", "bfloat16", "float16")
 
 
 def _stack_or_list(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
@@ -100,12 +109,23 @@ class UNetSegmenter(NeuralNet):
         in ``fit`` and in every prediction, so a saved model carries its preprocessing.
     tta : bool, default=False
         Average predictions over horizontal and vertical flips.
+    postprocess : callable or None, default=None
+        ``f(classes (H, W) uint8) -> classes`` applied to every predicted class map
+        (``predict``, ``score``, scorers, plots; not ``predict_proba``), e.g.
+        :func:`skunet.instances.largest_object` for images of one object. A module-level
+        function is stored in model files by name.
     channels_last : bool or None, default=None
         Run the network in channels-last memory format, for training and prediction.
         None: on for skunet's own networks (1.4-1.7x faster convolutions on a CPU), off
         for other modules (some reshape tensors in ways channels-last breaks).
-    autocast : bool or {"bfloat16", "float16"}, default=False
-        Mixed precision for prediction (True: bfloat16 on the CPU, float16 on CUDA).
+    autocast : bool or {"auto", "bfloat16", "float16"}, default=False
+        Mixed precision for training and prediction (True: bfloat16 on the CPU, float16
+        on CUDA; ``"auto"``: bfloat16 where the device computes it natively, i.e. CUDA
+        GPUs that support it and CPUs with AVX-512 BF16 or AMX, else float32). The
+        network runs under ``torch.autocast``; losses, scores and weights stay float32.
+        Training in float16 scales the loss (``torch.amp.GradScaler``); bfloat16 needs
+        no scaling. On a CPU with AVX-512 BF16 a U-Net training step is about 1.9x
+        faster in bfloat16; without it bfloat16 is emulated and slower.
     criterion : loss class or None, default=None
         None picks :class:`~skunet.losses.PaddedBCEWithLogitsLoss` for one output
         channel, else :class:`~skunet.losses.PaddedCrossEntropyLoss`.
@@ -168,6 +188,7 @@ class UNetSegmenter(NeuralNet):
         blend: str = "gaussian",
         normalize: str | None = None,
         tta: bool = False,
+        postprocess: Callable[[np.ndarray], np.ndarray] | None = None,
         channels_last: bool | None = None,
         autocast: bool | str = False,
         criterion: type[torch.nn.Module] | None = None,
@@ -200,6 +221,7 @@ class UNetSegmenter(NeuralNet):
         self.blend = blend
         self.normalize = normalize
         self.tta = tta
+        self.postprocess = postprocess
         self.channels_last = channels_last
         self.autocast = autocast
 
@@ -244,6 +266,13 @@ class UNetSegmenter(NeuralNet):
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if not (isinstance(self.augment, bool) or callable(self.augment)):
             raise TypeError(f"augment must be a bool or a callable, got {self.augment!r}")
+        if self.postprocess is not None and not callable(self.postprocess):
+            raise TypeError(f"postprocess must be None or a callable, got {self.postprocess!r}")
+        if not isinstance(self.autocast, bool) and self.autocast not in _AUTOCAST_SETTINGS:
+            raise ValueError(
+                f"autocast must be True, False, 'auto', 'bfloat16' or 'float16', "
+                f"got {self.autocast!r}"
+            )
 
     def _n_outputs(self) -> int:
         given = self.get_params_for("module").get("out_channels")
@@ -384,7 +413,46 @@ class UNetSegmenter(NeuralNet):
     def infer(self, x, **fit_params):
         if self._channels_last() and isinstance(x, torch.Tensor):
             x = x.to(self._device()).contiguous(memory_format=torch.channels_last)
-        return super().infer(x, **fit_params)
+        if not self.autocast:
+            return super().infer(x, **fit_params)
+        with autocast_context(self._device(), self.autocast):
+            y = super().infer(x, **fit_params)
+        return y.float() if isinstance(y, torch.Tensor) else y
+
+    def initialize_optimizer(self, *args, **kwargs):
+        self.grad_scaler_ = None  # a new optimizer starts a new loss scale
+        return super().initialize_optimizer(*args, **kwargs)
+
+    def _grad_scaler(self) -> torch.amp.GradScaler | None:
+        """Loss scaling for float16 training (created on first use, per fit)."""
+        if autocast_dtype(self._device(), self.autocast) != torch.float16:
+            return None
+        if self.grad_scaler_ is None:
+            self.grad_scaler_ = torch.amp.GradScaler(self._device().type)
+        return self.grad_scaler_
+
+    def train_step_single(self, batch, **fit_params):
+        scaler = self._grad_scaler()
+        if scaler is None:
+            return super().train_step_single(batch, **fit_params)
+        self._set_training(True)
+        Xi, yi = batch
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        scaler.scale(loss).backward()
+        # callbacks' on_grad_computed (e.g. gradient clipping) see the true gradients
+        for name in self._optimizers:
+            scaler.unscale_(getattr(self, name + "_"))
+        return {"loss": loss, "y_pred": y_pred}
+
+    def _step_optimizer(self, step_fn):
+        scaler = self._grad_scaler()
+        if scaler is None or step_fn is None:
+            return super()._step_optimizer(step_fn)
+        step_fn()  # GradScaler.step takes no closure: one forward / backward, then step
+        for name in self._optimizers:
+            scaler.step(getattr(self, name + "_"))
+        scaler.update()
 
     def train_step(self, batch, **fit_params):
         step = super().train_step(batch, **fit_params)
@@ -468,6 +536,11 @@ class UNetSegmenter(NeuralNet):
             finalize=finalize or (lambda p: p),
         )
 
+    def _classes(self, p: np.ndarray) -> np.ndarray:
+        """Class map of compact probabilities, through ``postprocess``."""
+        out = classes(p)
+        return out if self.postprocess is None else self.postprocess(out)
+
     def predict_proba(self, X: Any) -> np.ndarray | list[np.ndarray]:
         """Class probabilities, class axis first: ``(K, H, W)`` per image.
 
@@ -478,10 +551,11 @@ class UNetSegmenter(NeuralNet):
         return _stack_or_list([expand(p) for p in self._predict_images(images)])
 
     def predict(self, X: Any) -> np.ndarray | list[np.ndarray]:
-        """Class masks ``(H, W)`` (uint8), as an ndarray when all sizes agree, else a list."""
+        """Class masks ``(H, W)`` (uint8, after ``postprocess``), as an ndarray when all
+        sizes agree, else a list."""
         self._check_fitted()
         images = self._check_images(X)
-        return _stack_or_list(self._predict_images(images, finalize=classes))
+        return _stack_or_list(self._predict_images(images, finalize=self._classes))
 
     def predict_instances(
         self, X: Any, threshold: float = 0.5, split: float | None = 0.5
@@ -540,7 +614,7 @@ class UNetSegmenter(NeuralNet):
         images = self._check_images(X)
         masks = check_masks(y, images, n_classes=self.n_classes, target=self.target)
         truth = [mask_classes(m, self.n_classes, self.target) for m in masks]
-        pred = self._predict_images(images, finalize=classes)
+        pred = self._predict_images(images, finalize=self._classes)
         return float(iou_score(truth, pred, n_classes=self.n_classes))
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:

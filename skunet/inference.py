@@ -12,6 +12,7 @@ K channels otherwise; :func:`expand` gives the (K, H, W) form.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
@@ -26,7 +27,15 @@ from .progress import tqdm
 from .tiling import Geometry, blend_weights, tile_starts, window
 from .validation import as_float32
 
-__all__ = ["InferenceSettings", "classes", "expand", "predict_compact"]
+__all__ = [
+    "InferenceSettings",
+    "autocast_context",
+    "autocast_dtype",
+    "classes",
+    "expand",
+    "native_bfloat16",
+    "predict_compact",
+]
 
 _FLIPS = ((), (-1,), (-2,), (-2, -1))
 
@@ -58,13 +67,52 @@ class InferenceSettings:
             raise ValueError(f"blend={self.blend!r}; use 'gaussian' or 'constant'")
 
     def autocast_context(self):
-        if not self.autocast:
-            return nullcontext()
-        if isinstance(self.autocast, str):
-            dtype = getattr(torch, self.autocast)
-        else:
-            dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast_context(self.device, self.autocast)
+
+
+def autocast_dtype(device: str | torch.device, setting: bool | str) -> torch.dtype | None:
+    """The dtype the estimator's ``autocast`` setting runs the network in on ``device``
+    (None: full precision). True is bfloat16 on the CPU and float16 on CUDA, ``"auto"``
+    bfloat16 where the hardware has it (see :func:`native_bfloat16`), another string
+    names the dtype.
+
+    >>> autocast_dtype("cpu", True), autocast_dtype("cuda", True), autocast_dtype("cpu", False)
+    (torch.bfloat16, torch.float16, None)
+    """
+    device = torch.device(device)
+    if setting == "auto":
+        setting = "bfloat16" if native_bfloat16(device) else False
+    if not setting:
+        return None
+    if isinstance(setting, str):
+        return getattr(torch, setting)
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+def autocast_context(device: str | torch.device, setting: bool | str):
+    """``torch.autocast`` for the estimator's ``autocast`` setting (a no-op when it
+    resolves to full precision; see :func:`autocast_dtype`)."""
+    device = torch.device(device)
+    dtype = autocast_dtype(device, setting)
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+@functools.cache
+def native_bfloat16(device: str | torch.device = "cpu") -> bool:
+    """Whether ``device`` computes in bfloat16 natively: a CUDA GPU that supports it, or
+    a CPU with AVX-512 BF16 or AMX (read from ``/proc/cpuinfo``; False elsewhere, where
+    bfloat16 would be emulated and slower than float32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _compact(logits: torch.Tensor) -> torch.Tensor:

@@ -160,7 +160,10 @@ def plot_lr_schedule(net, n_train_images: int, path: str | os.PathLike | None = 
     planner = net if hasattr(net, "callbacks_") else clone(net).initialize_callbacks()
     scheduler = dict(planner.callbacks_).get("lr_scheduler")
     if not hasattr(scheduler, "planned_lrs"):
-        raise ValueError("plot_lr_schedule needs the net's CyclicLRScheduler (lr_scheduler)")
+        raise ValueError(
+            "plot_lr_schedule needs the net's lr_scheduler to be a CyclicLRScheduler or "
+            f"OneCycleLRScheduler, not {type(scheduler).__name__}"
+        )
     batches = max(1, -(-n_train_images * net.patches_per_image // net.batch_size))
     planned = scheduler.planned_lrs(planner, batches)
     fig = _figure(6, 2.5) if ax is None else ax.figure

@@ -67,7 +67,9 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         # The best CPU recipe so far (benchmarks/wbc.py, 5-fold CV: nucleus Dice 0.967,
         # whole cell 0.978 in 8 minutes per fold on 2 cores, short of 0.97 / 0.99):
         # every 88-120 px image in one window, batch-normalised U-Net, Adam with a cyclic
-        # rate whose amplitude halves every cycle (triangular2).
+        # rate whose amplitude halves every cycle (triangular2). Options not yet in the
+        # recipe because no cross-validation has measured them: autocast="auto",
+        # tta=True, postprocess=largest_object, criterion=SoftDiceLoss.
         "fast": {
             "module": UNet,
             "module__depth": 4,

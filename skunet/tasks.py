@@ -15,7 +15,6 @@ import numpy as np
 
 from .datasets import _to_color
 from .estimator import UNetSegmenter
-from .inference import classes
 from .losses import WeightMapLoss
 from .metrics import dice_score, iou_score, match_dataset, rand_scores, whole_dice_score
 from .presets import blood_cell_segmenter, em_segmenter, nuclei_segmenter
@@ -73,10 +72,10 @@ def task_metrics(seg: UNetSegmenter, X: list[np.ndarray], y: list[np.ndarray]) -
         pred, instances = [], []
         for image in images:
             p = seg._predict_images([image])[0]
-            pred.append(classes(p))
+            pred.append(seg._classes(p))
             instances.append(seg._instances(p))
     else:
-        pred = seg._predict_images(images, finalize=classes)
+        pred = seg._predict_images(images, finalize=seg._classes)
     k = seg.n_classes
     if task == "blood-cells":
         for name, values in (("dice", dice_score), ("iou", iou_score)):

@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from conftest import make_blobs, tiny
-from skunet.callbacks import IoUScoring, LivePlot, ProgressBar, SegmentationCheckpoint
+from skunet.callbacks import (
+    IoUScoring,
+    LivePlot,
+    OneCycleLRScheduler,
+    ProgressBar,
+    SegmentationCheckpoint,
+)
 from skunet.metrics import iou_score
 
 
@@ -45,6 +51,53 @@ class TestCyclicLRScheduler:
         seg.fit(*blobs)
         lrs = [b["event_lr"] for e in seg.history[:, "batches"] for b in e if "event_lr" in b]
         assert lrs[:2] == pytest.approx([0.002, 0.002 + (0.2 - 0.002) / 3])
+
+
+def recorded_lrs(seg) -> list[float]:
+    return [b["event_lr"] for e in seg.history[:, "batches"] for b in e if "event_lr" in b]
+
+
+class TestOneCycleLRScheduler:
+    def test_one_cycle_spans_the_run(self, blobs):
+        seg = tiny(max_epochs=5, lr=0.01, batch_size=1)
+        seg.set_params(callbacks__lr_scheduler=OneCycleLRScheduler()).fit(*blobs)
+        batches = seg.history[0, "train_batch_count"]
+        lrs = np.array(recorded_lrs(seg))
+        scheduler = dict(seg.callbacks_)["lr_scheduler"]
+        np.testing.assert_allclose(lrs, scheduler.planned_lrs(seg, batches))
+        assert lrs.size == 5 * batches == 20
+        assert lrs[0] == pytest.approx(0.01 / 25)  # warm-up from max_lr / div_factor
+        assert lrs.max() == pytest.approx(0.01, rel=1e-3)
+        assert np.argmax(lrs) == round(0.3 * lrs.size) - 1  # pct_start of the batches
+        assert lrs[-1] == pytest.approx(0.01 / 25 / 1e4)  # annealed at the last batch
+        assert np.all(np.diff(lrs[np.argmax(lrs) :]) < 0)
+
+    def test_adam_beta1_and_sgd_momentum_are_cycled(self, blobs):
+        for optimizer, kwargs in ((torch.optim.Adam, {}), (torch.optim.SGD, {"momentum": 0.9})):
+            seg = tiny(
+                optimizer=optimizer,
+                callbacks__lr_scheduler=OneCycleLRScheduler(),
+                **{f"optimizer__{k}": v for k, v in kwargs.items()},
+            ).fit(*blobs)
+            assert dict(seg.callbacks_)["lr_scheduler"].lr_scheduler_.cycle_momentum
+        plain = tiny(optimizer=torch.optim.SGD, callbacks__lr_scheduler=OneCycleLRScheduler())
+        plain.fit(*blobs)  # no momentum to cycle: no error, rates only
+        assert not dict(plain.callbacks_)["lr_scheduler"].lr_scheduler_.cycle_momentum
+
+    def test_continuing_after_a_finished_cycle_starts_a_new_one(self, blobs):
+        seg = tiny(max_epochs=3, callbacks__lr_scheduler=OneCycleLRScheduler()).fit(*blobs)
+        first = recorded_lrs(seg)
+        seg.partial_fit(*blobs)  # three more epochs
+        assert len(seg.history) == 6
+        assert recorded_lrs(seg)[len(first) :] == pytest.approx(first)
+
+    def test_a_longer_continuation_runs_on_into_a_new_cycle(self, blobs):
+        seg = tiny(max_epochs=2, callbacks__lr_scheduler=OneCycleLRScheduler()).fit(*blobs)
+        seg.set_params(max_epochs=3).partial_fit(*blobs)  # 2 of 3 epochs "done": mid-cycle
+        fresh = tiny(max_epochs=3, callbacks__lr_scheduler=OneCycleLRScheduler()).fit(*blobs)
+        cycle = recorded_lrs(fresh)
+        lrs = recorded_lrs(seg)[2:]  # one batch per epoch
+        assert lrs == pytest.approx(cycle[2:] + cycle[:2])  # the cycle's end, then a new one
 
 
 class TestIoUScoring:

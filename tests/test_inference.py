@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -121,6 +123,71 @@ class TestOptions:
         ref = seg.predict_proba(X[:1])[0]
         low = seg.set_params(autocast=True).predict_proba(X[:1])[0]
         assert low.dtype == np.float32 and np.abs(low - ref).max() < 0.05
+
+    @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+    def test_mixed_precision_training(self, dtype):
+        X, y = make_blobs(4)
+        ref = tiny(max_epochs=2, random_state=0).fit(X, y)
+        seg = tiny(max_epochs=2, random_state=0, autocast=dtype).fit(X, y)
+        # the network ran in low precision, weights and losses stayed float32
+        losses = seg.history[:, "train_loss"]
+        assert np.all(np.isfinite(losses))
+        assert not np.array_equal(losses, ref.history[:, "train_loss"])
+        assert all(p.dtype == torch.float32 for p in seg.module_.parameters())
+        assert (seg.grad_scaler_ is not None) == (dtype == "float16")
+        if dtype == "float16":  # the scaler saw every step and found no overflow
+            assert seg.grad_scaler_.get_scale() > 0
+        before = [p.detach().clone() for p in seg.module_.parameters()]
+        seg.partial_fit(X, y)
+        assert any(not torch.equal(a, b) for a, b in zip(before, seg.module_.parameters()))
+        low, full = seg.predict_proba(X[:1])[0], ref.predict_proba(X[:1])[0]
+        assert low.dtype == np.float32 and np.abs(low - full).max() < 0.2
+
+    def test_float16_gradients_reach_callbacks_unscaled(self):
+        from skorch.callbacks import Callback
+
+        class GradNorm(Callback):
+            def initialize(self):
+                self.norms_ = []
+                return self
+
+            def on_grad_computed(self, net, named_parameters, **kwargs):
+                grads = [p.grad.norm() for _, p in named_parameters if p.grad is not None]
+                self.norms_.append(float(torch.stack(grads).norm()))
+
+        X, y = make_blobs(4)
+        norms = {}
+        for dtype in (False, "float16"):
+            cb = GradNorm()
+            tiny(max_epochs=1, autocast=dtype, callbacks=[("gn", cb)]).fit(X, y)
+            norms[dtype] = cb.norms_[0]
+        # the loss scale starts at 2**16: scaled gradients would be ~65,000x larger
+        assert 0.5 < norms["float16"] / norms[False] < 2
+
+    @pytest.mark.parametrize("native", [True, False])
+    def test_auto_autocast_is_bfloat16_only_where_native(self, monkeypatch, native):
+        from skunet import inference
+
+        monkeypatch.setattr(inference, "native_bfloat16", lambda device: native)
+        with inference.autocast_context("cpu", "auto") as ctx:
+            assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+            assert torch.is_autocast_enabled("cpu") == native
+        assert (ctx is not None) == native
+
+    def test_native_bfloat16_reads_the_cpu_flags(self):
+        from skunet.inference import native_bfloat16
+
+        if not os.path.exists("/proc/cpuinfo"):
+            pytest.skip("reads Linux's /proc/cpuinfo")
+        with open("/proc/cpuinfo") as f:
+            flags = next(line for line in f if line.startswith("flags")).split()
+        assert native_bfloat16("cpu") == bool({"avx512_bf16", "amx_bf16"} & set(flags))
+        assert native_bfloat16("meta") is False
+
+    def test_bad_autocast_fails_before_training(self):
+        X, y = make_blobs(2)
+        with pytest.raises(ValueError, match=r"autocast must be .*got 'fp8'"):
+            tiny(autocast="fp8").fit(X, y)
 
     @pytest.mark.parametrize(
         "kwargs, match",

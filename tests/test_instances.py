@@ -1,7 +1,7 @@
 import numpy as np
 
 from conftest import disks
-from skunet.instances import label_components, watershed_instances
+from skunet.instances import label_components, largest_object, watershed_instances
 from skunet.targets import boundary_classes
 
 
@@ -38,3 +38,31 @@ def test_split_separates_touching_objects_whose_boundary_was_missed():
     # one round object is never split, however large
     big = disks((60, 60), [(30, 30)], radius=20).astype(float)
     assert watershed_instances(big, np.zeros_like(big)).max() == 1
+
+
+def test_largest_object_drops_other_objects_and_fills_holes_by_neighbours():
+    cell = disks((40, 60), [(20, 20)], radius=12) > 0
+    nucleus = disks((40, 60), [(20, 20)], radius=5) > 0
+    classes = np.where(nucleus, 2, np.where(cell, 1, 0)).astype(np.uint8)
+    broken = classes.copy()
+    broken[20, 12:14] = 0  # a hole in the cytoplasm
+    broken[19:22, 19:22] = 0  # a hole in the nucleus
+    broken[5:8, 50:55] = 2  # a second, smaller object
+    out = largest_object(broken)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, classes)
+    assert largest_object(np.zeros((3, 4), np.uint8)).tolist() == [[0] * 4] * 3
+
+
+def test_postprocess_applies_to_class_maps_and_survives_save_load(tmp_path):
+    from conftest import make_blobs, tiny
+    from skunet import UNetSegmenter
+
+    X, y = make_blobs(4)
+    seg = tiny(max_epochs=1, postprocess=largest_object).fit(X, y)
+    raw = [p.argmax(0).astype(np.uint8) for p in seg.predict_proba(X)]
+    assert any(not np.array_equal(m, largest_object(m)) for m in raw)  # 3 disks per image
+    assert [m.tolist() for m in seg.predict(X)] == [largest_object(m).tolist() for m in raw]
+    loaded = UNetSegmenter.load(seg.save(tmp_path / "m.skunet"))
+    assert loaded.postprocess is largest_object
+    np.testing.assert_array_equal(loaded.predict(X), seg.predict(X))

@@ -98,6 +98,26 @@ def test_resume_continues_lr_cycle_and_best_score(tmp_path):
     assert len(second.history) == 4
 
 
+def test_resume_continues_a_one_cycle_schedule_exactly(tmp_path):
+    from skunet.callbacks import OneCycleLRScheduler
+
+    class StopAfter2(Callback):
+        def on_epoch_begin(self, net, **kwargs):
+            if len(net.history) == 3:
+                raise KeyboardInterrupt  # as if the process died before epoch 3
+
+    X, y = make_blobs(6, shapes=[(48, 48), (40, 56)])
+    params = dict(max_epochs=4, batch_size=2, callbacks__lr_scheduler=OneCycleLRScheduler())
+    full = tiny(**params).fit(X, y)
+    cp = dict(callbacks__checkpoint__dirname=str(tmp_path), callbacks__checkpoint__resume=True)
+    tiny(**params, **cp, callbacks=[("stop", StopAfter2())]).fit(X, y)
+    second = tiny(**params, **cp).fit(X, y)
+    lrs = [b["event_lr"] for e in second.history[2:, "batches"] for b in e if "event_lr" in b]
+    ref = [b["event_lr"] for e in full.history[2:, "batches"] for b in e if "event_lr" in b]
+    assert len(second.history) == 4 and len(ref) == 2 * 2
+    assert lrs == pytest.approx(ref)  # the same cycle, picked up after epoch 2
+
+
 def test_resume_needs_named_directory(blobs):
     with pytest.raises(ValueError, match="resume=True needs a named checkpoint dirname"):
         tiny(callbacks__checkpoint__resume=True).fit(*blobs)
