@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from . import scorers  # noqa: F401  (registers skunet's scorer names with scikit-learn)
 from .estimator import UNetSegmenter
+from .scorers import get_scorer
+from .version import __version__
 
-__all__ = ["UNetSegmenter", "__version__"]
+__all__ = ["UNetSegmenter", "__version__", "get_scorer"]

@@ -25,10 +25,11 @@ from torchvision.transforms import v2
 
 from .tiling import IGNORE
 
-__all__ = ["Augment", "elastic_deform", "flip_rotate"]
+__all__ = ["Augment", "elastic_deform", "flip_rotate", "random_int"]
 
 
-def _randint(high: int) -> int:
+def random_int(high: int) -> int:
+    """A random integer in ``[0, high)`` from torch's generator (seeded by ``fit``)."""
     return int(torch.randint(high, ()).item()) if high > 1 else 0
 
 
@@ -38,7 +39,7 @@ def _uniform(low: float, high: float) -> float:
 
 def flip_rotate(image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One of the 8 flips / 90-degree rotations of a square window, at random."""
-    k = _randint(8)
+    k = random_int(8)
     if k & 4:
         image, labels = image[..., ::-1], labels[..., ::-1]
     rot = k & 3

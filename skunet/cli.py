@@ -27,10 +27,10 @@ def _demo(args: argparse.Namespace) -> int:
 def _read_pairs(images: str, masks: str, n_channels: int):
     """Images (as ``n_channels`` channels) and masks paired by name, and the pairs' file
     names (for messages)."""
-    from .datasets import _paired_files, read_image
+    from .datasets import paired_files, read_image
     from .tasks import as_task_color
 
-    pairs = _paired_files(images, masks)
+    pairs = paired_files(images, masks)
     X = [as_task_color(read_image(image), n_channels) for image, _ in pairs.values()]
     y = [read_image(mask) for _, mask in pairs.values()]
     return X, y, [(str(image), str(mask)) for image, mask in pairs.values()]
@@ -52,21 +52,28 @@ def _naming_files(files: list[tuple[str, str]]):
 
 def _train(args: argparse.Namespace) -> int:
     from .callbacks import ProgressBar
-    from .tasks import TASKS
+    from .presets import PRESETS
+    from .tasks import get_task
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{str(out)!r} exists; pass --overwrite to replace it")
-    preset, n_channels = TASKS[args.preset]
-    X, y, files = _read_pairs(args.images, args.masks, n_channels)
+    task = get_task(args.preset)
     params = {"device": args.device, "random_state": args.seed, "verbose": 1}
     for option, param in (("epochs", "max_epochs"), ("patch_size", "patch_size")):
         if getattr(args, option) is not None:
             params[param] = getattr(args, option)
     if args.recipe:
         params["recipe"] = args.recipe
+    if args.classes is not None or args.instance_masks:
+        if task.name != "generic":
+            raise ValueError(
+                f"--classes and --instance-masks are for --preset generic, not {task.name}"
+            )
+        params.update(n_classes=args.classes or 2, instances=args.instance_masks)
     params.update(args.param)
-    seg = preset(**params)
+    X, y, files = _read_pairs(args.images, args.masks, task.channels)
+    seg = PRESETS[task.name](**params)
     seg.set_params(callbacks=[*(seg.callbacks or []), ("progress_bar", ProgressBar())])
     print(f"training the {args.preset} preset on {len(X)} images", file=sys.stderr)
     with _naming_files(files):
@@ -158,7 +165,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .tasks import task_metrics
+    from .evaluation import task_metrics
 
     seg = _load(args)
     X, y, files = _read_pairs(args.images, args.masks, seg.n_channels_in_)
@@ -211,15 +218,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add(demo, "seed", "device")
     demo.set_defaults(func=_demo)
 
+    tasks = TASKS.values()
     train = sub.add_parser(
         "train",
         help="train a task preset on folders of images and masks, save the model",
         description="Train a task preset on images and masks paired by file name and save "
-        "the fitted model to one .skunet file. Masks: instance labels (nuclei), class "
-        "indices 0/1/2 (blood-cells), 0 = membrane / 255 = cell (em).",
+        "the fitted model to one .skunet file. Masks: "
+        + "; ".join(f"{t.masks} ({t.name})" for t in tasks)
+        + ".",
     )
-    train.add_argument("--preset", required=True, choices=sorted(TASKS))
+    train.add_argument(
+        "--preset",
+        required=True,
+        choices=sorted(TASKS),
+        help="; ".join(f"{t.name}: {t.summary}" for t in tasks),
+    )
     train.add_argument("--recipe", help="the preset's recipe (default: its first)")
+    train.add_argument(
+        "--classes", type=int, help="generic preset: classes of the masks (default 2)"
+    )
+    train.add_argument(
+        "--instance-masks",
+        action="store_true",
+        help="generic preset: the masks hold instance labels (train boundaries, predict objects)",
+    )
     _add(train, "images", "masks")
     train.add_argument("--out", required=True, help="model file to write (e.g. model.skunet)")
     train.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
@@ -256,8 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser(
         "evaluate",
         help="score a saved model on images and masks: the task's metrics as a table",
-        description="nuclei: AP at IoU 0.5 / 0.75, F1, IoU; blood-cells: Dice and IoU per "
-        "class, whole-cell Dice; em: V_rand, V_info, pixel error; binary: IoU, Dice.",
+        description="The metrics of the model's task: "
+        + "; ".join(
+            f"{t.name}: {', '.join([*t.metrics, *t.label_metrics])}"
+            + (" (objects when the masks hold labels)" if t.label_metrics else "")
+            for t in tasks
+        )
+        + ".",
     )
     _add(evaluate, "model", "images", "masks", "device")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -276,7 +303,7 @@ def _key_value(text: str) -> tuple[str, object]:
 
 
 def _version() -> str:
-    from . import __version__
+    from .version import __version__
 
     return f"skunet {__version__}"
 
@@ -284,7 +311,7 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for option in ("epochs", "patch_size", "tile_size"):
+    for option in ("epochs", "patch_size", "tile_size", "classes"):
         value = getattr(args, option, None)
         if value is not None and value < 1:
             parser.error(f"--{option.replace('_', '-')} must be at least 1")

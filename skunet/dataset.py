@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .augment import _randint, flip_rotate
+from .augment import flip_rotate, random_int
 from .tiling import IGNORE, Geometry, label_window, window
 
 __all__ = ["ImageSet", "PatchDataset", "WholeImageCollate", "class_target"]
@@ -92,8 +92,8 @@ class PatchDataset(Dataset):
         p, ctx = self.patch_size, self.geometry.context
         h, w = classes.shape
         # the labelled patch lies inside the image, or the image inside the patch
-        top = _randint(h - p + 1) if h >= p else -_randint(p - h + 1)
-        left = _randint(w - p + 1) if w >= p else -_randint(p - w + 1)
+        top = random_int(h - p + 1) if h >= p else -random_int(p - h + 1)
+        left = random_int(w - p + 1) if w >= p else -random_int(p - w + 1)
         size = p + 2 * ctx
         x = window(image, top - ctx, left - ctx, size, size)
         # labels mirrored like the image, those outside it tagged, so that deformations

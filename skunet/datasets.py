@@ -20,8 +20,10 @@ __all__ = [
     "load_isbi2012",
     "load_sample",
     "load_wbc",
+    "paired_files",
     "read_image",
     "read_image_folder",
+    "to_color",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
@@ -76,13 +78,13 @@ def read_image_folder(
         A missing or empty folder, a file without its partner (named), or an unreadable
         file (named).
     """
-    pairs = _paired_files(images_dir, masks_dir)
+    pairs = paired_files(images_dir, masks_dir)
     X = [read_image(image) for image, _ in pairs.values()]
     y = [read_image(mask) for _, mask in pairs.values()]
     return X, y
 
 
-def _paired_files(images_dir: str | os.PathLike, masks_dir: str | os.PathLike) -> dict:
+def paired_files(images_dir: str | os.PathLike, masks_dir: str | os.PathLike) -> dict:
     """``{name: (image path, mask path)}`` in name order; errors as :func:`read_image_folder`."""
     images = _image_files(Path(images_dir))
     masks = _image_files(Path(masks_dir))
@@ -98,7 +100,7 @@ def _paired_files(images_dir: str | os.PathLike, masks_dir: str | os.PathLike) -
     return {n: (images[n], masks[n]) for n in images}
 
 
-def _to_color(image: np.ndarray, color: str) -> np.ndarray:
+def to_color(image: np.ndarray, color: str) -> np.ndarray:
     """An image as grayscale (H, W) or RGB (H, W, 3) uint8, whatever it was stored as."""
     if image.ndim == 3 and image.shape[2] == 4:
         image = image[..., :3]  # DSB2018 PNGs are RGBA with an opaque alpha
@@ -127,7 +129,7 @@ def _read_kaggle(folder: Path, color: str, progress: bool) -> tuple[list, list]:
         mask_paths = sorted((case / "masks").glob("*.png"))
         if not mask_paths:
             raise ValueError(f"{str(case)!r} has no masks/*.png (one PNG per nucleus)")
-        image = _to_color(read_image(image_path), color)
+        image = to_color(read_image(image_path), color)
         labels = np.zeros(image.shape[:2], dtype=np.uint16)
         for k, path in enumerate(mask_paths, 1):
             mask = read_image(path)
@@ -176,7 +178,7 @@ def load_dsb2018(
     root = Path(root)
     if (root / split / "images").is_dir():
         X, y = read_image_folder(root / split / "images", root / split / "masks")
-        return [_to_color(x, color) for x in X], y
+        return [to_color(x, color) for x in X], y
     for folder in (root / f"stage1_{split}", root):
         if folder.is_dir() and any((p / "images").is_dir() for p in folder.iterdir()):
             return _read_kaggle(folder, color, progress)
@@ -214,7 +216,7 @@ def load_wbc(
         values outside the classes (or outside ``mapping``), naming the file.
     """
     root = Path(root)
-    pairs = _paired_files(root / "images", root / "masks")
+    pairs = paired_files(root / "images", root / "masks")
     names = list(pairs)
     X = [read_image(image) for image, _ in pairs.values()]
     y = [read_image(mask) for _, mask in pairs.values()]
@@ -290,7 +292,7 @@ def load_isbi2012(root: str | os.PathLike) -> tuple[list[np.ndarray], list[np.nd
     root = Path(root)
     volume, labels = (root / f for f in ISBI_STACKS)
     if (root / "images").is_dir():
-        pairs = _paired_files(root / "images", root / "labels")
+        pairs = paired_files(root / "images", root / "labels")
         items = [
             (read_image(image), read_image(label), str(label)) for image, label in pairs.values()
         ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,15 +23,12 @@ from torch import nn
 from .persistence import atomic_path
 from .tiling import Geometry
 
-if TYPE_CHECKING:
-    from .estimator import UNetSegmenter
-
 __all__ = ["export_onnx"]
 
 
 def _size_rule(g: Geometry) -> tuple[int, int]:
     """``(first, step)``: the network accepts input sides ``first + k * step``, k >= 0."""
-    accepted = [n for n in range(1, 4096) if g._accepts(n)][:8]
+    accepted = [n for n in range(1, 4096) if g.accepts(n)][:8]
     steps = {b - a for a, b in pairwise(accepted)}
     if len(accepted) < 8 or len(steps) != 1:
         raise ValueError("the network's accepted input sizes are not evenly spaced")
@@ -60,19 +57,20 @@ class _Probabilities(nn.Module):
 
 
 def export_onnx(
-    seg: UNetSegmenter,
+    model: Any,
     path: str | os.PathLike,
     overwrite: bool = False,
     example_size: tuple[int, int] = (64, 64),
 ) -> Path:
-    """See :meth:`skunet.UNetSegmenter.export_onnx`."""
-    seg._check_fitted()
+    """Write a fitted segmenter's network (or a :class:`~skunet.predictor.Predictor`'s)
+    as ONNX; see :meth:`skunet.UNetSegmenter.export_onnx`."""
+    predictor = getattr(model, "predictor_", model)  # a segmenter, or its predictor
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True to replace it")
-    module = seg.module_.to(memory_format=torch.contiguous_format)
-    wrapper = _Probabilities(module, seg.geometry_).eval().cpu()
-    example = torch.rand(1, seg.n_channels_in_, *example_size)
+    module = predictor.module.to(memory_format=torch.contiguous_format)
+    wrapper = _Probabilities(module, predictor.geometry).eval().cpu()
+    example = torch.rand(1, predictor.n_channels, *example_size)
     dims = {
         0: torch.export.Dim("batch", min=1, max=1024),
         2: torch.export.Dim("height", min=1, max=16384),
@@ -91,7 +89,7 @@ def export_onnx(
                 verbose=False,
             )
     finally:
-        module.to(seg.device)
-        if seg._channels_last():
-            seg.module_.to(memory_format=torch.channels_last)
+        module.to(predictor.settings.device)
+        if predictor.settings.channels_last:
+            module.to(memory_format=torch.channels_last)
     return path

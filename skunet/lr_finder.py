@@ -2,24 +2,19 @@
 
 Leslie Smith's test as fastai and ``torch-lr-finder`` run it: the loss of every batch is
 recorded (exponentially smoothed), the run stops once it exceeds ``diverge`` times its
-best, and the suggestion is the rate where the smoothed loss falls fastest. It runs on
-a copy of the estimator, so the estimator's weights, optimizer and history are left as
-they were.
+best, and the suggestion is the rate where the smoothed loss falls fastest. The test
+itself (:func:`lr_range_test`) only sees a training step and a stream of batches;
+:meth:`skunet.UNetSegmenter.lr_range_test` runs it on a copy of the estimator, so the
+estimator's weights, optimizer and history are left as they were.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-from skorch import NeuralNet
-from skorch.callbacks import Freezer
-
-if TYPE_CHECKING:
-    from .estimator import UNetSegmenter
 
 __all__ = ["LRRangeResult", "lr_range_test"]
 
@@ -70,42 +65,36 @@ def _suggestion(lrs: np.ndarray, losses: np.ndarray) -> float | None:
     return float(lrs[skip + int(np.argmin(slope))])
 
 
-def _endless_batches(net, data) -> Iterator:
-    """Training batches, epoch after epoch."""
-    while True:
-        yield from net.get_iterator(data, training=True)
-
-
 def lr_range_test(
-    net: UNetSegmenter,
-    X: Any,
-    y: Any,
+    step: Callable[[Any, float], float],
+    batches: Iterable[Any],
     start_lr: float = 1e-6,
     end_lr: float = 10.0,
     num_iter: int = 100,
     smoothing: float = 0.05,
     diverge: float = 4.0,
 ) -> LRRangeResult:
-    """See :meth:`skunet.UNetSegmenter.lr_range_test`."""
+    """Run ``step(batch, lr) -> loss`` on ``batches`` at exponentially growing rates.
+
+    See :meth:`skunet.UNetSegmenter.lr_range_test`, which supplies a training step of a
+    copy of the estimator and its training batches, epoch after epoch.
+
+    Examples
+    --------
+    >>> losses = iter([1.0, 0.9, 0.5, 0.3, 0.25, 0.2, 0.3, 9.0])
+    >>> found = lr_range_test(lambda batch, lr: next(losses), range(8), num_iter=8)
+    >>> len(found.lrs), float(found.raw_losses[-1])
+    (8, 9.0)
+    """
     if not 0 < start_lr < end_lr:
         raise ValueError(f"need 0 < start_lr < end_lr, got {start_lr!r} and {end_lr!r}")
     if num_iter < 2:
         raise ValueError(f"num_iter must be at least 2, got {num_iter!r}")
-    probe = copy.deepcopy(net)  # the estimator itself is never touched
-    data = probe._fit_data(X, y, continuing=probe.initialized_)
-    if not probe.initialized_:
-        probe.initialize()
-    for _, cb in probe.callbacks_:  # a frozen encoder stays frozen
-        if isinstance(cb, Freezer):
-            cb.on_epoch_begin(probe)
     lrs = start_lr * (end_lr / start_lr) ** np.linspace(0, 1, num_iter)
     raw, smooth = [], []
     avg, best = 0.0, np.inf
-    probe._set_training(True)
-    for lr, batch in zip(lrs, _endless_batches(probe, data)):
-        for group in probe.optimizer_.param_groups:
-            group["lr"] = float(lr)
-        loss = NeuralNet.train_step(probe, batch)["loss"].item()
+    for lr, batch in zip(lrs, batches):
+        loss = step(batch, float(lr))
         raw.append(loss)
         avg = smoothing * loss + (1 - smoothing) * avg
         smooth.append(avg / (1 - (1 - smoothing) ** len(raw)))  # bias-corrected

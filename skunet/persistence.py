@@ -26,6 +26,8 @@ from skorch import NeuralNet
 from skorch.dataset import ValidSplit
 from skorch.history import History
 
+from .version import __version__
+
 __all__ = ["FORMAT_VERSION", "atomic_path", "load_segmenter", "save_segmenter"]
 
 FORMAT_VERSION = 1
@@ -99,8 +101,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
 
 def save_segmenter(net, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write a fitted segmenter to ``path`` atomically (see the module docstring)."""
-    from . import __version__
-
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True to replace it")
@@ -144,8 +144,6 @@ def load_segmenter(cls, path: str | os.PathLike, device: str = "cpu", trust: tup
     ``trust`` names packages beyond skunet, torch and skorch whose classes the file may
     import (a ``module`` from segmentation_models_pytorch, say).
     """
-    from . import __version__
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {str(path)!r}")

@@ -2,8 +2,10 @@
 
 A preset is a plain ``UNetSegmenter`` with the task's parameters filled in: every value
 can be overridden by keyword (``nuclei_segmenter(max_epochs=5, device="cuda")``), and the
-result clones, grid-searches and saves like any other segmenter. :data:`RECIPES` holds
-the parameters themselves, for reading or for building variants.
+result clones, grid-searches and saves like any other segmenter, and carries its task
+(``task=``) into the model file. The recipes live with the rest of each task's knowledge
+in :data:`skunet.tasks.TASKS`; :data:`RECIPES` is the same dicts keyed as before
+(``RECIPES["blood_cells"]["fast"]``), for reading or for building variants.
 """
 
 from __future__ import annotations
@@ -11,150 +13,44 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import torch
-from skorch.callbacks import EarlyStopping
-
-from .augment import Augment
 from .estimator import UNetSegmenter
-from .losses import PaddedBCEWithLogitsLoss, WeightMapLoss
-from .models import UNet, VGG16UNet
+from .tasks import TASKS, get_task
 from .validation import lookup
 
-__all__ = ["RECIPES", "blood_cell_segmenter", "em_segmenter", "nuclei_segmenter"]
+__all__ = [
+    "PRESETS",
+    "RECIPES",
+    "blood_cell_segmenter",
+    "em_segmenter",
+    "generic_segmenter",
+    "nuclei_segmenter",
+    "segmenter",
+]
 
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
-    "nuclei": {
-        # The recipe with the best held-out object accuracy (benchmarks/nuclei.py): a
-        # batch-normalised U-Net trained on 3 classes (background / interior / boundary),
-        # split into nuclei by a seeded watershed, on percentile-normalised images.
-        "unet": {
-            "module": UNet,
-            "module__depth": 4,
-            "module__base_channels": 32,
-            "module__batch_norm": True,
-            "n_classes": 3,
-            "target": "boundary",
-            "normalize": "percentile",
-            "patch_size": 256,
-            "padding": 16,
-            "patches_per_image": 2,
-            "batch_size": 8,
-            "optimizer": torch.optim.Adam,
-            "lr": 1e-3,
-            "max_epochs": 60,
-        },
-        # skorch's nuclei tutorial: VGG16-BN encoder (ImageNet weights, frozen by the
-        # ``freezer`` callback), 256 px patches + 16 px mirrored border, padding-aware
-        # BCE, SGD with momentum 0.9, CyclicLR 0.002 -> 0.2 per batch, batch 32, 20
-        # epochs; the bundled IoU scoring and best-IoU checkpoint as in the tutorial.
-        "skorch_tutorial": {
-            "module": VGG16UNet,
-            "module__weights": "IMAGENET1K_V1",
-            "n_classes": 2,
-            "target": "mask",
-            "patch_size": 256,
-            "padding": 16,
-            "criterion": PaddedBCEWithLogitsLoss,
-            "optimizer": torch.optim.SGD,
-            "optimizer__momentum": 0.9,
-            "lr": 0.2,
-            "callbacks__lr_scheduler__base_lr": 0.002,
-            "batch_size": 32,
-            "max_epochs": 20,
-        },
-    },
-    "blood_cells": {
-        # The best CPU recipe so far (benchmarks/wbc.py, 5-fold CV: nucleus Dice 0.967,
-        # whole cell 0.978 in 8 minutes per fold on 2 cores, short of 0.97 / 0.99):
-        # every 88-120 px image in one window, batch-normalised U-Net, Adam with a cyclic
-        # rate whose amplitude halves every cycle (triangular2). Options not yet in the
-        # recipe because no cross-validation has measured them: autocast="auto",
-        # tta=True, postprocess=largest_object, criterion=SoftDiceLoss.
-        "fast": {
-            "module": UNet,
-            "module__depth": 4,
-            "module__base_channels": 16,
-            "module__batch_norm": True,
-            "n_classes": 3,
-            "patch_size": 96,
-            "padding": 16,
-            "batch_size": 8,
-            "optimizer": torch.optim.Adam,
-            "lr": 3e-3,
-            "callbacks__lr_scheduler__mode": "triangular2",
-            "max_epochs": 80,
-        },
-        # The lab's Keras recipe: ELU U-Net with dropout 0.1-0.3 per level, 16 base
-        # channels (1,941,105 parameters), cross-entropy, Adam at a constant 1e-4, batch 8.
-        "lab": {
-            "module": UNet,
-            "module__depth": 4,
-            "module__base_channels": 16,
-            "module__activation": "elu",
-            "module__dropout": [0.1, 0.1, 0.2, 0.2, 0.3],
-            "n_classes": 3,
-            "patch_size": 96,
-            "padding": 16,
-            "batch_size": 8,
-            "optimizer": torch.optim.Adam,
-            "lr": 1e-4,
-            "callbacks__lr_scheduler": None,
-            "max_epochs": 40,
-        },
-    },
-    "em": {
-        # The 2015 U-Net paper on ISBI 2012: the "valid" network (572 px tiles -> 388 px
-        # output, mirrored at image borders), one tile per batch, SGD with momentum
-        # 0.99 at a constant rate, binary cross-entropy weighted by the paper's weight
-        # map (w0=10, sigma=5) of every augmented tile, elastic deformation (3 x 3 grid,
-        # 10 px) plus flips, small affine and gray-value jitter; early stopping on the
-        # (weighted) validation loss. Labels: 1 = cell interior, 0 = membrane.
-        "paper": {
-            "module": UNet,
-            "module__padding": "valid",
-            "module__depth": 4,
-            "module__base_channels": 64,
-            "n_classes": 2,
-            "patch_size": 388,
-            "patches_per_image": 4,
-            "batch_size": 1,
-            "criterion": WeightMapLoss,
-            "criterion__w0": 10.0,
-            "criterion__sigma": 5.0,
-            "augment": Augment.unet_paper(),
-            "optimizer": torch.optim.SGD,
-            "optimizer__momentum": 0.99,
-            "lr": 0.01,
-            "callbacks__lr_scheduler": None,
-            "callbacks": [
-                ("early_stopping", EarlyStopping(monitor="valid_loss", patience=20, sink=print))
-            ],
-            "max_epochs": 200,
-        },
-    },
+    name.replace("-", "_"): task.recipes for name, task in TASKS.items()
 }
-# The same tiles, weight map and augmentation at CPU scale: 16 base channels with batch
-# normalisation, Adam with the bundled cyclic rate (benchmarks/em.py, configuration "cpu").
-RECIPES["em"]["fast"] = {
-    **{
-        k: v
-        for k, v in RECIPES["em"]["paper"].items()
-        if k not in ("optimizer__momentum", "callbacks__lr_scheduler")
-    },
-    "module__base_channels": 16,
-    "module__batch_norm": True,
-    "optimizer": torch.optim.Adam,
-    "lr": 1e-3,
-    "patches_per_image": 2,
-    "max_epochs": 40,
-}
+"""Task (``"blood_cells"`` spelled with an underscore) -> recipe -> parameters."""
+
+
+def segmenter(task: str, recipe: str | None = None, **overrides: Any) -> UNetSegmenter:
+    """The segmenter of a task's recipe (see :data:`skunet.tasks.TASKS`), ready to ``fit``.
+
+    >>> seg = segmenter("generic", n_classes=4)
+    >>> seg.task, seg.n_classes, seg.normalize
+    ('generic', 4, 'percentile')
+    """
+    spec = get_task(task)
+    recipe = spec.default_recipe if recipe is None else recipe
+    # a copy: callbacks and augmentations in a recipe are never shared between segmenters
+    params = copy.deepcopy(dict(lookup(spec.recipes, recipe, f"{task} recipe")))
+    params["task"] = spec.name
+    params.update(overrides)
+    return UNetSegmenter(**params)
 
 
 def _preset(task: str, recipe: str, overrides: dict[str, Any]) -> UNetSegmenter:
-    # a copy: callbacks and augmentations in a recipe are never shared between segmenters
-    params = copy.deepcopy(dict(lookup(RECIPES[task], recipe, f"{task} recipe")))
-    params.update(overrides)
-    return UNetSegmenter(**params)
+    return segmenter(task, recipe, **overrides)
 
 
 def nuclei_segmenter(recipe: str = "unet", **overrides: Any) -> UNetSegmenter:
@@ -206,7 +102,7 @@ def blood_cell_segmenter(recipe: str = "fast", **overrides: Any) -> UNetSegmente
     >>> seg.n_classes, seg.lr, seg.get_params()["module__activation"]
     (3, 0.0001, 'elu')
     """
-    return _preset("blood_cells", recipe, overrides)
+    return _preset("blood-cells", recipe, overrides)
 
 
 def em_segmenter(recipe: str = "paper", **overrides: Any) -> UNetSegmenter:
@@ -240,3 +136,44 @@ def em_segmenter(recipe: str = "paper", **overrides: Any) -> UNetSegmenter:
     ('WeightMapLoss', 10.0)
     """
     return _preset("em", recipe, overrides)
+
+
+def generic_segmenter(
+    recipe: str = "unet", n_classes: int = 2, instances: bool = False, **overrides: Any
+) -> UNetSegmenter:
+    """A segmenter for your own data: binary, ``n_classes`` classes, or instances.
+
+    Parameters
+    ----------
+    recipe : {"unet"}, default="unet"
+        A batch-normalised U-Net (depth 4, 16 base channels) on 128 px patches of
+        percentile-normalised images, Adam at a cyclic rate peaking at 3e-3, 40 epochs:
+        minutes on a CPU for a few dozen images.
+    n_classes : int, default=2
+        Classes of the masks (class indices ``0..n_classes-1``; with 2, any value > 0 is
+        foreground).
+    instances : bool, default=False
+        The masks hold instance labels: train background / interior / boundary
+        (``target="boundary"``, 3 classes) and split objects by watershed.
+    **overrides
+        Any :class:`~skunet.UNetSegmenter` parameter.
+
+    Examples
+    --------
+    >>> generic_segmenter(instances=True).target, generic_segmenter(n_classes=4).n_classes
+    ('boundary', 4)
+    """
+    if instances:
+        overrides.update(target="boundary", n_classes=3)
+    else:
+        overrides.setdefault("n_classes", n_classes)
+    return _preset("generic", recipe, overrides)
+
+
+PRESETS = {
+    "nuclei": nuclei_segmenter,
+    "blood-cells": blood_cell_segmenter,
+    "em": em_segmenter,
+    "generic": generic_segmenter,
+}
+"""Task name -> preset function."""

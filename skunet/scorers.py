@@ -1,141 +1,98 @@
-"""sklearn scorers for segmenters, usable by name: ``GridSearchCV(seg, grid, scoring="ap50")``.
+"""scikit-learn scorers for segmenters: pass them as ``scoring=``.
 
-``iou`` and ``dice`` score the pixel classes (mean over foreground classes),
-``iou_class_<k>`` / ``dice_class_<k>`` one class (k = 1, 2, 3: for white blood cells 1 is
-the cytoplasm and 2 the nucleus), ``dice_whole`` the foreground classes merged (the whole
-cell), ``ap50`` and ``f1_50`` the objects of ``predict_instances`` (StarDist's accuracy and
-F1 at IoU 0.5), all pooled over the images. A scorer takes a fitted segmenter, or a
-``Pipeline`` ending in one, ``X`` and the masks ``y`` as the segmenter's ``fit`` takes them.
+>>> from sklearn.model_selection import GridSearchCV
+>>> from skunet.scorers import ap50, dice_class_2
+>>> grid = GridSearchCV(UNetSegmenter(), {"lr": [1e-3, 3e-3]}, scoring=ap50)  # doctest: +SKIP
+>>> multi = {"nucleus": dice_class_2, "ap50": ap50}  # scoring=multi, refit="ap50"
 
-Importing skunet adds these names to scikit-learn's table of scorers
-(``sklearn.metrics.get_scorer_names()``), which scikit-learn has no public way to extend;
-:data:`SCORERS` holds the same callables for explicit use.
+Each scorer is a callable ``scorer(estimator, X, y) -> float`` (higher is better) over a
+fitted segmenter or a ``Pipeline`` ending in one, with ``X`` and the masks ``y`` as the
+segmenter's ``fit`` takes them; it computes one metric of :mod:`skunet.evaluation`
+(``iou``, ``dice``, ``iou_class_<k>`` / ``dice_class_<k>``, ``dice_whole``, ``ap50``,
+``ap75``, ``ap90``, ``f1_50``, ``v_rand``, ``v_info``; see there), and :func:`get_scorer`
+finds one by name. scikit-learn's own table of scorer names is left alone (it has no
+public way to be extended), so ``scoring="ap50"`` as a string is not ours to offer:
+pass the object.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-from skimage.measure import label
+from .evaluation import METRICS, evaluate
+from .validation import lookup
 
-from .metrics import dice_score, iou_score, match_dataset, whole_dice_score
-from .targets import mask_classes
-from .validation import check_images, check_masks, lookup
-
-__all__ = ["SCORERS", "get_scorer"]
-
-
-def _segmenter(estimator: Any, X: Any) -> tuple[Any, Any]:
-    """The final segmenter and ``X`` transformed by the steps before it."""
-    steps = getattr(estimator, "steps", None)
-    if steps is None:
-        return estimator, X
-    for _, step in steps[:-1]:
-        if step is not None and step != "passthrough":
-            X = step.transform(X)
-    return steps[-1][1], X
-
-
-def _classes(seg: Any, X: Any, y: Any) -> tuple[list, list]:
-    images = check_images(X, n_channels=seg.n_channels_in_, as_float=False)
-    masks = check_masks(y, images, n_classes=seg.n_classes, target=seg.target)
-    truth = [mask_classes(m, seg.n_classes, seg.target) for m in masks]
-    return truth, list(seg.predict(X))
+__all__ = [
+    "SCORERS",
+    "SegmentationScorer",
+    "ap50",
+    "ap75",
+    "ap90",
+    "dice",
+    "dice_class_1",
+    "dice_class_2",
+    "dice_class_3",
+    "dice_whole",
+    "f1_50",
+    "get_scorer",
+    "iou",
+    "iou_class_1",
+    "iou_class_2",
+    "iou_class_3",
+    "v_info",
+    "v_rand",
+]
 
 
-def _pixel(metric: Callable, name: str) -> Callable:
-    """A scorer of ``metric(truth, pred, n_classes)`` on the predicted class masks."""
+class SegmentationScorer:
+    """The scorer of one metric of :data:`skunet.evaluation.METRICS`.
 
-    def scorer(estimator: Any, X: Any, y: Any) -> float:
-        seg, X = _segmenter(estimator, X)
-        truth, pred = _classes(seg, X, y)
-        return float(metric(truth, pred, seg.n_classes))
+    Parameters
+    ----------
+    metric : str
 
-    scorer.__name__ = f"{name}_scorer"
-    return scorer
+    Examples
+    --------
+    >>> SegmentationScorer("ap50")
+    SegmentationScorer('ap50')
+    """
 
+    def __init__(self, metric: str) -> None:
+        lookup(METRICS, metric, "metric")
+        self.metric = metric
 
-def _one_class(metric: Callable, k: int) -> Callable:
-    def score(truth, pred, n_classes):
-        if k >= n_classes:
-            raise ValueError(f"class {k} does not exist in a {n_classes}-class segmenter")
-        value = metric(truth, pred, n_classes=n_classes, average=None)[k]
-        return 1.0 if np.isnan(value) else value  # absent from truth and prediction
+    def __call__(self, estimator: Any, X: Any, y: Any, sample_weight: Any = None) -> float:
+        if sample_weight is not None:
+            raise ValueError("segmentation scorers pool pixels and objects: no sample_weight")
+        return evaluate(estimator, X, y, [self.metric])[self.metric]
 
-    return score
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.metric!r})"
 
-
-def _instances(y: Any) -> np.ndarray:
-    y = np.asarray(y)
-    # instance labels are kept; a binary mask becomes its connected components
-    return y if y.max() > 1 else label(y > 0).astype(np.int32)
-
-
-def _objects(field: str, thresh: float) -> Callable:
-    def scorer(estimator: Any, X: Any, y: Any) -> float:
-        seg, X = _segmenter(estimator, X)
-        pred = seg.predict_instances(X)
-        result = match_dataset([_instances(m) for m in y], list(pred), thresh=thresh)
-        return float(getattr(result, field))
-
-    scorer.__name__ = f"{field}_{round(thresh * 100)}_scorer"
-    return scorer
+    def __reduce__(self):  # pickles by metric name (joblib workers of GridSearchCV)
+        return type(self), (self.metric,)
 
 
-SCORERS: dict[str, Callable] = {
-    "iou": _pixel(lambda t, p, k: iou_score(t, p, n_classes=k), "iou"),
-    "dice": _pixel(lambda t, p, k: dice_score(t, p, n_classes=k), "dice"),
-    "dice_whole": _pixel(lambda t, p, k: whole_dice_score(t, p), "dice_whole"),
-    **{
-        f"{metric.__name__.removesuffix('_score')}_class_{k}": _pixel(
-            _one_class(metric, k), f"{metric.__name__.removesuffix('_score')}_class_{k}"
-        )
-        for metric in (iou_score, dice_score)
-        for k in (1, 2, 3)
-    },
-    "ap50": _objects("accuracy", 0.5),
-    "f1_50": _objects("f1", 0.5),
+# "pixel_error" is an error, lower is better: not a scorer
+SCORERS: dict[str, SegmentationScorer] = {
+    name: SegmentationScorer(name) for name in METRICS if name != "pixel_error"
 }
+"""Metric name -> scorer."""
+
+iou = SCORERS["iou"]
+dice = SCORERS["dice"]
+dice_whole = SCORERS["dice_whole"]
+iou_class_1, iou_class_2, iou_class_3 = (SCORERS[f"iou_class_{k}"] for k in (1, 2, 3))
+dice_class_1, dice_class_2, dice_class_3 = (SCORERS[f"dice_class_{k}"] for k in (1, 2, 3))
+ap50, ap75, ap90 = SCORERS["ap50"], SCORERS["ap75"], SCORERS["ap90"]
+f1_50 = SCORERS["f1_50"]
+v_rand, v_info = SCORERS["v_rand"], SCORERS["v_info"]
 
 
-def get_scorer(name: str) -> Callable:
-    """The scorer registered under ``name``.
+def get_scorer(name: str) -> SegmentationScorer:
+    """The scorer of metric ``name``.
 
-    >>> get_scorer("ap50").__name__
-    'accuracy_50_scorer'
+    >>> get_scorer("ap50")
+    SegmentationScorer('ap50')
     """
     return lookup(SCORERS, name, "scorer")
-
-
-def _register_with_sklearn() -> None:
-    try:
-        from sklearn.metrics import _scorer
-    except ImportError:  # pragma: no cover
-        return
-    table = getattr(_scorer, "_SCORERS", None)
-    if not isinstance(table, dict):  # pragma: no cover
-        warnings.warn("scikit-learn's scorer table moved; use skunet.scorers.SCORERS", stacklevel=2)
-        return
-    for name, scorer in SCORERS.items():
-        table.setdefault(name, scorer)
-    # scikit-learn validates `scoring` against the names it knew when it loaded: add ours
-    # to the options of the functions and classes that take a `scoring` argument
-    import sklearn.metrics
-    import sklearn.model_selection
-    from sklearn.utils._param_validation import StrOptions
-
-    for module in (sklearn.metrics, sklearn.model_selection):
-        for obj in vars(module).values():
-            constraints = getattr(obj, "_skl_parameter_constraints", None) or getattr(
-                obj, "_parameter_constraints", None
-            )
-            if isinstance(constraints, dict):
-                for constraint in constraints.get("scoring", []):
-                    if isinstance(constraint, StrOptions):
-                        constraint.options.update(SCORERS)
-
-
-_register_with_sklearn()

@@ -1,95 +1,308 @@
-"""The three tasks as the command line sees them: preset, image colour, and metrics.
+"""Task knowledge in one place: what each task trains on, how, and how it is scored.
 
-A saved model does not name its task; :func:`task_of` tells it from the model itself
-(instance targets: nuclei; three classes: blood cells; the weight-map loss: EM; other
-binary models: plain foreground segmentation), and :func:`task_metrics` computes what
-that task's benchmark reports.
+:data:`TASKS` maps a task name to a :class:`Task`: its recipes (the parameters of
+:mod:`skunet.presets`), the colour its images are read in, the names of its classes,
+what its masks hold, and the metrics its benchmark and ``skunet evaluate`` report (names
+of :data:`skunet.evaluation.METRICS`). The presets, the command line and the evaluation
+all read it. ``"generic"`` is the task of a user's own data: binary or K classes, or
+instances (``target="boundary"``).
+
+A segmenter made by a preset carries its task (``task=``), and the model file stores it;
+:func:`task_of` reads it, and tells the task of an older model file from the model
+itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
+from skorch.callbacks import EarlyStopping
 
-from .datasets import _to_color
-from .estimator import UNetSegmenter
-from .losses import WeightMapLoss
-from .metrics import dice_score, iou_score, match_dataset, rand_scores, whole_dice_score
-from .presets import blood_cell_segmenter, em_segmenter, nuclei_segmenter
-from .targets import mask_classes
-from .validation import check_masks
+from .augment import Augment
+from .datasets import to_color
+from .losses import PaddedBCEWithLogitsLoss, WeightMapLoss
+from .models import UNet, VGG16UNet
+from .validation import lookup
 
-__all__ = ["TASKS", "as_task_color", "task_metrics", "task_of"]
+__all__ = ["TASKS", "Task", "as_task_color", "get_task", "task_of"]
 
-TASKS: dict[str, tuple[Callable[..., UNetSegmenter], int]] = {
-    "nuclei": (nuclei_segmenter, 1),
-    "blood-cells": (blood_cell_segmenter, 3),
-    "em": (em_segmenter, 1),
+_RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    "nuclei": {
+        # The recipe with the best held-out object accuracy (benchmarks/nuclei.py): a
+        # batch-normalised U-Net trained on 3 classes (background / interior / boundary),
+        # split into nuclei by a seeded watershed, on percentile-normalised images.
+        "unet": {
+            "module": UNet,
+            "module__depth": 4,
+            "module__base_channels": 32,
+            "module__batch_norm": True,
+            "n_classes": 3,
+            "target": "boundary",
+            "normalize": "percentile",
+            "patch_size": 256,
+            "padding": 16,
+            "patches_per_image": 2,
+            "batch_size": 8,
+            "optimizer": torch.optim.Adam,
+            "lr": 1e-3,
+            "max_epochs": 60,
+        },
+        # skorch's nuclei tutorial: VGG16-BN encoder (ImageNet weights, frozen by the
+        # ``freezer`` callback), 256 px patches + 16 px mirrored border, padding-aware
+        # BCE, SGD with momentum 0.9, CyclicLR 0.002 -> 0.2 per batch, batch 32, 20
+        # epochs; the bundled IoU scoring and best-IoU checkpoint as in the tutorial.
+        "skorch_tutorial": {
+            "module": VGG16UNet,
+            "module__weights": "IMAGENET1K_V1",
+            "n_classes": 2,
+            "target": "mask",
+            "patch_size": 256,
+            "padding": 16,
+            "criterion": PaddedBCEWithLogitsLoss,
+            "optimizer": torch.optim.SGD,
+            "optimizer__momentum": 0.9,
+            "lr": 0.2,
+            "callbacks__lr_scheduler__base_lr": 0.002,
+            "batch_size": 32,
+            "max_epochs": 20,
+        },
+    },
+    "blood-cells": {
+        # The best CPU recipe so far (benchmarks/wbc.py, 5-fold CV: nucleus Dice 0.967,
+        # whole cell 0.978 in 8 minutes per fold on 2 cores, short of 0.97 / 0.99):
+        # every 88-120 px image in one window, batch-normalised U-Net, Adam with a cyclic
+        # rate whose amplitude halves every cycle (triangular2). Options not yet in the
+        # recipe because no cross-validation has measured them: autocast="auto",
+        # tta=True, postprocess=largest_object, criterion=SoftDiceLoss.
+        "fast": {
+            "module": UNet,
+            "module__depth": 4,
+            "module__base_channels": 16,
+            "module__batch_norm": True,
+            "n_classes": 3,
+            "patch_size": 96,
+            "padding": 16,
+            "batch_size": 8,
+            "optimizer": torch.optim.Adam,
+            "lr": 3e-3,
+            "callbacks__lr_scheduler__mode": "triangular2",
+            "max_epochs": 80,
+        },
+        # The lab's Keras recipe: ELU U-Net with dropout 0.1-0.3 per level, 16 base
+        # channels (1,941,105 parameters), cross-entropy, Adam at a constant 1e-4, batch 8.
+        "lab": {
+            "module": UNet,
+            "module__depth": 4,
+            "module__base_channels": 16,
+            "module__activation": "elu",
+            "module__dropout": [0.1, 0.1, 0.2, 0.2, 0.3],
+            "n_classes": 3,
+            "patch_size": 96,
+            "padding": 16,
+            "batch_size": 8,
+            "optimizer": torch.optim.Adam,
+            "lr": 1e-4,
+            "callbacks__lr_scheduler": None,
+            "max_epochs": 40,
+        },
+    },
+    "em": {
+        # The 2015 U-Net paper on ISBI 2012: the "valid" network (572 px tiles -> 388 px
+        # output, mirrored at image borders), one tile per batch, SGD with momentum
+        # 0.99 at a constant rate, binary cross-entropy weighted by the paper's weight
+        # map (w0=10, sigma=5) of every augmented tile, elastic deformation (3 x 3 grid,
+        # 10 px) plus flips, small affine and gray-value jitter; early stopping on the
+        # (weighted) validation loss. Labels: 1 = cell interior, 0 = membrane.
+        "paper": {
+            "module": UNet,
+            "module__padding": "valid",
+            "module__depth": 4,
+            "module__base_channels": 64,
+            "n_classes": 2,
+            "patch_size": 388,
+            "patches_per_image": 4,
+            "batch_size": 1,
+            "criterion": WeightMapLoss,
+            "criterion__w0": 10.0,
+            "criterion__sigma": 5.0,
+            "augment": Augment.unet_paper(),
+            "optimizer": torch.optim.SGD,
+            "optimizer__momentum": 0.99,
+            "lr": 0.01,
+            "callbacks__lr_scheduler": None,
+            "callbacks": [
+                ("early_stopping", EarlyStopping(monitor="valid_loss", patience=20, sink=print))
+            ],
+            "max_epochs": 200,
+        },
+    },
 }
-"""Task name -> (preset, channels of the images it trains on: 1 gray, 3 RGB)."""
+# The same tiles, weight map and augmentation at CPU scale: 16 base channels with batch
+# normalisation, Adam with the bundled cyclic rate (benchmarks/em.py, configuration "cpu").
+_RECIPES["em"]["fast"] = {
+    **{
+        k: v
+        for k, v in _RECIPES["em"]["paper"].items()
+        if k not in ("optimizer__momentum", "callbacks__lr_scheduler")
+    },
+    "module__base_channels": 16,
+    "module__batch_norm": True,
+    "optimizer": torch.optim.Adam,
+    "lr": 1e-3,
+    "patches_per_image": 2,
+    "max_epochs": 40,
+}
+
+# A user's own data: a batch-normalised U-Net of modest width that trains in minutes
+# on a CPU, percentile-normalised images; binary by default (``n_classes``,
+# ``target="boundary"`` for instances).
+_RECIPES["generic"] = {
+    "unet": {
+        "module": UNet,
+        "module__depth": 4,
+        "module__base_channels": 16,
+        "module__batch_norm": True,
+        "normalize": "percentile",
+        "patch_size": 128,
+        "padding": 16,
+        "patches_per_image": 2,
+        "batch_size": 8,
+        "optimizer": torch.optim.Adam,
+        "lr": 3e-3,
+        "max_epochs": 40,
+    }
+}
+
+_OBJECTS = {"ap50": "ap50", "ap75": "ap75", "f1_50": "f1_50"}
+_PIXELS = {"iou": "iou", "dice": "dice"}
+_WBC = ("background", "cytoplasm", "nucleus")
 
 
-def task_of(seg: UNetSegmenter) -> str:
-    """``"nuclei"``, ``"blood-cells"``, ``"em"`` or ``"binary"`` for a fitted segmenter."""
+@dataclass(frozen=True)
+class Task:
+    """One segmentation task.
+
+    Attributes
+    ----------
+    name : str
+    summary : str
+        One line for help texts.
+    recipes : dict
+        Recipe name -> :class:`~skunet.UNetSegmenter` parameters; the first is the
+        default.
+    color : {"gray", "rgb"} or None
+        How image files are read for this task (None: as they are stored).
+    class_names : tuple of str or None
+        Names of the classes, background first (None: numbered).
+    masks : str
+        What the masks hold, for help texts.
+    metrics : dict
+        Reported name -> metric name (:data:`skunet.evaluation.METRICS`).
+    label_metrics : dict
+        Metrics reported in addition when the masks hold instance labels and the model
+        gives instances.
+    """
+
+    name: str
+    summary: str
+    recipes: dict[str, dict[str, Any]]
+    color: str | None
+    class_names: tuple[str, ...] | None
+    masks: str
+    metrics: dict[str, str]
+    label_metrics: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def channels(self) -> int | None:
+        """Channels of the images the task trains on (None: as the files are)."""
+        return {"gray": 1, "rgb": 3}.get(self.color)
+
+    @property
+    def default_recipe(self) -> str:
+        return next(iter(self.recipes))
+
+
+TASKS: dict[str, Task] = {
+    "nuclei": Task(
+        name="nuclei",
+        summary="fluorescence nuclei (DSB2018): instances",
+        recipes=_RECIPES["nuclei"],
+        color="gray",
+        class_names=("background", "interior", "boundary"),
+        masks="instance labels",
+        metrics={**_PIXELS, **_OBJECTS},
+    ),
+    "blood-cells": Task(
+        name="blood-cells",
+        summary="white blood cells: background, cytoplasm, nucleus",
+        recipes=_RECIPES["blood-cells"],
+        color="rgb",
+        class_names=_WBC,
+        masks="class indices 0/1/2",
+        metrics={
+            **{f"dice_{c}": f"dice_class_{k}" for k, c in enumerate(_WBC)},
+            **{f"iou_{c}": f"iou_class_{k}" for k, c in enumerate(_WBC)},
+            "dice_whole_cell": "dice_whole",
+        },
+    ),
+    "em": Task(
+        name="em",
+        summary="EM membranes (ISBI 2012): cells and membranes",
+        recipes=_RECIPES["em"],
+        color="gray",
+        class_names=("membrane", "cell"),
+        masks="0 = membrane / 255 = cell",
+        metrics={**_PIXELS, "v_rand": "v_rand", "v_info": "v_info", "pixel_error": "pixel_error"},
+    ),
+    "generic": Task(
+        name="generic",
+        summary="your own data: binary or K classes, or instances",
+        recipes=_RECIPES["generic"],
+        color=None,
+        class_names=None,
+        masks="class indices (binary: any value > 0 is foreground) or instance labels",
+        metrics=dict(_PIXELS),
+        label_metrics=dict(_OBJECTS),
+    ),
+}
+
+
+def get_task(name: str) -> Task:
+    """The task registered under ``name``.
+
+    >>> get_task("blood-cells").class_names
+    ('background', 'cytoplasm', 'nucleus')
+    """
+    return lookup(TASKS, name, "task")
+
+
+def task_of(seg: Any) -> Task:
+    """The task of a segmenter: its ``task`` parameter, or for a model saved without
+    one, told from the model (instance targets: nuclei; three classes: blood cells;
+    the weight-map loss: EM; anything else: generic)."""
+    name = getattr(seg, "task", None)
+    if name is not None:
+        return get_task(name)
     if seg.target == "boundary":
-        return "nuclei"
+        return TASKS["nuclei"]
     if seg.n_classes == 3:
-        return "blood-cells"
+        return TASKS["blood-cells"]
     criterion = seg.criterion
     if isinstance(criterion, type) and issubclass(criterion, WeightMapLoss):
-        return "em"
-    return "binary" if seg.n_classes == 2 else f"{seg.n_classes}-class"
+        return TASKS["em"]
+    return TASKS["generic"]
 
 
-def as_task_color(image: np.ndarray, n_channels: int) -> np.ndarray:
-    """An image as the model's channels: gray (1) or RGB (3) from gray, RGB or RGBA files."""
+def as_task_color(image: np.ndarray, n_channels: int | None) -> np.ndarray:
+    """An image as the model's channels: gray (1) or RGB (3) from gray, RGB or RGBA files;
+    otherwise as stored, less the alpha channel of an RGBA file."""
     if n_channels == 1:
-        return _to_color(image, "gray")
+        return to_color(image, "gray")
     if n_channels == 3:
-        return _to_color(image, "rgb")
+        return to_color(image, "rgb")
+    if n_channels is None and image.ndim == 3 and image.shape[2] == 4:
+        return image[..., :3]
     return image
-
-
-def task_metrics(seg: UNetSegmenter, X: list[np.ndarray], y: list[np.ndarray]) -> dict[str, Any]:
-    """The task's metrics of ``seg`` on images ``X`` with masks ``y`` (pooled over images).
-
-    nuclei: AP (tp / (tp + fp + fn)) at IoU 0.5 and 0.75, F1 at 0.5, pixel IoU; blood
-    cells: Dice and IoU per class and whole-cell Dice; EM: V_rand, V_info, pixel error;
-    binary: IoU and Dice of the foreground (plus object AP when the masks hold labels).
-    """
-    task = task_of(seg)
-    out: dict[str, Any] = {"task": task, "images": len(X)}
-    # masks that do not fit the model (sizes, classes) are named before anything runs
-    images = seg._check_images(X)
-    y = check_masks(y, images, n_classes=seg.n_classes, target=seg.target)
-    truth = [mask_classes(m, seg.n_classes, seg.target) for m in y]
-    wants_objects = task == "nuclei" or (
-        task not in ("blood-cells", "em") and any(len(np.unique(m)) > 2 for m in y)
-    )
-    if wants_objects:  # classes and instances from one pass of the network per image
-        pred, instances = [], []
-        for image in images:
-            p = seg._predict_images([image])[0]
-            pred.append(seg._classes(p))
-            instances.append(seg._instances(p))
-    else:
-        pred = seg._predict_images(images, finalize=seg._classes)
-    k = seg.n_classes
-    if task == "blood-cells":
-        for name, values in (("dice", dice_score), ("iou", iou_score)):
-            per_class = values(truth, pred, n_classes=k, average=None)
-            for cls, v in zip(("background", "cytoplasm", "nucleus"), per_class):
-                out[f"{name}_{cls}"] = float(v)
-        out["dice_whole_cell"] = whole_dice_score(truth, pred)
-        return out
-    out["iou"] = float(iou_score(truth, pred, n_classes=k))
-    out["dice"] = float(dice_score(truth, pred, n_classes=k))
-    if task == "em":
-        scores = rand_scores([np.asarray(m) for m in y], pred)
-        out.update({f: getattr(scores, f) for f in ("v_rand", "v_info", "pixel_error")})
-    elif wants_objects:
-        m50, m75 = match_dataset(y, instances, thresh=[0.5, 0.75])
-        out.update(ap50=m50.accuracy, ap75=m75.accuracy, f1_50=m50.f1)
-    return out

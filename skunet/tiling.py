@@ -119,7 +119,8 @@ class Geometry:
             self.shrink = (n - self._output_shape((n, n))[0]) // 2
         self.context = self.shrink if self.shrink > 0 else int(padding)
 
-    def _accepts(self, n: int) -> bool:
+    def accepts(self, n: int) -> bool:
+        """Whether the network takes ``n``-pixel input sides."""
         if self._output_shape is None:
             return n % self.divisor == 0
         try:
@@ -131,7 +132,7 @@ class Geometry:
     def _smallest_accepted(self, n: int) -> int:
         if self._output_shape is None:
             return -(-n // self.divisor) * self.divisor
-        while not self._accepts(n):
+        while not self.accepts(n):
             n += 1
         return n
 
@@ -147,15 +148,15 @@ class Geometry:
     def nearest_patch_sizes(self, patch_size: int) -> tuple[int | None, int]:
         """Patch sizes next to ``patch_size`` whose window the network accepts exactly."""
         below = patch_size - 1
-        while below > 0 and not self._accepts(below + 2 * self.context):
+        while below > 0 and not self.accepts(below + 2 * self.context):
             below -= 1
         above = patch_size + 1
-        while not self._accepts(above + 2 * self.context):
+        while not self.accepts(above + 2 * self.context):
             above += 1
         return (below if below > 0 else None), above
 
     def accepts_patch(self, patch_size: int) -> bool:
-        return self._accepts(patch_size + 2 * self.context)
+        return self.accepts(patch_size + 2 * self.context)
 
 
 def tile_starts(length: int, tile: int, overlap: float) -> list[int]:

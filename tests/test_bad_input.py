@@ -103,7 +103,6 @@ FIT_CASES = {
     "None image": (replace(GOOD_X, 1, None), GOOD_Y, TypeError, r"X\[1\] is a NoneType"),
     "path image": (replace(GOOD_X, 1, "a.png"), GOOD_Y, TypeError, r"X\[1\] is a str"),
     "y None": (GOOD_X, None, TypeError, "y is required"),
-    "bool mask": (GOOD_X, replace(GOOD_Y, 0, GOOD_Y[0] > 0), TypeError, r"y\[0\] is a boolean"),
     "float mask": (
         GOOD_X,
         replace(GOOD_Y, 2, GOOD_Y[2].astype(float)),
@@ -141,9 +140,30 @@ PARAM_CASES = {
         ValueError,
         r"y\[\d\] holds label \d+ but n_classes=3",
     ),
-    "unknown target": ({"target": "instances"}, ValueError, "target='instances'"),
+    "unknown target": ({"target": "instances"}, ValueError, "target must be .*got 'instances'"),
     "boundary with 2 classes": ({"target": "boundary"}, ValueError, "set n_classes=3"),
-    "one class": ({"n_classes": 1}, ValueError, "at least 2"),
+    "one class": ({"n_classes": 1}, ValueError, "n_classes must be an integer >= 2, got 1"),
+    "bool mask, 3 classes": (
+        {"n_classes": 3, "_bool_masks": True},
+        TypeError,
+        r"y\[0\] is a boolean mask, .* needs class indices",
+    ),
+    "bool mask, instances": (
+        {"n_classes": 3, "target": "boundary", "_bool_masks": True},
+        TypeError,
+        r"y\[0\] is a boolean mask, .* needs instance labels",
+    ),
+    # prediction settings are checked by fit, not at the first predict
+    "tile size": ({"tile_size": 0}, ValueError, "tile_size must be an integer >= 1 or None"),
+    "tile overlap": ({"tile_overlap": 1.0}, ValueError, r"tile_overlap must be a number in \[0, 1"),
+    "blend": ({"blend": "linear"}, ValueError, "blend must be one of 'gaussian', 'constant'"),
+    "blend typo": ({"blend": "gausian"}, ValueError, "did you mean 'gaussian'"),
+    "tta": ({"tta": "yes"}, TypeError, "tta must be True or False, got 'yes'"),
+    "autocast": ({"autocast": "fp8"}, ValueError, "autocast must be .*got 'fp8'"),
+    "normalize": ({"normalize": "zscore"}, ValueError, "normalize must be one of 'percentile'"),
+    "postprocess": ({"postprocess": 3}, TypeError, "postprocess must be a callable or None"),
+    "channels_last": ({"channels_last": "yes"}, TypeError, "channels_last must be"),
+    "task": ({"task": "cells"}, ValueError, "task must be one of 'nuclei'"),
     "patch vs depth": ({"patch_size": 30}, ValueError, "patch_size=30 gives 38-pixel"),
     "valid patch": (
         {"module__padding": "valid", "patch_size": 30},
@@ -174,6 +194,8 @@ def test_fit_rejects_parameters(case):
     X, y = GOOD_X, GOOD_Y
     if kwargs.pop("_one_image", False):
         X, y = X[:1], y[:1]
+    if kwargs.pop("_bool_masks", False):
+        y = [m > 0 for m in y]
     with pytest.raises(error, match=match):
         spy(**kwargs).fit(X, y)
 

@@ -247,7 +247,7 @@ class TestLivePlot:
         import IPython.display
 
         monkeypatch.chdir(tmp_path)
-        monkeypatch.setattr("skunet.callbacks.in_notebook", lambda: True)
+        monkeypatch.setattr("skunet.callbacks.logging.in_notebook", lambda: True)
         shown = []
 
         class Handle:

@@ -167,3 +167,27 @@ def test_every_command_has_help():
     for command in ("train", "predict", "evaluate"):
         out = run(command, "--help")
         assert out.returncode == 0 and "usage: skunet " + command in out.stdout
+
+
+def test_generic_task_trains_on_any_folders_and_evaluates(sample_folders, tmp_path, capsys):
+    from skunet.cli import main
+    from skunet.estimator import UNetSegmenter
+
+    folders = ["--images", str(sample_folders / "images"), "--masks", str(sample_folders / "masks")]
+    model = tmp_path / "own.skunet"
+    code = main(["train", "--preset", "generic", *folders, "--out", str(model),
+                 "--instance-masks", "--epochs", "1", "--patch-size", "64",
+                 "--param", "module__base_channels=4"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    seg = UNetSegmenter.load(model)
+    assert (seg.task, seg.target, seg.n_classes) == ("generic", "boundary", 3)
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(model), *folders, "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["task"] == "generic" and {"iou", "dice", "ap50", "f1_50"} <= set(metrics)
+    # the generic options belong to the generic preset
+    code = main(["train", "--preset", "nuclei", *folders, "--out", str(tmp_path / "n.skunet"),
+                 "--classes", "4"])  # fmt: skip
+    assert code == 2 and "--classes and --instance-masks are for --preset generic" in (
+        capsys.readouterr().err
+    )

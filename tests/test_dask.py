@@ -7,6 +7,7 @@ from joblib import parallel_backend
 from sklearn.model_selection import GridSearchCV, KFold
 
 from conftest import make_blobs, tiny
+from skunet.scorers import iou
 
 distributed = pytest.importorskip("distributed")
 
@@ -18,7 +19,7 @@ def test_grid_search_on_a_local_cluster_matches_the_local_run():
 
     def search():
         return GridSearchCV(
-            tiny(train_split=None, max_epochs=2), grid, cv=KFold(2), scoring="iou", refit=False
+            tiny(train_split=None, max_epochs=2), grid, cv=KFold(2), scoring=iou, refit=False
         )
 
     # Dask workers run one thread each (distributed sets OMP_NUM_THREADS=1); CPU

@@ -3,7 +3,16 @@ import pytest
 import tifffile
 from PIL import Image
 
-from skunet.datasets import WBC_GRAY_LEVELS, load_dsb2018, load_sample, load_wbc, read_image_folder
+from conftest import membrane_cells
+from skunet.datasets import (
+    WBC_GRAY_LEVELS,
+    load_dsb2018,
+    load_isbi2012,
+    load_sample,
+    load_wbc,
+    read_image_folder,
+)
+from skunet.targets import cell_instances
 
 
 def write_pair(folder, name, image, mask, ext=".png"):
@@ -174,3 +183,48 @@ class TestLoadWBC:
         X, y = load_wbc(root)
         assert len(X) == 240 and all(x.shape[:2] == m.shape for x, m in zip(X, y))
         assert set(np.unique(np.concatenate([m.ravel() for m in y]))) == {0, 1, 2}
+
+
+class TestLoadISBI:
+    def write_pngs(self, root, n=3, bad=None):
+        (root / "images").mkdir(parents=True)
+        (root / "labels").mkdir()
+        for i in range(n):
+            Image.fromarray(np.full((16, 12), i * 10, np.uint8)).save(root / f"images/{i:02}.png")
+            label = membrane_cells((16, 12), step=5) * 255
+            if i == bad:
+                label[0, 0] = 128
+            Image.fromarray(label.astype(np.uint8)).save(root / f"labels/{i:02}.png")
+
+    def test_png_folders(self, tmp_path):
+        self.write_pngs(tmp_path)
+        X, y = load_isbi2012(tmp_path)
+        assert len(X) == 3 and X[1][0, 0] == 10
+        assert y[0].dtype == np.uint8 and set(np.unique(y[0])) == {0, 1}
+        np.testing.assert_array_equal(y[0], membrane_cells((16, 12), step=5))
+
+    def test_tif_stacks(self, tmp_path):
+        volume = np.stack([np.full((16, 12), i, np.uint8) for i in range(4)])
+        labels = np.stack([membrane_cells((16, 12), step=5) * 255] * 4).astype(np.uint8)
+        tifffile.imwrite(tmp_path / "train-volume.tif", volume, photometric="minisblack")
+        tifffile.imwrite(tmp_path / "train-labels.tif", labels, photometric="minisblack")
+        X, y = load_isbi2012(tmp_path)
+        assert len(X) == 4 and X[3][0, 0] == 3 and y[2].max() == 1
+
+    def test_errors_name_the_file(self, tmp_path):
+        with pytest.raises(ValueError, match="neither images/"):
+            load_isbi2012(tmp_path)
+        self.write_pngs(tmp_path, bad=1)
+        with pytest.raises(ValueError, match=r"01\.png.*128"):
+            load_isbi2012(tmp_path)
+
+
+@pytest.mark.skipif(
+    not (__import__("pathlib").Path(__file__).parents[2] / "shared/data/isbi2012").is_dir(),
+    reason="shared ISBI 2012 data not present",
+)
+def test_shared_isbi_data():
+    X, y = load_isbi2012(__import__("pathlib").Path(__file__).parents[2] / "shared/data/isbi2012")
+    assert len(X) == 30 and X[0].shape == (512, 512)
+    assert 0.7 < np.mean([m.mean() for m in y]) < 0.85  # about 78 % cell interior
+    assert all(cell_instances(m).max() > 50 for m in y[:3])

@@ -96,6 +96,15 @@ class TestLearning:
         inst = seg.predict_instances(X)
         assert all(lab.max() >= 1 for lab in inst)
 
+    def test_boolean_masks_fit_a_binary_model(self, blobs):
+        X, y = blobs
+        booleans = [m > 0 for m in y]  # as scikit-image thresholding gives them
+        a = tiny(random_state=0).fit(X, booleans)
+        b = tiny(random_state=0).fit(X, [m.astype(np.uint8) for m in booleans])
+        for p, q in zip(a.predict_proba(X), b.predict_proba(X)):
+            np.testing.assert_array_equal(p, q)
+        assert 0 <= a.score(X, booleans) <= 1
+
     def test_random_state_gives_identical_weights(self, blobs):
         a = tiny(random_state=5).fit(*blobs)
         b = tiny(random_state=5).fit(*blobs)
@@ -319,7 +328,7 @@ class TestErrors:
             ({"patch_size": 0}, ValueError, "patch_size must be an integer >= 1"),
             ({"padding": -1}, ValueError, "padding must be"),
             ({"target": "boundary"}, ValueError, "set n_classes=3"),
-            ({"n_classes": 1}, ValueError, "at least 2"),
+            ({"n_classes": 1}, ValueError, "n_classes must be an integer >= 2"),
             ({"augment": "yes"}, TypeError, "augment must be"),
             ({"module__in_channels": 3}, ValueError, "module__in_channels=3 but the images have 1"),
             ({"patchsize": 3}, ValueError, "did you mean patch_size"),

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -5,8 +6,10 @@ import torch.nn.functional as F
 from skunet.losses import (
     PaddedBCEWithLogitsLoss,
     PaddedCrossEntropyLoss,
+    WeightMapLoss,
     padded_bce_with_logits,
     padded_cross_entropy,
+    weighted_padded_loss,
 )
 from skunet.tiling import IGNORE
 
@@ -64,3 +67,21 @@ class TestPaddedCrossEntropy:
     def test_output_larger_than_target(self):
         with pytest.raises(ValueError, match="larger than the target"):
             padded_cross_entropy(torch.zeros(1, 2, 5, 5), torch.zeros(1, 4, 4, dtype=torch.long))
+
+
+class TestWeightedLoss:
+    def test_unit_weights_equal_plain_bce(self):
+        logits = torch.randn(2, 1, 6, 6)
+        target = torch.randint(0, 2, (2, 8, 8))
+        target[:, 0] = IGNORE
+        plain = padded_bce_with_logits(logits, target)
+        ones = weighted_padded_loss(logits, target, torch.ones(2, 8, 8))
+        torch.testing.assert_close(plain, ones)
+        torch.testing.assert_close(WeightMapLoss()(logits, target), plain)
+
+    def test_weights_scale_pixels(self):
+        logits = torch.zeros(1, 3, 1, 2)
+        target = torch.tensor([[[0, 2]]])
+        w = torch.tensor([[[1.0, 3.0]]])
+        loss = WeightMapLoss()(logits, [target, w])
+        torch.testing.assert_close(loss, torch.tensor(np.log(3) * 4 / 2, dtype=torch.float32))

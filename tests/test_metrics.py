@@ -4,8 +4,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from scipy import ndimage as ndi
+from skimage.metrics import adapted_rand_error, contingency_table, variation_of_information
 from sklearn.metrics import f1_score, jaccard_score
 
+from conftest import membrane_cells
 from skunet.metrics import (
     confusion_matrix,
     dice_score,
@@ -13,8 +16,10 @@ from skunet.metrics import (
     match_dataset,
     match_instances,
     per_image,
+    rand_scores,
     whole_dice_score,
 )
+from skunet.targets import cell_instances
 
 masks = arrays(
     np.int64, st.tuples(st.integers(1, 8), st.integers(1, 8)), elements=st.integers(0, 2)
@@ -173,3 +178,73 @@ class TestPerImageAndWholeCell:
         # cytoplasm predicted as nucleus is still part of the cell
         assert whole_dice_score(np.array([[0, 1, 2]]), np.array([[0, 2, 1]])) == 1.0
         assert whole_dice_score(np.zeros((2, 2), int), np.zeros((2, 2), int)) == 1.0
+
+
+class TestRandScores:
+    def test_perfect_and_pixel_error(self):
+        truth = membrane_cells()
+        s = rand_scores(truth, truth)
+        assert s.v_rand == s.v_info == 1.0 and s.pixel_error == 0.0
+        pred = truth.copy()
+        pred[0, 0] = 1 - pred[0, 0]
+        assert rand_scores(truth, pred).pixel_error == 1 / truth.size
+
+    def test_merge_and_split_are_told_apart(self):
+        truth = membrane_cells()
+        merged = truth.copy()
+        merged[16:19, :] = 1  # remove one horizontal membrane: cells merge
+        split = truth.copy()
+        split[8, :] = 0  # a new membrane through a row of cells: cells split
+        m, s = rand_scores(truth, merged), rand_scores(truth, split)
+        assert m.v_rand_split == 1.0 and m.v_rand_merge < 1.0 and m.v_info_split == 1.0
+        assert s.v_rand_merge < 1.0 or s.v_rand_split < 1.0
+        assert s.v_rand_split < 1.0 and s.v_info_merge <= 1.0
+
+    def test_cross_checks_scikit_image(self):
+        rng = np.random.default_rng(1)
+        truth = cell_instances(membrane_cells((128, 128), step=12))
+        pred = cell_instances(membrane_cells((128, 128), step=14, seed=1))
+        pred[rng.random(pred.shape) < 0.02] = 0
+        ours = rand_scores(truth, pred, thin=False)
+        # scikit-image counts pixel pairs (n^2 - n); the challenge counts n^2: with the
+        # same contingency table both give the same scores
+        table = contingency_table(truth, pred, ignore_labels=[0]).toarray()
+        n = table.sum()
+        p, a, b = table / n, table.sum(1) / n, table.sum(0) / n
+        assert ours.v_rand == pytest.approx(2 * (p**2).sum() / ((a**2).sum() + (b**2).sum()))
+        assert ours.v_rand_split == pytest.approx((p**2).sum() / (a**2).sum())
+        error, precision, recall = adapted_rand_error(truth, pred, ignore_labels=[0])
+        pairs = lambda c: (c**2).sum() - n  # noqa: E731  (scikit-image's pair counts)
+        assert precision == pytest.approx(pairs(table) / pairs(table.sum(1)))
+        assert recall == pytest.approx(pairs(table) / pairs(table.sum(0)))
+        assert ours.v_rand == pytest.approx(1 - error, abs=0.01)
+        # variation of information: [H(pred | truth), H(truth | pred)] in bits
+        h_pred_given_true, h_true_given_pred = variation_of_information(
+            truth, pred, ignore_labels=[0]
+        )
+        entropy = lambda q: -(q[q > 0] * np.log2(q[q > 0])).sum()  # noqa: E731
+        mutual = entropy(a) - h_true_given_pred
+        assert entropy(b) - h_pred_given_true == pytest.approx(mutual)
+        assert ours.v_info == pytest.approx(2 * mutual / (entropy(a) + entropy(b)))
+
+    def test_thinning_forgives_thick_membranes_not_gaps(self):
+        truth = membrane_cells()
+        thick = ndi.binary_erosion(truth, iterations=2).astype(np.uint8)
+        assert rand_scores(truth, thick).v_rand == 1.0
+        assert rand_scores(truth, thick, thin=False).v_rand < 0.9
+        gap = thick.copy()
+        gap[:, 14:22] = 1  # a hole through a vertical membrane
+        assert rand_scores(truth, gap).v_rand_merge < 1.0
+
+    def test_lists_average_over_slices(self):
+        truth = membrane_cells()
+        merged = truth.copy()
+        merged[16:19, :] = 1
+        both = rand_scores([truth, truth], [truth, merged])
+        assert both.v_rand == pytest.approx((1 + rand_scores(truth, merged).v_rand) / 2)
+
+    def test_bad_input_names_the_mask(self):
+        with pytest.raises(ValueError, match="mask 1"):
+            rand_scores([np.ones((4, 4), int)] * 2, [np.ones((4, 4), int), np.ones((4, 5), int)])
+        with pytest.raises(ValueError, match="y_pred"):
+            rand_scores(np.ones((4, 4), int), np.full((4, 4), 0.5))

@@ -3,12 +3,16 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from conftest import disks, make_blobs
+from conftest import disks, make_blobs, membrane_cells
 from skunet import UNetSegmenter
+from skunet.augment import Augment
 from skunet.callbacks import EncoderFreezer
-from skunet.losses import PaddedBCEWithLogitsLoss
+from skunet.losses import (
+    PaddedBCEWithLogitsLoss,
+    WeightMapLoss,
+)
 from skunet.models import UNet, VGG16UNet
-from skunet.presets import RECIPES, blood_cell_segmenter, nuclei_segmenter
+from skunet.presets import RECIPES, blood_cell_segmenter, em_segmenter, nuclei_segmenter
 
 FAST = dict(module__depth=2, module__base_channels=4, patch_size=24, padding=4, max_epochs=2)
 
@@ -104,7 +108,9 @@ class TestNormalize:
 
     def test_unknown_method(self):
         seg = UNetSegmenter(**FAST, normalize="minmax", verbose=0)
-        with pytest.raises(ValueError, match="normalize='minmax'"):
+        with pytest.raises(
+            ValueError, match="normalize must be one of 'percentile' or None, got 'minmax'"
+        ):
             seg.fit(*make_blobs(2))
 
 
@@ -142,3 +148,45 @@ class TestBloodCellPreset:
         pred = seg.predict(X)
         assert isinstance(pred, list) and [p.shape for p in pred] == shapes
         assert [p.shape for p in seg.predict_proba(X)] == [(3, *s) for s in shapes]
+
+
+class TestEMPreset:
+    def small(self, **kw):
+        params = dict(
+            module__depth=2,
+            module__base_channels=4,
+            patch_size=44,
+            augment=Augment(elastic=5, degrees=5),
+            max_epochs=2,
+            verbose=0,
+            random_state=0,
+        )
+        return em_segmenter(**{**params, **kw})
+
+    def test_valid_network_weighted_training_covers_odd_sizes(self):
+        X = [membrane_cells((75, 91), seed=s).astype(np.float32) for s in range(4)]
+        y = [(x > 0.5).astype(np.uint8) for x in X]
+        seg = self.small().fit(X, y)
+        assert "early_stopping" in dict(seg.callbacks_)
+        assert isinstance(seg.criterion_, WeightMapLoss)
+        assert np.isfinite(seg.history[-1, "valid_loss"])
+        for shape in [(1, 1), (33, 517), (129, 65)]:
+            image = np.random.default_rng(0).random(shape).astype(np.float32)
+            for tile in (None, 96):
+                p = seg.set_params(tile_size=tile).predict_proba([image])[0]
+                assert p.shape == (2, *shape) and np.isfinite(p).all()
+
+    def test_resumes_an_interrupted_run(self, tmp_path):
+        X = [membrane_cells((64, 64), seed=s).astype(np.float32) for s in range(4)]
+        y = [(x > 0.5).astype(np.uint8) for x in X]
+        resume = dict(
+            callbacks__checkpoint__dirname=str(tmp_path), callbacks__checkpoint__resume=True
+        )
+        self.small(max_epochs=2, **resume).fit(X, y)  # as if stopped after 2 of 3 epochs
+        seg = self.small(max_epochs=3, **resume).fit(X, y)
+        assert len(seg.history) == 3  # one more epoch, not three
+
+    def test_recipes_are_not_shared(self):
+        a, b = em_segmenter(), em_segmenter()
+        assert a.callbacks[0][1] is not b.callbacks[0][1]
+        assert a.augment == b.augment and a.augment is not b.augment

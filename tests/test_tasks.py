@@ -1,48 +1,78 @@
-"""The command line's task metrics: each task reports what its benchmark reports."""
+"""The task registry: presets, command line and evaluation read one table."""
+
+import json
 
 import numpy as np
 import pytest
 
 from conftest import make_blobs, tiny
+from skunet import UNetSegmenter
+from skunet.evaluation import METRICS
 from skunet.losses import WeightMapLoss
-from skunet.metrics import dice_score, match_dataset, rand_scores, whole_dice_score
-from skunet.tasks import task_metrics, task_of
+from skunet.presets import PRESETS, RECIPES, generic_segmenter, segmenter
+from skunet.tasks import TASKS, as_task_color, get_task, task_of
 
 
-@pytest.fixture(scope="module")
-def blobs():
-    return make_blobs(4)
+class TestRegistry:
+    def test_every_task_is_complete(self):
+        for name, task in TASKS.items():
+            assert task.name == name and task.recipes and task.summary and task.masks
+            assert set(task.metrics.values()) | set(task.label_metrics.values()) <= set(METRICS)
+            assert task.default_recipe == next(iter(task.recipes))
+            seg = PRESETS[name]()  # every preset builds, and carries its task
+            assert seg.task == name and task_of(seg) is task
+            if task.class_names is not None:
+                assert len(task.class_names) == seg.n_classes
+
+    def test_presets_read_the_registry(self):
+        assert RECIPES["blood_cells"] is TASKS["blood-cells"].recipes
+        assert segmenter("em", "fast").get_params()["module__base_channels"] == 16
+        with pytest.raises(ValueError, match="unknown task 'cells'"):
+            get_task("cells")
+        with pytest.raises(ValueError, match="unknown em recipe 'gpu'"):
+            segmenter("em", "gpu")
+
+    def test_generic_task_binary_classes_or_instances(self):
+        assert (generic_segmenter().n_classes, generic_segmenter().target) == (2, "mask")
+        assert generic_segmenter(n_classes=5).n_classes == 5
+        seg = generic_segmenter(instances=True)
+        assert (seg.n_classes, seg.target, seg.task) == (3, "boundary", "generic")
+
+    def test_colors(self):
+        rgba = np.zeros((4, 5, 4), np.uint8)
+        assert as_task_color(rgba, 1).shape == (4, 5)
+        assert as_task_color(rgba, 3).shape == (4, 5, 3)
+        assert as_task_color(rgba, None).shape == (4, 5, 3)  # the alpha channel dropped
+        assert as_task_color(np.zeros((4, 5, 2)), None).shape == (4, 5, 2)
 
 
-def test_blood_cells_report_per_class_and_whole_cell_dice(blobs):
-    X, y = blobs
-    three = [np.minimum(m, 2).astype(np.uint8) for m in y]
-    seg = tiny(n_classes=3, max_epochs=1).fit(X, three)
-    metrics = task_metrics(seg, X, three)
-    pred = list(seg.predict(X))
-    assert task_of(seg) == "blood-cells" and metrics["images"] == 4
-    expected = dice_score(three, pred, n_classes=3, average=None)
-    assert metrics["dice_nucleus"] == pytest.approx(expected[2])
-    assert metrics["dice_whole_cell"] == pytest.approx(whole_dice_score(three, pred))
+class TestModelFiles:
+    def test_the_model_file_stores_the_task(self, tmp_path):
+        X, y = make_blobs(4)
+        seg = tiny(max_epochs=1, task="em").fit(X, [(m > 0).astype(np.uint8) for m in y])
+        loaded = UNetSegmenter.load(seg.save(tmp_path / "m.skunet"))
+        assert loaded.task == "em" and task_of(loaded).name == "em"
 
+    def test_old_files_without_a_task_are_told_from_the_model(self, tmp_path):
+        X, y = make_blobs(4)
+        cells = [(m > 0).astype(np.uint8) for m in y]
+        seg = tiny(max_epochs=1, criterion=WeightMapLoss).fit(X, cells)
+        assert seg.task is None and task_of(seg).name == "em"
+        assert task_of(tiny(n_classes=3, target="boundary")).name == "nuclei"
+        assert task_of(tiny(n_classes=3)).name == "blood-cells"
+        assert task_of(tiny(n_classes=4)).name == "generic"
+        # a file written before models stored their task: no "task" among its parameters
+        from safetensors import safe_open
+        from safetensors.torch import save_file
 
-def test_em_reports_rand_scores(blobs):
-    X, y = blobs
-    cells = [(m > 0).astype(np.uint8) for m in y]
-    seg = tiny(criterion=WeightMapLoss, max_epochs=1).fit(X, cells)
-    metrics = task_metrics(seg, X, cells)
-    assert task_of(seg) == "em"
-    expected = rand_scores(cells, list(seg.predict(X)))
-    assert metrics["v_rand"] == pytest.approx(expected.v_rand)
-    assert metrics["pixel_error"] == pytest.approx(expected.pixel_error)
-    assert "ap50" not in metrics
-
-
-def test_nuclei_instances_come_from_the_same_prediction(blobs):
-    X, y = blobs
-    seg = tiny(n_classes=3, target="boundary", max_epochs=1).fit(X, y)
-    metrics = task_metrics(seg, X, y)
-    expected = match_dataset(y, list(seg.predict_instances(X)), thresh=0.5)
-    assert task_of(seg) == "nuclei"
-    assert metrics["ap50"] == pytest.approx(expected.accuracy)
-    assert metrics["f1_50"] == pytest.approx(expected.f1)
+        path = seg.save(tmp_path / "m.skunet")
+        with safe_open(str(path), framework="pt") as f:
+            metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+        params = json.loads(metadata["params"])
+        del params["task"]
+        save_file(
+            tensors, tmp_path / "old.skunet", metadata={**metadata, "params": json.dumps(params)}
+        )
+        loaded = UNetSegmenter.load(tmp_path / "old.skunet")
+        assert loaded.task is None and task_of(loaded).name == "em"
+        np.testing.assert_array_equal(loaded.predict(X), seg.predict(X))

@@ -68,9 +68,9 @@ class TestCheckMasks:
             ),
             (
                 [np.zeros((4, 5), bool), np.zeros((6, 7), int)],
-                {},
+                {"n_classes": 3},
                 TypeError,
-                r"y\[0\] is a boolean",
+                r"y\[0\] is a boolean mask, .* needs class indices \(n_classes=3",
             ),
             ([np.zeros((4, 5)), np.zeros((6, 7))], {}, TypeError, r"y\[0\] has dtype float64"),
             (
@@ -93,6 +93,12 @@ class TestCheckMasks:
 
     def test_binary_masks_accept_any_positive_label(self):
         check_masks([np.full((4, 5), 7), np.zeros((6, 7), int)], self.images, n_classes=2)
+
+    def test_boolean_masks_are_binary_classes(self):
+        mask = np.zeros((4, 5), bool)
+        mask[1:3, 2:4] = True  # what `image > threshold` gives
+        out = check_masks([mask, np.ones((6, 7), bool)], self.images, n_classes=2)
+        assert out[0].dtype == np.uint8 and out[0].tolist() == mask.astype(np.uint8).tolist()
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,37 @@
+"""The callbacks bundled with :class:`skunet.UNetSegmenter`, by concern.
+
+Each one is a small skorch callback that a user can replace or remove by name
+(``callbacks__iou=None``):
+
+- :class:`CyclicLRScheduler` (``lr_scheduler``): ``CyclicLR`` stepping every batch, with
+  step sizes derived from the batches per epoch;
+- :class:`IoUScoring` (``iou``): validation IoU counted from the validation batches the
+  net already computes (no second prediction pass, no cached outputs);
+- :class:`SegmentationCheckpoint` (``checkpoint``): best epoch saved atomically into a
+  directory unique to the fit, restored when training ends.
+
+:class:`ProgressBar` is skorch's bar with the right number of batches per epoch (patches
+per image and whole-image validation batches make skorch's own count wrong); it is on by
+default in notebooks. :class:`LivePlot` redraws loss curves and predictions every epoch.
+
+The modules: :mod:`.training` (freezer, checkpoint), :mod:`.lr_scheduler` (cyclic and
+one-cycle rates), :mod:`.scoring` (validation IoU), :mod:`.logging` (progress bar, live
+plot), as skorch arranges its own.
+"""
+
+from __future__ import annotations
+
+from .logging import LivePlot, ProgressBar
+from .lr_scheduler import CyclicLRScheduler, OneCycleLRScheduler
+from .scoring import IoUScoring
+from .training import EncoderFreezer, SegmentationCheckpoint
+
+__all__ = [
+    "CyclicLRScheduler",
+    "EncoderFreezer",
+    "IoUScoring",
+    "LivePlot",
+    "OneCycleLRScheduler",
+    "ProgressBar",
+    "SegmentationCheckpoint",
+]

@@ -1,0 +1,186 @@
+"""One evaluation path: named metrics of a fitted segmenter on images and masks.
+
+:func:`evaluate` validates ``X`` and ``y`` once, runs the network once per image and
+computes every metric asked for from those probabilities: pixel metrics on the class
+maps, object metrics on the instances, Rand scores on the masks. ``UNetSegmenter.score``,
+the scorers of :mod:`skunet.scorers` and ``skunet evaluate`` (:func:`task_metrics`) are
+thin layers over it.
+
+Metric names (:data:`METRICS`): ``iou`` and ``dice`` (mean over the foreground classes),
+``iou_class_<k>`` / ``dice_class_<k>`` (class k = 0..3), ``dice_whole`` (the
+foreground classes merged, e.g. the whole cell), ``ap50`` / ``ap75`` / ``ap90`` and
+``f1_50`` (objects of ``predict_instances`` against the instance labels of ``y``, a
+binary mask's connected components otherwise: StarDist's accuracy and F1), ``v_rand``,
+``v_info`` and ``pixel_error`` (:func:`~skunet.metrics.rand_scores`). All are pooled over
+the images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from skimage.measure import label
+
+from .metrics import dice_score, iou_score, match_dataset, rand_scores, whole_dice_score
+from .targets import mask_classes
+from .tasks import task_of
+from .validation import check_masks, lookup
+
+__all__ = ["METRICS", "Metric", "evaluate", "final_segmenter", "task_metrics"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric of :func:`evaluate`.
+
+    ``needs`` says what ``fn`` compares: ``"classes"`` (truth and predicted class maps,
+    and the number of classes), ``"instances"`` (true and predicted instance labels) or
+    ``"masks"`` (the masks as given and the predicted class maps).
+    """
+
+    needs: str
+    fn: Callable[..., float]
+
+
+def _one_class(metric: Callable, k: int) -> Callable:
+    def score(truth, pred, n_classes):
+        if k >= n_classes:
+            raise ValueError(f"class {k} does not exist in a {n_classes}-class segmenter")
+        value = metric(truth, pred, n_classes=n_classes, average=None)[k]
+        return 1.0 if np.isnan(value) else value  # absent from truth and prediction
+
+    return score
+
+
+def _objects(field: str, thresh: float) -> Metric:
+    return Metric(
+        "instances", lambda truth, pred: getattr(match_dataset(truth, pred, thresh=thresh), field)
+    )
+
+
+def _rand(field: str) -> Metric:
+    return Metric("masks", lambda masks, pred: getattr(rand_scores(masks, pred), field))
+
+
+METRICS: dict[str, Metric] = {
+    "iou": Metric("classes", lambda t, p, k: iou_score(t, p, n_classes=k)),
+    "dice": Metric("classes", lambda t, p, k: dice_score(t, p, n_classes=k)),
+    "dice_whole": Metric("classes", lambda t, p, k: whole_dice_score(t, p)),
+    **{
+        f"{name}_class_{k}": Metric("classes", _one_class(metric, k))
+        for name, metric in (("iou", iou_score), ("dice", dice_score))
+        for k in range(4)
+    },
+    "ap50": _objects("accuracy", 0.5),
+    "ap75": _objects("accuracy", 0.75),
+    "ap90": _objects("accuracy", 0.9),
+    "f1_50": _objects("f1", 0.5),
+    "v_rand": _rand("v_rand"),
+    "v_info": _rand("v_info"),
+    "pixel_error": _rand("pixel_error"),
+}
+"""Metric name -> :class:`Metric`."""
+
+
+def final_segmenter(estimator: Any, X: Any) -> tuple[Any, Any]:
+    """The segmenter at the end of a ``Pipeline`` (or the estimator itself), and ``X``
+    transformed by the steps before it."""
+    steps = getattr(estimator, "steps", None)
+    if steps is None:
+        return estimator, X
+    for _, step in steps[:-1]:
+        if step is not None and step != "passthrough":
+            X = step.transform(X)
+    return steps[-1][1], X
+
+
+def _named(metrics: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
+    return dict(metrics) if isinstance(metrics, Mapping) else {m: m for m in metrics}
+
+
+def _instance_labels(mask: np.ndarray) -> np.ndarray:
+    # instance labels are kept; a binary mask becomes its connected components
+    return mask if mask.max() > 1 else label(mask > 0).astype(np.int32)
+
+
+def evaluate(
+    estimator: Any,
+    X: Any,
+    y: Any,
+    metrics: Sequence[str] | Mapping[str, str],
+    label_metrics: Sequence[str] | Mapping[str, str] = (),
+) -> dict[str, float]:
+    """Metrics of a fitted segmenter (or a ``Pipeline`` ending in one) on ``X`` and ``y``.
+
+    Parameters
+    ----------
+    estimator : UNetSegmenter or Pipeline
+    X, y : images and masks, as the segmenter's ``fit`` takes them
+    metrics : list of str, or dict
+        Names of :data:`METRICS`, or a dict of reported name -> metric name.
+    label_metrics : list of str, or dict, default=()
+        Computed as well when the masks hold instance labels (more than two values in a
+        mask) and the model gives instances.
+
+    Returns
+    -------
+    dict
+        Reported name -> value (float), in the order asked for.
+
+    Examples
+    --------
+    >>> from skunet import UNetSegmenter
+    >>> rng = np.random.default_rng(0)
+    >>> X = [rng.random((32, 32)).astype(np.float32) for _ in range(3)]
+    >>> y = [(x > 0.5).astype(np.uint8) for x in X]
+    >>> seg = UNetSegmenter(module__depth=2, module__base_channels=4, patch_size=24,
+    ...                     padding=4, max_epochs=1, verbose=0, random_state=0).fit(X, y)
+    >>> sorted(evaluate(seg, X, y, ["dice", "iou"]))
+    ['dice', 'iou']
+    """
+    seg, X = final_segmenter(estimator, X)
+    names = _named(metrics)
+    predictor = seg.predictor_
+    # images and masks that do not fit the model are named before anything runs
+    images = predictor.check_images(X)
+    masks = check_masks(y, images, n_classes=seg.n_classes, target=seg.target)
+    gives_instances = seg.target == "boundary" or seg.n_classes == 2
+    if label_metrics and gives_instances and any(np.unique(m).size > 2 for m in masks):
+        names.update(_named(label_metrics))
+    chosen = {out: lookup(METRICS, name, "metric") for out, name in names.items()}
+    if any(m.needs == "instances" for m in chosen.values()):
+        predictor.check_instances()
+        pred, instances = [], []
+        for image in images:  # classes and instances from one pass per image
+            p = predictor.probabilities([image])[0]
+            pred.append(predictor.classes(p))
+            instances.append(predictor.instances(p))
+    else:  # class maps only: large images are streamed in bands of tiles
+        pred = predictor.probabilities(images, finalize=predictor.classes)
+    truth = [mask_classes(m, seg.n_classes, seg.target) for m in masks]
+    out = {}
+    for name, metric in chosen.items():
+        if metric.needs == "classes":
+            value = metric.fn(truth, pred, seg.n_classes)
+        elif metric.needs == "instances":
+            value = metric.fn([_instance_labels(m) for m in masks], instances)
+        else:
+            value = metric.fn([np.asarray(m) for m in masks], pred)
+        out[name] = float(value)
+    return out
+
+
+def task_metrics(seg: Any, X: Any, y: Any) -> dict[str, Any]:
+    """What the segmenter's task reports (:data:`skunet.tasks.TASKS`) on ``X`` and ``y``.
+
+    nuclei: IoU, Dice, AP at IoU 0.5 and 0.75, F1 at 0.5; blood cells: Dice and IoU per
+    class and whole-cell Dice; EM: IoU, Dice, V_rand, V_info, pixel error; generic: IoU
+    and Dice, plus the object metrics when the masks hold instance labels and the model
+    gives instances. The first keys are ``task`` and ``images``.
+    """
+    task = task_of(seg)
+    scores = evaluate(seg, X, y, task.metrics, task.label_metrics)
+    return {"task": task.name, "images": len(X), **scores}

@@ -1,0 +1,154 @@
+"""``Predictor``: a fitted network and everything it needs to turn images into masks.
+
+A :class:`~skunet.UNetSegmenter` hands out its predictor after ``fit``
+(``seg.predictor_``): the network, its window geometry, the inference settings, the
+preprocessing and the class / instance conventions of the model, in one object with a
+checked public layer (``check_images``, ``predict_proba``, ``predict``,
+``predict_instances``) over an unchecked core (``probabilities``, ``classes``,
+``instances``) that takes images ``check_images`` returned. Callbacks, scorers, the
+evaluation, the command line and the ONNX export all predict through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from .inference import InferenceSettings, classes, expand, predict_compact
+from .instances import label_components, watershed_instances
+from .preprocessing import percentile_normalize
+from .tiling import Geometry
+from .validation import check_images
+
+__all__ = ["Predictor", "stack_or_list"]
+
+
+def stack_or_list(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    """One ndarray when all arrays share a shape, else the list itself."""
+    if len({a.shape for a in arrays}) == 1:
+        return np.stack(arrays)
+    return arrays
+
+
+@dataclass
+class Predictor:
+    """Prediction with a fitted network.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The trained network (put in eval mode by every prediction).
+    geometry : Geometry
+        Window sizes the network accepts and its context (:mod:`skunet.tiling`).
+    settings : InferenceSettings
+        Device, tiling, blending, flips, precision, batch size in pixels.
+    n_channels : int
+        Channels the network was trained on.
+    n_classes : int, default=2
+    target : {"mask", "boundary"}, default="mask"
+        ``"boundary"``: classes 0 background / 1 interior / 2 boundary, instances by a
+        seeded watershed; binary ``"mask"`` models give connected components.
+    normalize : {None, "percentile"}, default=None
+        Per-image preprocessing applied by :meth:`check_images`.
+    postprocess : callable or None, default=None
+        ``f(classes) -> classes`` applied by :meth:`classes`.
+    default_tile : int, default=288
+        Tile side when ``settings.tile_size`` is None.
+
+    Examples
+    --------
+    >>> from skunet.models import UNet
+    >>> net = UNet(in_channels=1, out_channels=1, depth=2, base_channels=4)
+    >>> p = Predictor(net, Geometry(net, padding=4), InferenceSettings(), n_channels=1)
+    >>> p.predict(np.zeros((2, 30, 20), np.float32)).shape
+    (2, 30, 20)
+    >>> p.predict_proba([np.zeros((30, 20), np.float32)])[0].shape
+    (2, 30, 20)
+    """
+
+    module: nn.Module
+    geometry: Geometry
+    settings: InferenceSettings
+    n_channels: int
+    n_classes: int = 2
+    target: str = "mask"
+    normalize: str | None = None
+    postprocess: Callable[[np.ndarray], np.ndarray] | None = None
+    default_tile: int = 288
+
+    # ---------------------------------------------------------- checked layer
+    def check_images(self, X: Any) -> list[np.ndarray]:
+        """Validated ``(C, H, W)`` images, preprocessed as the model was trained.
+
+        Images keep their dtype unless normalised, so that very large ones are converted
+        to float tile by tile.
+        """
+        images = check_images(X, n_channels=self.n_channels, as_float=False)
+        if self.normalize == "percentile":
+            images = [percentile_normalize(im) for im in images]
+        return images
+
+    def predict_proba(self, X: Any) -> np.ndarray | list[np.ndarray]:
+        """Class probabilities ``(K, H, W)`` per image (K >= 2)."""
+        return stack_or_list([expand(p) for p in self.probabilities(self.check_images(X))])
+
+    def predict(self, X: Any) -> np.ndarray | list[np.ndarray]:
+        """uint8 class masks ``(H, W)``, after ``postprocess``."""
+        return stack_or_list(self.probabilities(self.check_images(X), finalize=self.classes))
+
+    def predict_instances(
+        self, X: Any, threshold: float = 0.5, split: float | None = 0.5
+    ) -> np.ndarray | list[np.ndarray]:
+        """Instance labels per image (see :meth:`instances`)."""
+        self.check_instances()
+        images = self.check_images(X)
+        return stack_or_list(
+            [self.instances(p, threshold, split) for p in self.probabilities(images)]
+        )
+
+    def check_instances(self) -> None:
+        """Raise ValueError unless the model can give instances."""
+        if self.target == "mask" and self.n_classes != 2:
+            raise ValueError(
+                f"predict_instances needs a binary (n_classes=2) or target='boundary' "
+                f"model; this one has n_classes={self.n_classes}"
+            )
+
+    # ---------------------------------------------------------- unchecked core
+    def probabilities(
+        self, images: Sequence[np.ndarray], finalize: Callable | None = None
+    ) -> list[np.ndarray]:
+        """``finalize(p)`` of the compact probabilities ``p`` of each checked image
+        (one foreground channel for binary models, K channels otherwise; see
+        :mod:`skunet.inference`)."""
+        return predict_compact(
+            self.module,
+            images,
+            self.geometry,
+            self.settings,
+            default_tile=self.default_tile,
+            finalize=finalize or (lambda p: p),
+        )
+
+    def classes(self, p: np.ndarray) -> np.ndarray:
+        """uint8 class map of compact probabilities, through ``postprocess``."""
+        out = classes(p)
+        return out if self.postprocess is None else self.postprocess(out)
+
+    def instances(
+        self, p: np.ndarray, threshold: float = 0.5, split: float | None = 0.5
+    ) -> np.ndarray:
+        """Instance labels of one image's compact probabilities.
+
+        Connected components of ``foreground > threshold`` for binary models; for
+        ``target="boundary"`` a watershed seeded from confident interiors, whose touching
+        seeds are split at distance-transform maxima of height ``split`` (None: never;
+        see :func:`~skunet.instances.watershed_instances`).
+        """
+        if self.target == "boundary":
+            return watershed_instances(1 - p[0], p[2], threshold, split)
+        return label_components(expand(p)[1], threshold)

@@ -1,0 +1,264 @@
+"""How a :class:`~skunet.UNetSegmenter` trains: skorch's hooks for images of any size.
+
+:class:`TrainingMixin` validates the data (:mod:`skunet.validation`), turns masks into
+class maps (:mod:`skunet.targets`), builds the network with the channels of ``X`` and
+the outputs ``n_classes`` needs, picks the padding-aware loss, and feeds skorch's loop
+random mirrored patches (:mod:`skunet.dataset`) for training and whole images for
+validation; a non-finite loss stops training and restores the best epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import Freezer
+
+from .dataset import ImageSet, PatchDataset, WholeImageCollate
+from .losses import PaddedBCEWithLogitsLoss, PaddedCrossEntropyLoss
+from .lr_finder import LRRangeResult, lr_range_test
+from .models import UNet, VGG16UNet
+from .preprocessing import percentile_normalize
+from .targets import mask_classes
+from .tiling import Geometry
+from .validation import check_images, check_masks
+
+__all__ = ["TrainingMixin"]
+
+
+class TrainingMixin:
+    """skorch ``NeuralNet`` hooks of :class:`~skunet.UNetSegmenter` (``fit``,
+    ``partial_fit``, ``initialize_module`` / ``_criterion``, ``get_iterator``,
+    ``train_step``, the "did you mean" hints of parameter validation) and the learning
+    rate range test."""
+
+    def _validate_params(self) -> None:
+        try:
+            super()._validate_params()
+        except ValueError as exc:
+            known = [k for k in self._get_param_names() if k not in self._params_to_validate]
+            known += self.prefixes_
+            hints = []
+            for key in sorted(self._params_to_validate):
+                if not any(key.startswith(p) for p in self.prefixes_):
+                    close = difflib.get_close_matches(key, known, n=1)
+                    if close:
+                        hints.append(f"{key}: did you mean {close[0]}?")
+            raise ValueError("\n".join([str(exc), *hints])) from None
+
+    def _n_outputs(self) -> int:
+        given = self.get_params_for("module").get("out_channels")
+        if given is None and isinstance(self.module, torch.nn.Module):
+            given = getattr(self.module, "out_channels", None)
+        if given is not None:
+            return int(given)
+        return 1 if self.n_classes == 2 else self.n_classes
+
+    def initialize_module(self):
+        kwargs = self.get_params_for("module")
+        if not isinstance(self.module, torch.nn.Module):
+            try:
+                accepted = inspect.signature(self.module).parameters
+            except (TypeError, ValueError):
+                accepted = {}
+            n_in = getattr(self, "n_channels_in_", None)
+            if "in_channels" in accepted and "in_channels" not in kwargs and n_in is not None:
+                kwargs["in_channels"] = n_in
+            if "out_channels" in accepted and "out_channels" not in kwargs:
+                kwargs["out_channels"] = self._n_outputs()
+        self.module_ = self.initialized_instance(self.module, kwargs)
+        if self._channels_last():
+            self.module_ = self.module_.to(memory_format=torch.channels_last)
+        geometry = self.geometry_
+        if not geometry.accepts_patch(self.patch_size):
+            below, above = geometry.nearest_patch_sizes(self.patch_size)
+            size = self.patch_size + 2 * geometry.context
+            options = f"{below} or {above}" if below else str(above)
+            raise ValueError(
+                f"patch_size={self.patch_size} gives {size}-pixel training windows "
+                f"({geometry.context} px of context each side), which "
+                f"{type(self.module_).__name__} does not accept; use patch_size={options}"
+            )
+        return self
+
+    @property
+    def geometry_(self) -> Geometry:
+        """Window sizes for the network and the current ``padding`` (see :mod:`skunet.tiling`)."""
+        # a network wrapped for distributed training keeps the original as ``.module``
+        module = self.module_
+        if isinstance(module, torch.nn.parallel.DistributedDataParallel):
+            module = module.module
+        return Geometry(module, self.padding)
+
+    def initialize_criterion(self):
+        criterion = self.criterion
+        if criterion is None:
+            binary = self._n_outputs() == 1
+            criterion = PaddedBCEWithLogitsLoss if binary else PaddedCrossEntropyLoss
+        self.criterion_ = self.initialized_instance(criterion, self.get_params_for("criterion"))
+        return self
+
+    # -------------------------------------------------------------------- fit
+    def _fit_images(self, X: Any) -> list[np.ndarray]:
+        """Validated float32 ``(C, H, W)`` training images, normalised as ``normalize`` says."""
+        images = check_images(X, as_float=True)
+        if self.normalize == "percentile":
+            images = [percentile_normalize(im) for im in images]
+        return images
+
+    def _fit_data(self, X: Any, y: Any, continuing: bool) -> ImageSet:
+        self._check_own_params()
+        images = self._fit_images(X)
+        masks = check_masks(y, images, n_classes=self.n_classes, target=self.target)
+        n_channels = images[0].shape[0]
+        given = self.get_params_for("module").get("in_channels")
+        if given is not None and given != n_channels:
+            raise ValueError(
+                f"module__in_channels={given} but the images have {n_channels} channel(s)"
+            )
+        if continuing and getattr(self, "n_channels_in_", n_channels) != n_channels:
+            raise ValueError(
+                f"the model was fitted on {self.n_channels_in_}-channel images; "
+                f"X[0] has {n_channels}"
+            )
+        if self.train_split is not None and len(images) < 2:
+            raise ValueError(
+                f"X has {len(images)} image; holding out validation images needs at least "
+                "2 (or pass train_split=None)"
+            )
+        self.n_channels_in_ = n_channels
+        self.classes_ = np.arange(self.n_classes)
+        targets = [mask_classes(m, self.n_classes, self.target) for m in masks]
+        return ImageSet(images, targets)
+
+    def fit(self, X: Any, y: Any = None, **fit_params: Any):
+        """Train on images ``X`` and masks ``y`` (re-initialising unless ``warm_start``)."""
+        continuing = self.warm_start and self.initialized_
+        data = self._fit_data(X, y, continuing)
+        if self.random_state is not None:
+            torch.manual_seed(self.random_state)
+        return super().fit(data, None, **fit_params)
+
+    def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params: Any):
+        """Continue training on ``X`` / ``y`` without re-initialising the network."""
+        if not isinstance(X, ImageSet):
+            X = self._fit_data(X, y, continuing=self.initialized_)
+        super().partial_fit(X, None, **fit_params)
+        problem = self.__dict__.pop("nonfinite_loss_", None)
+        if problem is not None:
+            weights_ok = all(torch.isfinite(p).all() for p in self.module_.parameters())
+            if not weights_ok:
+                raise FloatingPointError(
+                    f"{problem}, before any epoch ended with finite weights, so there is "
+                    f"nothing to restore; lower lr (now {self.lr}) or check the images"
+                )
+            warnings.warn(
+                f"{problem}: training stopped and the weights of the best epoch were "
+                f"restored; a lower lr (now {self.lr}) may train further",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def _device(self) -> torch.device:
+        """``device``, or where the network's weights are when something else places
+        them (``device=None``, e.g. Hugging Face Accelerate)."""
+        if self.device is not None:
+            return torch.device(self.device)
+        module = getattr(self, "module_", None)
+        first = next(module.parameters(), None) if module is not None else None
+        return first.device if first is not None else torch.device("cpu")
+
+    def _channels_last(self) -> bool:
+        if self.channels_last is None:  # on for the networks known to support it
+            own = (UNet, VGG16UNet)
+            return self.module in own or isinstance(self.module, own)
+        return bool(self.channels_last)
+
+    def train_step(self, batch, **fit_params):
+        step = super().train_step(batch, **fit_params)
+        if not torch.isfinite(step["loss"]):
+            epoch, n = len(self.history), len(self.history[-1, "batches"])  # includes this one
+            self.nonfinite_loss_ = (
+                f"the training loss became {step['loss'].item()} in epoch {epoch}, batch {n}"
+            )
+            raise KeyboardInterrupt  # skorch's way to stop: on_train_end restores the best
+        return step
+
+    def _weight_map(self):
+        """The criterion's per-pixel weights of a class map, if it wants them
+        (:class:`~skunet.losses.WeightMapLoss`)."""
+        return getattr(getattr(self, "criterion_", None), "weight_map", None)
+
+    def get_iterator(self, dataset, training: bool = False):
+        if training:
+            kwargs = self.get_params_for("iterator_train")
+            kwargs.setdefault("shuffle", True)
+            dataset = PatchDataset(
+                dataset,
+                self.geometry_,
+                self.patch_size,
+                self.patches_per_image,
+                self.augment,
+                weight_map=self._weight_map(),
+            )
+            iterator = self.iterator_train
+            kwargs.setdefault("batch_size", self.batch_size)
+        else:
+            kwargs = self.get_params_for("iterator_valid")
+            kwargs.setdefault("collate_fn", WholeImageCollate(self.geometry_, self._weight_map()))
+            # whole images of any size: one per batch keeps memory bounded
+            kwargs.setdefault("batch_size", 1)
+            iterator = self.iterator_valid
+        if kwargs["batch_size"] == -1:
+            kwargs["batch_size"] = len(dataset)
+        # DataLoader defaults: patches are cut in the main process (num_workers=0: on a
+        # few cores a worker would take a core from the network's threads); pinned
+        # memory for CUDA; workers, when asked for, live across epochs.
+        kwargs.setdefault("pin_memory", self._device().type == "cuda")
+        if kwargs.get("num_workers", 0) > 0:
+            kwargs.setdefault("persistent_workers", True)
+        return iterator(dataset, **kwargs)
+
+    def lr_range_test(
+        self,
+        X: Any,
+        y: Any,
+        start_lr: float = 1e-6,
+        end_lr: float = 10.0,
+        num_iter: int = 100,
+        **kwargs: Any,
+    ) -> LRRangeResult:
+        """Train a copy for ``num_iter`` batches while the rate grows from ``start_lr`` to
+        ``end_lr`` exponentially; stops early when the loss diverges.
+
+        The estimator's own weights, optimizer state and history are left as they were
+        (fitted or not). Returns an :class:`~skunet.lr_finder.LRRangeResult` with ``lrs``,
+        ``losses`` (smoothed), ``suggestion`` (steepest descent) and ``.plot()``.
+        ``smoothing`` (0.05) and ``diverge`` (4.0) tune the smoothing and the stop.
+        """
+        probe = copy.deepcopy(self)  # the estimator itself is never touched
+        data = probe._fit_data(X, y, continuing=probe.initialized_)
+        if not probe.initialized_:
+            probe.initialize()
+        for _, cb in probe.callbacks_:  # a frozen encoder stays frozen
+            if isinstance(cb, Freezer):
+                cb.on_epoch_begin(probe)
+
+        def step(batch, lr: float) -> float:
+            for group in probe.optimizer_.param_groups:
+                group["lr"] = lr
+            # skorch's own step (it sets training mode), not the one that stops on NaN
+            return NeuralNet.train_step(probe, batch)["loss"].item()
+
+        def batches():  # epoch after epoch
+            while True:
+                yield from probe.get_iterator(data, training=True)
+
+        return lr_range_test(step, batches(), start_lr, end_lr, num_iter, **kwargs)

@@ -1,0 +1,110 @@
+"""The package's structure, read from its source: no import circle among skunet's
+modules, and no module reaching into another module's private names."""
+
+import ast
+from pathlib import Path
+
+import skunet
+
+ROOT = Path(skunet.__file__).parent
+
+
+def _modules() -> dict[str, ast.Module]:
+    out = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        parts = path.relative_to(ROOT.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = ast.parse(path.read_text(), filename=str(path))
+    return out
+
+
+MODULES = _modules()
+
+
+def _is_package(name: str) -> bool:
+    return (ROOT.parent / name.replace(".", "/") / "__init__.py").exists()
+
+
+def _imports(name: str, tree: ast.Module) -> set[str]:
+    """skunet modules that ``name`` imports anywhere (functions and TYPE_CHECKING too)."""
+    package = name if _is_package(name) else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "skunet"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = f"{base}.{node.module}" if node.module else base
+            elif node.module and node.module.split(".")[0] == "skunet":
+                target = node.module
+            else:
+                continue
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                found.add(sub if sub in MODULES else target)
+    return {m for m in found if m in MODULES and m != name}
+
+
+def test_no_import_circle():
+    graph = {name: _imports(name, tree) for name, tree in MODULES.items()}
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycle = [*path[path.index(nxt) :], nxt]
+                raise AssertionError("import circle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+
+
+def _own_private_names(tree: ast.Module) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+    return {n for n in names if n.startswith("_")}
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def test_no_module_uses_another_modules_private_names():
+    problems = []
+    for name, tree in MODULES.items():
+        own = _own_private_names(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                problems += [
+                    f"{name}:{node.lineno} imports {a.name} from {node.module}"
+                    for a in node.names
+                    if _private(a.name) or any(_private(p) for p in (node.module or "").split("."))
+                ]
+            elif isinstance(node, ast.Attribute) and _private(node.attr):
+                owner = node.value
+                mine = (isinstance(owner, ast.Name) and owner.id in ("self", "cls")) or (
+                    isinstance(owner, ast.Call) and getattr(owner.func, "id", None) == "super"
+                )
+                if not mine and node.attr not in own:
+                    problems.append(f"{name}:{node.lineno} uses {ast.unparse(node)}")
+    assert not problems, "\n".join(problems)
+
+
+def test_modules_stay_under_about_400_lines():
+    lengths = {path: len(path.read_text().splitlines()) for path in ROOT.rglob("*.py")}
+    assert not {str(p.relative_to(ROOT)): n for p, n in lengths.items() if n > 420}
