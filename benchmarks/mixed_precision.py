@@ -7,17 +7,20 @@ network (depth 4, 16 channels, batch norm, RGB -> 3 classes) on a batch of 8 win
 128 x 128, in NCHW and channels-last layouts, with and without
 ``torch.autocast("cpu", torch.bfloat16)`` as ``UNetSegmenter(autocast=...)`` runs it.
 Median and min-max of ``--repeats`` steps after 3 warm-up steps, the four settings
-interleaved. Writes ``benchmarks/results/mixed_precision.json``.
+interleaved. Writes ``benchmarks/results/mixed_precision.json``, one record per CPU
+instruction set that PyTorch uses (``torch.backends.cpu.get_cpu_capability()``: AVX512,
+AVX2 ...), since that decides whether channels-last and bfloat16 pay.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
 import torch
-from _record import write
+from _record import RESULTS, load, update
 
 from skunet.inference import autocast_context, native_bfloat16
 from skunet.models import UNet
@@ -66,7 +69,16 @@ def main() -> None:
         ms["channels_last float32"]["median"] / ms["channels_last bfloat16"]["median"]
     )
     print(f"bfloat16 / float32 (channels-last): {figures['speedup_channels_last']:.2f}x faster")
-    print(f"written: {write('mixed_precision', figures)}")
+    figures["speedup_channels_last_float32"] = (
+        ms["nchw float32"]["median"] / ms["channels_last float32"]["median"]
+    )
+    print(f"channels-last / NCHW (float32): {figures['speedup_channels_last_float32']:.2f}x faster")
+    path = RESULTS / "mixed_precision.json"
+    records = load(path)
+    if "command" in records:  # a file from before records were kept per instruction set
+        path.write_text(json.dumps({"AVX512": records}, indent=2) + "\n")
+    update(path, torch.backends.cpu.get_cpu_capability(), figures)
+    print(f"written: {path}")
 
 
 if __name__ == "__main__":

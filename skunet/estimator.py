@@ -40,7 +40,7 @@ from .models import UNet
 from .persistence import load_segmenter, save_segmenter
 from .predictor import Predictor
 from .progress import in_notebook
-from .tasks import TASKS
+from .tasks import TASKS, task_of
 from .training import TrainingMixin
 from .validation import Interval, Options, check_params, check_target
 
@@ -297,6 +297,7 @@ class UNetSegmenter(TrainingMixin, MixedPrecisionMixin, NeuralNet):
             postprocess=self.postprocess,
             # one batch of tiles holds no more pixels than a training batch
             default_tile=max(window, math.isqrt(settings.pixels_per_batch)),
+            membranes=self.n_classes == 2 and task_of(self).name == "em",
         )
 
     def predict_proba(self, X: Any) -> np.ndarray | list[np.ndarray]:
@@ -312,14 +313,18 @@ class UNetSegmenter(TrainingMixin, MixedPrecisionMixin, NeuralNet):
         return self.predictor_.predict(X)
 
     def predict_instances(
-        self, X: Any, threshold: float = 0.5, split: float | None = 0.5
+        self, X: Any, threshold: float = 0.5, split: float | str | None = "auto"
     ) -> np.ndarray | list[np.ndarray]:
         """Instance labels (0 background, 1..n objects) of each image.
 
         Connected components of ``foreground > threshold`` for ``target="mask"``; for
         ``target="boundary"`` a watershed seeded from confident interiors, whose touching
-        seeds are split at distance-transform maxima of height ``split`` (None: never;
-        see :func:`~skunet.instances.watershed_instances`).
+        seeds are split at distance-transform maxima of height ``split`` (see
+        :func:`~skunet.instances.watershed_instances`); for an EM membrane model (task
+        ``"em"``) cells seeded at the maxima of their distance transform, so that a gap
+        in a membrane does not merge two cells (:func:`~skunet.instances.membrane_instances`).
+        ``split="auto"``: 0.5 px for boundary models, 2 px for membrane models; None
+        never splits.
         """
         return self.predictor_.predict_instances(X, threshold, split)
 

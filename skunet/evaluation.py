@@ -11,8 +11,10 @@ Metric names (:data:`METRICS`): ``iou`` and ``dice`` (mean over the foreground c
 foreground classes merged, e.g. the whole cell), ``ap50`` / ``ap75`` / ``ap90`` and
 ``f1_50`` (objects of ``predict_instances`` against the instance labels of ``y``, a
 binary mask's connected components otherwise: StarDist's accuracy and F1), ``v_rand``,
-``v_info`` and ``pixel_error`` (:func:`~skunet.metrics.rand_scores`). All are pooled over
-the images.
+``v_info`` and ``pixel_error`` (:func:`~skunet.metrics.rand_scores` at the class map),
+``v_rand_protocol`` / ``v_info_protocol`` (the ISBI 2012 protocol on the foreground
+probability of a binary model: the best threshold, :func:`~skunet.metrics.challenge_scores`).
+All are pooled over the images.
 """
 
 from __future__ import annotations
@@ -24,12 +26,20 @@ from typing import Any
 import numpy as np
 from skimage.measure import label
 
-from .metrics import dice_score, iou_score, match_dataset, rand_scores, whole_dice_score
+from .inference import expand
+from .metrics import (
+    challenge_scores,
+    dice_score,
+    iou_score,
+    match_dataset,
+    rand_scores,
+    whole_dice_score,
+)
 from .targets import mask_classes
 from .tasks import task_of
 from .validation import check_masks, lookup
 
-__all__ = ["METRICS", "Metric", "evaluate", "final_segmenter", "task_metrics"]
+__all__ = ["METRICS", "Metric", "evaluate", "final_segmenter", "score_images", "task_metrics"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +48,8 @@ class Metric:
 
     ``needs`` says what ``fn`` compares: ``"classes"`` (truth and predicted class maps,
     and the number of classes), ``"instances"`` (true and predicted instance labels) or
-    ``"masks"`` (the masks as given and the predicted class maps).
+    ``"masks"`` (the masks as given and the predicted class maps) or ``"probabilities"``
+    (the masks as given and the probability of the last class).
     """
 
     needs: str
@@ -81,6 +92,8 @@ METRICS: dict[str, Metric] = {
     "v_rand": _rand("v_rand"),
     "v_info": _rand("v_info"),
     "pixel_error": _rand("pixel_error"),
+    "v_rand_protocol": Metric("probabilities", lambda m, p: challenge_scores(m, p).v_rand),
+    "v_info_protocol": Metric("probabilities", lambda m, p: challenge_scores(m, p).v_info),
 }
 """Metric name -> :class:`Metric`."""
 
@@ -150,23 +163,46 @@ def evaluate(
     gives_instances = seg.target == "boundary" or seg.n_classes == 2
     if label_metrics and gives_instances and any(np.unique(m).size > 2 for m in masks):
         names.update(_named(label_metrics))
+    truth = [mask_classes(m, seg.n_classes, seg.target) for m in masks]
+    return score_images(predictor, images, truth, masks, names)
+
+
+def score_images(
+    predictor: Any,
+    images: Sequence[np.ndarray],
+    truth: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    metrics: Sequence[str] | Mapping[str, str],
+) -> dict[str, float]:
+    """The unchecked core of :func:`evaluate`: metrics of a
+    :class:`~skunet.predictor.Predictor` on images it has checked, with their truth as
+    class maps (``truth``) and as the masks the metrics of objects and cells read
+    (``masks``: instance labels, or class maps where the labels are not known)."""
+    names = _named(metrics)
     chosen = {out: lookup(METRICS, name, "metric") for out, name in names.items()}
-    if any(m.needs == "instances" for m in chosen.values()):
+    needs = {m.needs for m in chosen.values()}
+    if "instances" in needs:
         predictor.check_instances()
-        pred, instances = [], []
-        for image in images:  # classes and instances from one pass per image
+    pred, instances, last = [], [], []
+    if needs & {"instances", "probabilities"}:
+        for image in images:  # everything from one pass per image
             p = predictor.probabilities([image])[0]
             pred.append(predictor.classes(p))
-            instances.append(predictor.instances(p))
+            if "instances" in needs:
+                instances.append(predictor.instances(p))
+            if "probabilities" in needs:
+                last.append(expand(p)[-1])
     else:  # class maps only: large images are streamed in bands of tiles
         pred = predictor.probabilities(images, finalize=predictor.classes)
-    truth = [mask_classes(m, seg.n_classes, seg.target) for m in masks]
+    n_classes = predictor.n_classes
     out = {}
     for name, metric in chosen.items():
         if metric.needs == "classes":
-            value = metric.fn(truth, pred, seg.n_classes)
+            value = metric.fn(truth, pred, n_classes)
         elif metric.needs == "instances":
             value = metric.fn([_instance_labels(m) for m in masks], instances)
+        elif metric.needs == "probabilities":
+            value = metric.fn([np.asarray(m) for m in masks], last)
         else:
             value = metric.fn([np.asarray(m) for m in masks], pred)
         out[name] = float(value)

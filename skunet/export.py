@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .inference import compact_probabilities
 from .persistence import atomic_path
 from .tiling import Geometry
 
@@ -50,10 +51,8 @@ class _Probabilities(nn.Module):
         pad_w = (self.first - (w + 2 * c)) % self.step
         x = F.pad(x, (c, c + pad_w, c, c + pad_h), mode="reflect")
         logits = self.module(x)[..., self.offset : self.offset + h, self.offset : self.offset + w]
-        if logits.shape[1] == 1:
-            p = torch.sigmoid(logits)
-            return torch.cat([1 - p, p], dim=1)
-        return torch.softmax(logits, dim=1)
+        p = compact_probabilities(logits)
+        return torch.cat([1 - p, p], dim=1) if p.shape[1] == 1 else p
 
 
 def export_onnx(

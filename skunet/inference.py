@@ -32,7 +32,9 @@ __all__ = [
     "autocast_context",
     "autocast_dtype",
     "classes",
+    "compact_probabilities",
     "expand",
+    "logit_classes",
     "native_bfloat16",
     "predict_compact",
 ]
@@ -115,10 +117,21 @@ def native_bfloat16(device: str | torch.device = "cpu") -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def _compact(logits: torch.Tensor) -> torch.Tensor:
+def compact_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Probabilities of a batch of logits ``(N, K', H, W)``: the sigmoid of one logit
+    (the foreground of a binary model), the softmax of K."""
     if logits.shape[1] == 1:
         return torch.sigmoid(logits)
     return torch.softmax(logits, dim=1)
+
+
+def logit_classes(logits: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Class indices ``(N, H, W)`` of a batch of logits, and the number of classes:
+    ``logit > 0`` for one logit (two classes), else the argmax; the same classes as
+    :func:`classes` of their probabilities."""
+    if logits.shape[1] == 1:
+        return (logits[:, 0] > 0).long(), 2
+    return logits.argmax(1), logits.shape[1]
 
 
 def forward(module: nn.Module, xb: np.ndarray, s: InferenceSettings) -> torch.Tensor:
@@ -130,7 +143,7 @@ def forward(module: nn.Module, xb: np.ndarray, s: InferenceSettings) -> torch.Te
     for dims in _FLIPS if s.tta else _FLIPS[:1]:
         xi = torch.flip(x, dims) if dims else x
         with s.autocast_context():
-            p = _compact(module(xi).float())
+            p = compact_probabilities(module(xi).float())
         p = torch.flip(p, dims) if dims else p
         total = p if total is None else total + p
     return total / (len(_FLIPS) if s.tta else 1)

@@ -9,7 +9,7 @@ from skimage.measure import label
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
-__all__ = ["label_components", "largest_object", "watershed_instances"]
+__all__ = ["label_components", "largest_object", "membrane_instances", "watershed_instances"]
 
 
 def label_components(foreground_prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -53,6 +53,32 @@ def watershed_instances(
         markers = label(h_maxima(distance, split) & seeds)
         height = boundary_prob - distance / max(float(distance.max()), 1e-6)
     return watershed(height, markers, mask=foreground_prob > threshold).astype(np.int32)
+
+
+def membrane_instances(
+    cell_prob: np.ndarray, threshold: float = 0.5, split: float = 2.0
+) -> np.ndarray:
+    """Cells from a membrane prediction (EM: cell probability, membrane = 1 - it).
+
+    Connected components of ``cell_prob > threshold`` merge two cells wherever the
+    predicted membrane between them has a gap. Here the seeds are the maxima of the
+    distance transform of that mask (smoothed with a 1-pixel Gaussian) that stand at
+    least ``split`` pixels above their surroundings, one per cell body however narrow
+    its contact with a neighbour, and they flood the membrane probability minus the
+    normalised distance within the mask, so that cells meet at the faint membrane of a
+    gap.
+
+    >>> cells = np.ones((9, 15))
+    >>> cells[:, 7] = 0.2                 # a membrane ...
+    >>> cells[4, 7] = 0.9                 # ... with a one-pixel gap
+    >>> int(label_components(cells).max()), int(membrane_instances(cells).max())
+    (1, 2)
+    """
+    mask = cell_prob > threshold
+    distance = ndi.gaussian_filter(ndi.distance_transform_edt(mask), 1.0)
+    markers = label(h_maxima(distance, split) & mask)
+    height = (1 - cell_prob) - distance / max(float(distance.max()), 1e-6)
+    return watershed(height, markers, mask=mask).astype(np.int32)
 
 
 def largest_object(classes: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 from torch import nn
 
 from .inference import InferenceSettings, classes, expand, predict_compact
-from .instances import label_components, watershed_instances
+from .instances import label_components, membrane_instances, watershed_instances
 from .preprocessing import percentile_normalize
 from .tiling import Geometry
 from .validation import check_images
@@ -56,6 +56,9 @@ class Predictor:
         Per-image preprocessing applied by :meth:`check_images`.
     postprocess : callable or None, default=None
         ``f(classes) -> classes`` applied by :meth:`classes`.
+    membranes : bool, default=False
+        A binary model whose background is membrane between touching cells (EM): its
+        instances come from :func:`~skunet.instances.membrane_instances`.
     default_tile : int, default=288
         Tile side when ``settings.tile_size`` is None.
 
@@ -79,6 +82,7 @@ class Predictor:
     normalize: str | None = None
     postprocess: Callable[[np.ndarray], np.ndarray] | None = None
     default_tile: int = 288
+    membranes: bool = False
 
     # ---------------------------------------------------------- checked layer
     def check_images(self, X: Any) -> list[np.ndarray]:
@@ -101,7 +105,7 @@ class Predictor:
         return stack_or_list(self.probabilities(self.check_images(X), finalize=self.classes))
 
     def predict_instances(
-        self, X: Any, threshold: float = 0.5, split: float | None = 0.5
+        self, X: Any, threshold: float = 0.5, split: float | str | None = "auto"
     ) -> np.ndarray | list[np.ndarray]:
         """Instance labels per image (see :meth:`instances`)."""
         self.check_instances()
@@ -140,15 +144,22 @@ class Predictor:
         return out if self.postprocess is None else self.postprocess(out)
 
     def instances(
-        self, p: np.ndarray, threshold: float = 0.5, split: float | None = 0.5
+        self, p: np.ndarray, threshold: float = 0.5, split: float | str | None = "auto"
     ) -> np.ndarray:
         """Instance labels of one image's compact probabilities.
 
-        Connected components of ``foreground > threshold`` for binary models; for
-        ``target="boundary"`` a watershed seeded from confident interiors, whose touching
-        seeds are split at distance-transform maxima of height ``split`` (None: never;
-        see :func:`~skunet.instances.watershed_instances`).
+        For ``target="boundary"`` a watershed seeded from confident interiors, whose
+        touching seeds are split at distance-transform maxima of height ``split`` (see
+        :func:`~skunet.instances.watershed_instances`); for a membrane model (``membranes``)
+        cells seeded at distance-transform maxima of height ``split`` of the cell mask
+        (:func:`~skunet.instances.membrane_instances`), so that a gap in a membrane does
+        not merge two cells; otherwise connected components of ``foreground >
+        threshold``. ``split="auto"`` is 0.5 px for boundary models and 2 px for membrane
+        models; None never splits.
         """
         if self.target == "boundary":
-            return watershed_instances(1 - p[0], p[2], threshold, split)
-        return label_components(expand(p)[1], threshold)
+            return watershed_instances(1 - p[0], p[2], threshold, 0.5 if split == "auto" else split)
+        foreground = expand(p)[1]
+        if self.membranes and split is not None:
+            return membrane_instances(foreground, threshold, 2.0 if split == "auto" else split)
+        return label_components(foreground, threshold)

@@ -9,7 +9,8 @@ Each scorer is a callable ``scorer(estimator, X, y) -> float`` (higher is better
 fitted segmenter or a ``Pipeline`` ending in one, with ``X`` and the masks ``y`` as the
 segmenter's ``fit`` takes them; it computes one metric of :mod:`skunet.evaluation`
 (``iou``, ``dice``, ``iou_class_<k>`` / ``dice_class_<k>``, ``dice_whole``, ``ap50``,
-``ap75``, ``ap90``, ``f1_50``, ``v_rand``, ``v_info``; see there), and :func:`get_scorer`
+``ap75``, ``ap90``, ``f1_50``, ``v_rand``, ``v_info``, ``v_rand_protocol``,
+``v_info_protocol``; see there), and :func:`get_scorer`
 finds one by name. scikit-learn's own table of scorer names is left alone (it has no
 public way to be extended), so ``scoring="ap50"`` as a string is not ours to offer:
 pass the object.
@@ -40,7 +41,9 @@ __all__ = [
     "iou_class_2",
     "iou_class_3",
     "v_info",
+    "v_info_protocol",
     "v_rand",
+    "v_rand_protocol",
 ]
 
 
@@ -87,6 +90,7 @@ dice_class_1, dice_class_2, dice_class_3 = (SCORERS[f"dice_class_{k}"] for k in 
 ap50, ap75, ap90 = SCORERS["ap50"], SCORERS["ap75"], SCORERS["ap90"]
 f1_50 = SCORERS["f1_50"]
 v_rand, v_info = SCORERS["v_rand"], SCORERS["v_info"]
+v_rand_protocol, v_info_protocol = SCORERS["v_rand_protocol"], SCORERS["v_info_protocol"]
 
 
 def get_scorer(name: str) -> SegmentationScorer:

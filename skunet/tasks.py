@@ -140,9 +140,10 @@ _RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         },
     },
 }
-# The same tiles, weight map and augmentation at CPU scale: 16 base channels with batch
-# normalisation, Adam with the bundled cyclic rate (benchmarks/em.py, configuration "cpu").
-_RECIPES["em"]["fast"] = {
+# The 2015 tiles, weight map and augmentation at CPU scale: 16 base channels with batch
+# normalisation, Adam with the bundled cyclic rate (benchmarks/em.py, "cpu_paper"; it
+# learns some folds and misses others: see the README).
+_RECIPES["em"]["paper_small"] = {
     **{
         k: v
         for k, v in _RECIPES["em"]["paper"].items()
@@ -156,6 +157,27 @@ _RECIPES["em"]["fast"] = {
     "max_epochs": 40,
 }
 
+# The CPU recipe (benchmarks/em.py, configuration "cpu"): the 2015 geometry left behind
+# for many more updates per minute. A same-padding, batch-normalised U-Net (16 base
+# channels) on 224 px patches with 16 px of mirrored context, 6 patches per slice,
+# batch 8, Adam with the bundled cyclic rate peaking at 2e-3, elastic deformation plus
+# flips, plain binary cross-entropy. 12 epochs: about 9 minutes per fold on 2 AVX2 cores
+# (a step of 8 windows of 256 px takes 2.9 s there).
+_RECIPES["em"]["fast"] = {
+    "module": UNet,
+    "module__depth": 4,
+    "module__base_channels": 16,
+    "module__batch_norm": True,
+    "n_classes": 2,
+    "patch_size": 224,
+    "padding": 16,
+    "patches_per_image": 6,
+    "batch_size": 8,
+    "augment": Augment(elastic=10),
+    "optimizer": torch.optim.Adam,
+    "lr": 2e-3,
+    "max_epochs": 12,
+}
 # A user's own data: a batch-normalised U-Net of modest width that trains in minutes
 # on a CPU, percentile-normalised images; binary by default (``n_classes``,
 # ``target="boundary"`` for instances).
@@ -255,7 +277,14 @@ TASKS: dict[str, Task] = {
         color="gray",
         class_names=("membrane", "cell"),
         masks="0 = membrane / 255 = cell",
-        metrics={**_PIXELS, "v_rand": "v_rand", "v_info": "v_info", "pixel_error": "pixel_error"},
+        metrics={
+            **_PIXELS,
+            "v_rand": "v_rand",
+            "v_info": "v_info",
+            "pixel_error": "pixel_error",
+            "v_rand_protocol": "v_rand_protocol",
+            "v_info_protocol": "v_info_protocol",
+        },
     ),
     "generic": Task(
         name="generic",

@@ -282,3 +282,39 @@ def test_progress_bar_falls_back_to_text_without_ipywidgets(monkeypatch):
     monkeypatch.setattr(skunet.progress, "find_spec", lambda name: object())
     assert ProgressBar()._use_notebook()
     assert not ProgressBar(detect_notebook=False)._use_notebook()
+
+
+class TestMetricScoring:
+    def test_records_a_validation_metric_every_few_epochs(self):
+        from torch.utils.data import Subset
+
+        from skunet.callbacks import MetricScoring
+        from skunet.evaluation import evaluate
+
+        X, y = make_blobs(6)
+        cells = [(m > 0).astype(np.uint8) for m in y]
+
+        def split(dataset, y=None, **kwargs):
+            return Subset(dataset, [0, 1, 2, 3]), Subset(dataset, [4, 5])
+
+        seg = tiny(
+            max_epochs=3,
+            train_split=split,
+            callbacks=[("v_rand", MetricScoring("v_rand", every=2))],
+            callbacks__checkpoint__monitor="valid_v_rand_best",
+            callbacks__checkpoint__load_best=False,
+        ).fit(X, cells)
+        scores = seg.history[:, "valid_v_rand"]
+        assert np.isnan(scores[0]) and not np.isnan(scores[1]) and not np.isnan(scores[2])
+        assert seg.history[0, "valid_v_rand_best"] is False
+        assert seg.history[1, "valid_v_rand_best"] is True
+        # the last epoch's figure is the metric of the final weights on the held-out images
+        assert scores[2] == pytest.approx(evaluate(seg, X[4:], cells[4:], ["v_rand"])["v_rand"])
+
+    def test_bad_settings(self, blobs):
+        from skunet.callbacks import MetricScoring
+
+        with pytest.raises(ValueError, match="unknown metric 'vrand'"):
+            tiny(callbacks=[("m", MetricScoring("vrand"))]).fit(*blobs)
+        with pytest.raises(ValueError, match="every must be an integer >= 1"):
+            tiny(callbacks=[("m", MetricScoring(every=0))]).fit(*blobs)

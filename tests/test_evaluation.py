@@ -6,7 +6,13 @@ import pytest
 from conftest import make_blobs, tiny
 from skunet.evaluation import evaluate, task_metrics
 from skunet.losses import WeightMapLoss
-from skunet.metrics import dice_score, match_dataset, rand_scores, whole_dice_score
+from skunet.metrics import (
+    challenge_scores,
+    dice_score,
+    match_dataset,
+    rand_scores,
+    whole_dice_score,
+)
 from skunet.tasks import task_of
 
 
@@ -37,6 +43,10 @@ def test_em_reports_rand_scores(blobs):
     assert metrics["v_rand"] == pytest.approx(expected.v_rand)
     assert metrics["pixel_error"] == pytest.approx(expected.pixel_error)
     assert "ap50" not in metrics
+    protocol = challenge_scores(cells, [p[1] for p in seg.predict_proba(X)])
+    assert metrics["v_rand_protocol"] == pytest.approx(protocol.v_rand)
+    assert metrics["v_info_protocol"] == pytest.approx(protocol.v_info)
+    assert metrics["v_rand_protocol"] >= metrics["v_rand"]  # 0.5 is one of its thresholds
 
 
 def test_nuclei_instances_come_from_the_same_prediction(blobs):

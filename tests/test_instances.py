@@ -66,3 +66,34 @@ def test_postprocess_applies_to_class_maps_and_survives_save_load(tmp_path):
     loaded = UNetSegmenter.load(seg.save(tmp_path / "m.skunet"))
     assert loaded.postprocess is largest_object
     np.testing.assert_array_equal(loaded.predict(X), seg.predict(X))
+
+
+def test_membrane_instances_bridge_gaps_that_merge_components():
+    from skunet.instances import membrane_instances
+
+    cells = np.full((40, 61), 0.95)
+    cells[:, 30] = 0.1  # a membrane between two cells ...
+    cells[18:21, 30] = 0.7  # ... with a 3-pixel gap
+    assert label_components(cells).max() == 1
+    labels = membrane_instances(cells)
+    assert labels.max() == 2
+    assert len(np.unique(labels[:, :30])) == 1 and len(np.unique(labels[:, 31:])) == 1
+    # a round cell is never split, and split=None in the estimator keeps components
+    round_cell = disks((50, 50), [(25, 25)], radius=18).astype(float)
+    assert membrane_instances(round_cell).max() == 1
+
+
+def test_em_models_give_membrane_instances():
+    from conftest import membrane_cells, tiny
+    from skunet.instances import membrane_instances
+
+    y = [membrane_cells((64, 64), seed=s) for s in range(3)]
+    X = [m.astype(np.float32) * 0.6 + 0.2 for m in y]
+    seg = tiny(max_epochs=1, task="em").fit(X, y)
+    cells = [p[1] for p in seg.predict_proba(X)]
+    got = seg.predict_instances(X)
+    for labels, c in zip(got, cells):
+        np.testing.assert_array_equal(labels, membrane_instances(c))
+    plain = seg.predict_instances(X, split=None)
+    for labels, c in zip(plain, cells):
+        np.testing.assert_array_equal(labels, label_components(c))

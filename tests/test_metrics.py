@@ -10,6 +10,7 @@ from sklearn.metrics import f1_score, jaccard_score
 
 from conftest import membrane_cells
 from skunet.metrics import (
+    challenge_scores,
     confusion_matrix,
     dice_score,
     iou_score,
@@ -248,3 +249,50 @@ class TestRandScores:
             rand_scores([np.ones((4, 4), int)] * 2, [np.ones((4, 4), int), np.ones((4, 5), int)])
         with pytest.raises(ValueError, match="y_pred"):
             rand_scores(np.ones((4, 4), int), np.full((4, 4), 0.5))
+
+
+class TestChallengeScores:
+    """The ISBI 2012 protocol on cases worked out by hand."""
+
+    @staticmethod
+    def two_cells():
+        truth = np.ones((7, 9), np.uint8)
+        truth[:, 4] = 0  # a one-pixel membrane between two cells of 28 px
+        return truth
+
+    def test_a_one_pixel_gap_merges_two_cells_until_the_threshold_closes_it(self):
+        truth = self.two_cells()
+        p = np.where(truth > 0, 0.95, 0.2)
+        p[3, 4] = 0.6  # a faint spot in the membrane
+        s = challenge_scores(truth, p)
+        # thresholds 0.2-0.5 keep the gap (one cell: sum p_ij^2 = 0.5, sum t^2 = 0.5,
+        # sum q^2 = 1, V_rand = 2/3); from 0.6 on the membrane is whole
+        assert (s.v_rand, s.v_rand_threshold) == (1.0, 0.6)
+        merged = rand_scores(truth, (p > 0.5).astype(np.uint8))
+        assert merged.v_rand == pytest.approx(2 / 3) and merged.v_rand_split == 1.0
+        assert s.v_info == 1.0 and s.v_info_threshold == 0.6
+
+    def test_a_thick_membrane_costs_nothing(self):
+        truth = self.two_cells()
+        p = np.where(truth > 0, 0.9, 0.1)
+        p[:, 3:6] = 0.1  # three pixels wide
+        assert challenge_scores(truth, p).v_rand == 1.0
+
+    def test_a_spurious_membrane_splits_a_cell_below_its_threshold_only(self):
+        truth = np.ones((6, 8), np.uint8)  # one cell
+        p = np.full((6, 8), 0.9)
+        p[:, 3] = 0.3  # a membrane that is not there
+        split = rand_scores(truth, (p > 0.5).astype(np.uint8))
+        assert split.v_rand_merge == 1.0 and split.v_rand_split < 0.55
+        s = challenge_scores(truth, p)
+        assert (s.v_rand, s.v_rand_threshold) == (1.0, 0.0)  # p > 0 keeps one cell
+
+    def test_slices_are_averaged_and_labels_are_one_threshold(self):
+        truth = self.two_cells()
+        good = np.where(truth > 0, 0.9, 0.1)
+        gap = good.copy()
+        gap[:, 4] = 0.9  # no membrane at all: merged at every threshold below 0.9
+        s = challenge_scores([truth, truth], [good, gap])
+        assert s.v_rand == pytest.approx((1 + 2 / 3) / 2)
+        labels = challenge_scores(truth, truth)
+        assert labels.v_rand == 1.0 and np.isnan(labels.v_rand_threshold)

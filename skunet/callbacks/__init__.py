@@ -7,6 +7,8 @@ Each one is a small skorch callback that a user can replace or remove by name
   step sizes derived from the batches per epoch;
 - :class:`IoUScoring` (``iou``): validation IoU counted from the validation batches the
   net already computes (no second prediction pass, no cached outputs);
+- :class:`MetricScoring`: any metric of :mod:`skunet.evaluation` on the validation
+  images (V_rand for EM membranes, say), for the checkpoint or early stopping to follow;
 - :class:`SegmentationCheckpoint` (``checkpoint``): best epoch saved atomically into a
   directory unique to the fit, restored when training ends.
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 from .logging import LivePlot, ProgressBar
 from .lr_scheduler import CyclicLRScheduler, OneCycleLRScheduler
-from .scoring import IoUScoring
+from .scoring import IoUScoring, MetricScoring
 from .training import EncoderFreezer, SegmentationCheckpoint
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "EncoderFreezer",
     "IoUScoring",
     "LivePlot",
+    "MetricScoring",
     "OneCycleLRScheduler",
     "ProgressBar",
     "SegmentationCheckpoint",

@@ -1,17 +1,20 @@
-"""Validation IoU counted from the validation batches the net already computes."""
+"""Validation scores: IoU counted from the validation batches the net already computes,
+and any metric of :mod:`skunet.evaluation` on the validation images every few epochs."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from skorch.callbacks import EpochScoring
+from skorch.callbacks import Callback, EpochScoring
 
 from ..dataset import class_target
+from ..evaluation import METRICS, score_images
+from ..inference import logit_classes
 from ..metrics import confusion_matrix, iou_from_confusion
 from ..models.blocks import center_crop
 
-__all__ = ["IoUScoring"]
+__all__ = ["IoUScoring", "MetricScoring"]
 
 
 class IoUScoring(EpochScoring):
@@ -55,10 +58,7 @@ class IoUScoring(EpochScoring):
             return
         logits = y_pred.detach()
         target = center_crop(class_target(batch[1]).to(logits.device), *logits.shape[-2:])
-        if logits.shape[1] == 1:
-            pred, k = (logits[:, 0] > 0).long(), 2
-        else:
-            pred, k = logits.argmax(1), logits.shape[1]
+        pred, k = logit_classes(logits)
         cm = confusion_matrix(target, pred, k)  # IGNORE (< 0) pixels are skipped
         self.confusion_ = cm if self.confusion_ is None else self.confusion_ + cm
 
@@ -75,3 +75,69 @@ class IoUScoring(EpochScoring):
 
     def on_train_end(self, *args, **kwargs) -> None:
         self.confusion_ = None
+
+
+class MetricScoring(Callback):
+    """A metric of :data:`skunet.evaluation.METRICS` on the validation images, recorded
+    as ``valid_<metric>`` with ``valid_<metric>_best``, for the checkpoint or early
+    stopping to follow (``monitor="valid_v_rand_best"``).
+
+    It predicts the validation images whole, every ``every`` epochs (and after the
+    last); other epochs record nan and are never "best". The truth is what the net
+    trains on (class maps), so the metrics of cells (``v_rand``, ``v_info``, their
+    ``_protocol`` forms) and of pixels fit it; object metrics count the connected
+    components of the foreground.
+
+    Parameters
+    ----------
+    metric : str, default="v_rand"
+    every : int, default=1
+    lower_is_better : bool, default=False
+
+    Examples
+    --------
+    >>> from skunet import UNetSegmenter
+    >>> from skunet.callbacks import MetricScoring
+    >>> seg = UNetSegmenter(
+    ...     callbacks=[("v_rand", MetricScoring("v_rand", every=2))],
+    ...     callbacks__checkpoint__monitor="valid_v_rand_best",
+    ... )
+    """
+
+    def __init__(self, metric: str = "v_rand", every: int = 1, lower_is_better: bool = False):
+        self.metric = metric
+        self.every = every
+        self.lower_is_better = lower_is_better
+
+    def initialize(self):
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown metric {self.metric!r}; choose one of {sorted(METRICS)}")
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
+            raise ValueError(f"every must be an integer >= 1, got {self.every!r}")
+        self.name_ = f"valid_{self.metric}"
+        self.best_ = None
+        return self
+
+    def on_epoch_end(self, net, dataset_valid=None, **kwargs) -> None:
+        if dataset_valid is None:
+            return
+        epoch = len(net.history)
+        if self.best_ is None:  # continuing: the best so far is in the history
+            earlier = [r[self.name_] for r in net.history[:-1] if r.get(self.name_ + "_best")]
+            self.best_ = earlier[-1] if earlier else None
+        score = float("nan")
+        if epoch % self.every == 0 or epoch >= net.max_epochs:
+            items = [dataset_valid[i] for i in range(len(dataset_valid))]
+            targets = [np.asarray(t) for _, t in items]
+            scores = score_images(
+                net.predictor_, [im for im, _ in items], targets, targets, [self.metric]
+            )
+            score = scores[self.metric]
+        better = not math.isnan(score) and (
+            self.best_ is None
+            or (score < self.best_ if self.lower_is_better else score > self.best_)
+        )
+        if better:
+            self.best_ = score
+        net.history.record(self.name_, score)
+        net.history.record(self.name_ + "_best", bool(better))

@@ -21,11 +21,13 @@ from .pixel import (
     per_image,
     whole_dice_score,
 )
-from .rand import RandScores, rand_scores
+from .rand import ChallengeScores, RandScores, challenge_scores, rand_scores
 
 __all__ = [
+    "ChallengeScores",
     "Matching",
     "RandScores",
+    "challenge_scores",
     "confusion_matrix",
     "dice_score",
     "iou_from_confusion",
