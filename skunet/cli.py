@@ -142,7 +142,7 @@ def _predict(args: argparse.Namespace) -> int:
     from .tasks import as_task_color
 
     seg = _load(args)
-    if args.instances and seg.target == "mask" and seg.n_classes != 2:
+    if args.instances and not seg.predictor_.gives_instances:
         raise ValueError(
             f"--instances needs a binary or nuclei (boundary) model; {args.model} has "
             f"{seg.n_classes} classes"

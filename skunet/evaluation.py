@@ -47,13 +47,17 @@ class Metric:
     """A metric of :func:`evaluate`.
 
     ``needs`` says what ``fn`` compares: ``"classes"`` (truth and predicted class maps,
-    and the number of classes), ``"instances"`` (true and predicted instance labels) or
+    and the number of classes), ``"instances"`` (true and predicted instance labels),
     ``"masks"`` (the masks as given and the predicted class maps) or ``"probabilities"``
-    (the masks as given and the probability of the last class).
+    (the masks as given and the probability of the last class). ``field`` picks one
+    score of ``fn``'s result (None: the result is the score); metrics that share ``fn``
+    share one call of it per evaluation (``v_rand``, ``v_info`` and ``pixel_error`` one
+    :func:`~skunet.metrics.rand_scores`, say).
     """
 
     needs: str
-    fn: Callable[..., float]
+    fn: Callable[..., Any]
+    field: str | None = None
 
 
 def _one_class(metric: Callable, k: int) -> Callable:
@@ -66,15 +70,11 @@ def _one_class(metric: Callable, k: int) -> Callable:
     return score
 
 
-def _objects(field: str, thresh: float) -> Metric:
-    return Metric(
-        "instances", lambda truth, pred: getattr(match_dataset(truth, pred, thresh=thresh), field)
-    )
+def _matching(thresh: float) -> Callable:
+    return lambda truth, pred: match_dataset(truth, pred, thresh=thresh)
 
 
-def _rand(field: str) -> Metric:
-    return Metric("masks", lambda masks, pred: getattr(rand_scores(masks, pred), field))
-
+_MATCHING = {t: _matching(t) for t in (0.5, 0.75, 0.9)}
 
 METRICS: dict[str, Metric] = {
     "iou": Metric("classes", lambda t, p, k: iou_score(t, p, n_classes=k)),
@@ -85,15 +85,15 @@ METRICS: dict[str, Metric] = {
         for name, metric in (("iou", iou_score), ("dice", dice_score))
         for k in range(4)
     },
-    "ap50": _objects("accuracy", 0.5),
-    "ap75": _objects("accuracy", 0.75),
-    "ap90": _objects("accuracy", 0.9),
-    "f1_50": _objects("f1", 0.5),
-    "v_rand": _rand("v_rand"),
-    "v_info": _rand("v_info"),
-    "pixel_error": _rand("pixel_error"),
-    "v_rand_protocol": Metric("probabilities", lambda m, p: challenge_scores(m, p).v_rand),
-    "v_info_protocol": Metric("probabilities", lambda m, p: challenge_scores(m, p).v_info),
+    "ap50": Metric("instances", _MATCHING[0.5], "accuracy"),
+    "ap75": Metric("instances", _MATCHING[0.75], "accuracy"),
+    "ap90": Metric("instances", _MATCHING[0.9], "accuracy"),
+    "f1_50": Metric("instances", _MATCHING[0.5], "f1"),
+    "v_rand": Metric("masks", rand_scores, "v_rand"),
+    "v_info": Metric("masks", rand_scores, "v_info"),
+    "pixel_error": Metric("masks", rand_scores, "pixel_error"),
+    "v_rand_protocol": Metric("probabilities", challenge_scores, "v_rand"),
+    "v_info_protocol": Metric("probabilities", challenge_scores, "v_info"),
 }
 """Metric name -> :class:`Metric`."""
 
@@ -160,8 +160,11 @@ def evaluate(
     # images and masks that do not fit the model are named before anything runs
     images = predictor.check_images(X)
     masks = check_masks(y, images, n_classes=seg.n_classes, target=seg.target)
-    gives_instances = seg.target == "boundary" or seg.n_classes == 2
-    if label_metrics and gives_instances and any(np.unique(m).size > 2 for m in masks):
+    if (
+        label_metrics
+        and predictor.gives_instances
+        and any(np.unique(m).size > 2 for m in masks)  # instance labels
+    ):
         names.update(_named(label_metrics))
     truth = [mask_classes(m, seg.n_classes, seg.target) for m in masks]
     return score_images(predictor, images, truth, masks, names)
@@ -194,18 +197,19 @@ def score_images(
                 last.append(expand(p)[-1])
     else:  # class maps only: large images are streamed in bands of tiles
         pred = predictor.probabilities(images, finalize=predictor.classes)
-    n_classes = predictor.n_classes
+    arguments = {
+        "classes": lambda: (truth, pred, predictor.n_classes),
+        "instances": lambda: ([_instance_labels(m) for m in masks], instances),
+        "probabilities": lambda: ([np.asarray(m) for m in masks], last),
+        "masks": lambda: ([np.asarray(m) for m in masks], pred),
+    }
+    results: dict[Callable, Any] = {}  # one call per computation, however many fields
     out = {}
     for name, metric in chosen.items():
-        if metric.needs == "classes":
-            value = metric.fn(truth, pred, n_classes)
-        elif metric.needs == "instances":
-            value = metric.fn([_instance_labels(m) for m in masks], instances)
-        elif metric.needs == "probabilities":
-            value = metric.fn([np.asarray(m) for m in masks], last)
-        else:
-            value = metric.fn([np.asarray(m) for m in masks], pred)
-        out[name] = float(value)
+        if metric.fn not in results:
+            results[metric.fn] = metric.fn(*arguments[metric.needs]())
+        result = results[metric.fn]
+        out[name] = float(result if metric.field is None else getattr(result, metric.field))
     return out
 
 

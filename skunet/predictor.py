@@ -20,7 +20,7 @@ from torch import nn
 
 from .inference import InferenceSettings, classes, expand, predict_compact
 from .instances import label_components, membrane_instances, watershed_instances
-from .preprocessing import percentile_normalize
+from .preprocessing import normalize_images
 from .tiling import Geometry
 from .validation import check_images
 
@@ -92,9 +92,7 @@ class Predictor:
         to float tile by tile.
         """
         images = check_images(X, n_channels=self.n_channels, as_float=False)
-        if self.normalize == "percentile":
-            images = [percentile_normalize(im) for im in images]
-        return images
+        return normalize_images(images, self.normalize)
 
     def predict_proba(self, X: Any) -> np.ndarray | list[np.ndarray]:
         """Class probabilities ``(K, H, W)`` per image (K >= 2)."""
@@ -114,9 +112,14 @@ class Predictor:
             [self.instances(p, threshold, split) for p in self.probabilities(images)]
         )
 
+    @property
+    def gives_instances(self) -> bool:
+        """Whether the model can give instances (binary or ``target="boundary"``)."""
+        return self.target == "boundary" or self.n_classes == 2
+
     def check_instances(self) -> None:
         """Raise ValueError unless the model can give instances."""
-        if self.target == "mask" and self.n_classes != 2:
+        if not self.gives_instances:
             raise ValueError(
                 f"predict_instances needs a binary (n_classes=2) or target='boundary' "
                 f"model; this one has n_classes={self.n_classes}"

@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .validation import check_images
 
-__all__ = ["ImageNormalizer", "percentile_normalize"]
+__all__ = ["ImageNormalizer", "normalize_images", "percentile_normalize"]
 
 
 def percentile_normalize(
@@ -33,6 +33,18 @@ def percentile_normalize(
     if clip:
         np.clip(scaled, 0, 1, out=scaled)
     return scaled
+
+
+def normalize_images(images: list[np.ndarray], method: str | None) -> list[np.ndarray]:
+    r"""``(C, H, W)`` images as a segmenter's ``normalize`` setting preprocesses them, in
+    ``fit`` and in every prediction: as they are (None) or :func:`percentile_normalize`\ d.
+
+    >>> normalize_images([np.arange(4.0).reshape(1, 2, 2)], None)[0].shape
+    (1, 2, 2)
+    """
+    if method == "percentile":
+        return [percentile_normalize(im) for im in images]
+    return images
 
 
 class ImageNormalizer(TransformerMixin, BaseEstimator):

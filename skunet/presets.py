@@ -49,10 +49,6 @@ def segmenter(task: str, recipe: str | None = None, **overrides: Any) -> UNetSeg
     return UNetSegmenter(**params)
 
 
-def _preset(task: str, recipe: str, overrides: dict[str, Any]) -> UNetSegmenter:
-    return segmenter(task, recipe, **overrides)
-
-
 def nuclei_segmenter(recipe: str = "unet", **overrides: Any) -> UNetSegmenter:
     """A segmenter for fluorescence nuclei (Kaggle DSB2018), ready to ``fit``.
 
@@ -79,7 +75,7 @@ def nuclei_segmenter(recipe: str = "unet", **overrides: Any) -> UNetSegmenter:
     """
     if overrides.get("target") == "mask" and "n_classes" not in overrides:
         overrides["n_classes"] = 2
-    return _preset("nuclei", recipe, overrides)
+    return segmenter("nuclei", recipe, **overrides)
 
 
 def blood_cell_segmenter(recipe: str = "fast", **overrides: Any) -> UNetSegmenter:
@@ -102,7 +98,7 @@ def blood_cell_segmenter(recipe: str = "fast", **overrides: Any) -> UNetSegmente
     >>> seg.n_classes, seg.lr, seg.get_params()["module__activation"]
     (3, 0.0001, 'elu')
     """
-    return _preset("blood-cells", recipe, overrides)
+    return segmenter("blood-cells", recipe, **overrides)
 
 
 def em_segmenter(recipe: str = "paper", **overrides: Any) -> UNetSegmenter:
@@ -144,7 +140,7 @@ def em_segmenter(recipe: str = "paper", **overrides: Any) -> UNetSegmenter:
     >>> fast.criterion, fast.patch_size, fast.batch_size, fast.patches_per_image
     (None, 224, 8, 6)
     """
-    return _preset("em", recipe, overrides)
+    return segmenter("em", recipe, **overrides)
 
 
 def generic_segmenter(
@@ -176,7 +172,7 @@ def generic_segmenter(
         overrides.update(target="boundary", n_classes=3)
     else:
         overrides.setdefault("n_classes", n_classes)
-    return _preset("generic", recipe, overrides)
+    return segmenter("generic", recipe, **overrides)
 
 
 PRESETS = {

@@ -24,7 +24,7 @@ from .dataset import ImageSet, PatchDataset, WholeImageCollate
 from .losses import PaddedBCEWithLogitsLoss, PaddedCrossEntropyLoss
 from .lr_finder import LRRangeResult, lr_range_test
 from .models import UNet, VGG16UNet
-from .preprocessing import percentile_normalize
+from .preprocessing import normalize_images
 from .targets import mask_classes
 from .tiling import Geometry
 from .validation import check_images, check_masks
@@ -107,10 +107,7 @@ class TrainingMixin:
     # -------------------------------------------------------------------- fit
     def _fit_images(self, X: Any) -> list[np.ndarray]:
         """Validated float32 ``(C, H, W)`` training images, normalised as ``normalize`` says."""
-        images = check_images(X, as_float=True)
-        if self.normalize == "percentile":
-            images = [percentile_normalize(im) for im in images]
-        return images
+        return normalize_images(check_images(X, as_float=True), self.normalize)
 
     def _fit_data(self, X: Any, y: Any, continuing: bool) -> ImageSet:
         self._check_own_params()

@@ -6,18 +6,39 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from skorch.callbacks import Callback, EpochScoring
+from skorch.callbacks import EpochScoring
 
 from ..dataset import class_target
 from ..evaluation import METRICS, score_images
 from ..inference import logit_classes
 from ..metrics import confusion_matrix, iou_from_confusion
 from ..models.blocks import center_crop
+from ..validation import Interval, check_params, lookup
 
 __all__ = ["IoUScoring", "MetricScoring"]
 
 
-class IoUScoring(EpochScoring):
+class _ValidationScoring(EpochScoring):
+    """An ``EpochScoring`` whose score the subclass computes, and whose best score so far
+    is read from the history when training continues (``partial_fit``, a resumed run)."""
+
+    def initialize(self):
+        self.best_score_ = np.inf if self.lower_is_better else -np.inf
+        self.name_ = self.name
+        return self
+
+    def on_train_begin(self, net, **kwargs) -> None:
+        pass  # the best score so far is read from the history in the first epoch
+
+    def on_epoch_begin(self, net, **kwargs) -> None:
+        if self.best_score_ in (np.inf, -np.inf):  # continuing: best score from the history
+            key = self.name_ + "_best"
+            best = [row[self.name_] for row in net.history[:-1] if row.get(key)]
+            if best:
+                self.best_score_ = best[-1]
+
+
+class IoUScoring(_ValidationScoring):
     """Validation IoU (mean over foreground classes), counted batch by batch.
 
     The confusion matrix of every validation batch is accumulated from the network
@@ -37,21 +58,12 @@ class IoUScoring(EpochScoring):
         )
 
     def initialize(self):
-        self.best_score_ = np.inf if self.lower_is_better else -np.inf
-        self.name_ = self.name
         self.confusion_ = None
-        return self
-
-    def on_train_begin(self, net, **kwargs) -> None:
-        pass  # the best score so far is read from the history in the first epoch
+        return super().initialize()
 
     def on_epoch_begin(self, net, **kwargs) -> None:
         self.confusion_ = None
-        if self.best_score_ in (np.inf, -np.inf):  # continuing: best score from the history
-            key = self.name_ + "_best"
-            best = [row[self.name_] for row in net.history[:-1] if row.get(key)]
-            if best:
-                self.best_score_ = best[-1]
+        super().on_epoch_begin(net, **kwargs)
 
     def on_batch_end(self, net, batch, y_pred, training, **kwargs) -> None:
         if training != self.on_train:
@@ -77,7 +89,7 @@ class IoUScoring(EpochScoring):
         self.confusion_ = None
 
 
-class MetricScoring(Callback):
+class MetricScoring(_ValidationScoring):
     """A metric of :data:`skunet.evaluation.METRICS` on the validation images, recorded
     as ``valid_<metric>`` with ``valid_<metric>_best``, for the checkpoint or early
     stopping to follow (``monitor="valid_v_rand_best"``).
@@ -105,27 +117,24 @@ class MetricScoring(Callback):
     """
 
     def __init__(self, metric: str = "v_rand", every: int = 1, lower_is_better: bool = False):
+        super().__init__(
+            scoring=metric, lower_is_better=lower_is_better, name=None, use_caching=False
+        )
         self.metric = metric
         self.every = every
-        self.lower_is_better = lower_is_better
 
     def initialize(self):
-        if self.metric not in METRICS:
-            raise ValueError(f"unknown metric {self.metric!r}; choose one of {sorted(METRICS)}")
-        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
-            raise ValueError(f"every must be an integer >= 1, got {self.every!r}")
+        lookup(METRICS, self.metric, "metric")
+        check_params({"every": self.every}, {"every": [Interval(int, 1)]})
+        super().initialize()
         self.name_ = f"valid_{self.metric}"
-        self.best_ = None
         return self
 
     def on_epoch_end(self, net, dataset_valid=None, **kwargs) -> None:
         if dataset_valid is None:
             return
         epoch = len(net.history)
-        if self.best_ is None:  # continuing: the best so far is in the history
-            earlier = [r[self.name_] for r in net.history[:-1] if r.get(self.name_ + "_best")]
-            self.best_ = earlier[-1] if earlier else None
-        score = float("nan")
+        score = float("nan")  # never "best"
         if epoch % self.every == 0 or epoch >= net.max_epochs:
             items = [dataset_valid[i] for i in range(len(dataset_valid))]
             targets = [np.asarray(t) for _, t in items]
@@ -133,11 +142,4 @@ class MetricScoring(Callback):
                 net.predictor_, [im for im, _ in items], targets, targets, [self.metric]
             )
             score = scores[self.metric]
-        better = not math.isnan(score) and (
-            self.best_ is None
-            or (score < self.best_ if self.lower_is_better else score > self.best_)
-        )
-        if better:
-            self.best_ = score
-        net.history.record(self.name_, score)
-        net.history.record(self.name_ + "_best", bool(better))
+        self._record_score(net.history, score)
