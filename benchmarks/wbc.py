@@ -10,17 +10,37 @@ seed 0). For each fold it trains ``skunet.presets.blood_cell_segmenter(recipe)``
 other four and scores the held-out fold at each image's own size: Dice and IoU per class
 (background, cytoplasm, nucleus) and whole-cell Dice (cytoplasm and nucleus merged), all
 pooled over the fold's pixels, plus the training wall time; under "plain", nucleus and
-whole-cell Dice of the same network without the recipe's ``tta`` and ``postprocess``.
-Each recipe's record (command, date, machine) is kept under its own key in
+whole-cell Dice of the same network without the recipe's ``tta`` and ``postprocess``,
+and under "variants" the same for each combination of flip TTA and the one-cell clean-up
+(``skunet.instances.largest_object``), so one training run measures all four. Each
+recipe's record (command, date, machine) is kept under its own key in
 ``benchmarks/results/wbc.json``.
+
+Trials of a recipe's parameters, for ranking ideas on a proxy (one fold, fixed seed):
+
+    python benchmarks/wbc.py --recipes fast --folds 0 --name width8 \
+        --set module__base_channels=8 --set max_epochs=120 \
+        --out benchmarks/results/wbc_trials.json
+
+``--set`` takes ``param=expression``; the expression may name torch, skunet's losses,
+callbacks and post-processing (``criterion=SoftDiceLoss``,
+``callbacks__lr_scheduler=OneCycleLRScheduler()``, ``autocast='auto'``).
+``--pictures`` saves each fold's six worst held-out images next to the results.
+
+The one-cell clean-up's options, on the same networks (no retraining):
+
+    python benchmarks/wbc.py --recipes fast --keep /tmp/wbc    # the CV, keeping predictions
+    python benchmarks/wbc.py --recipes fast --study-postprocess /tmp/wbc
 """
 
 from __future__ import annotations
 
 import argparse
+import pickle
 from pathlib import Path
 
 import numpy as np
+import torch
 from _record import (
     RESULTS,
     add_common_arguments,
@@ -32,38 +52,155 @@ from _record import (
 )
 from sklearn.model_selection import KFold
 
+import skunet.callbacks
+import skunet.losses
 from skunet.datasets import load_wbc
+from skunet.instances import LargestObject, largest_object
 from skunet.metrics import dice_score, iou_score, whole_dice_score
 from skunet.presets import RECIPES, blood_cell_segmenter
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "wbc"
 RESULTS_FILE = RESULTS / "wbc.json"
 CLASSES = ("background", "cytoplasm", "nucleus")
+VARIANTS = ("raw", "postprocess", "tta", "tta+postprocess")
 
 
-def run_fold(recipe: str, args: argparse.Namespace, X, y, train, test) -> dict:
+def variants(clean_up) -> dict[str, dict]:
+    """Each combination of flip averaging and the clean-up, to measure on one network."""
+    return {
+        "raw": {"tta": False, "postprocess": None},
+        "postprocess": {"tta": False, "postprocess": clean_up},
+        "tta": {"tta": True, "postprocess": None},
+        "tta+postprocess": {"tta": True, "postprocess": clean_up},
+    }
+
+
+NAMESPACE = {
+    "torch": torch,
+    "largest_object": largest_object,
+    **{n: getattr(skunet.losses, n) for n in dir(skunet.losses) if n[0].isupper()},
+    **{n: getattr(skunet.callbacks, n) for n in skunet.callbacks.__all__},
+}
+
+
+def parse_settings(settings: list[str]) -> dict:
+    """``["param=expression", ...]`` as parameters; an expression that is not Python
+    (a bare word) is taken as a string."""
+    params = {}
+    for setting in settings:
+        name, sep, text = setting.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set {setting!r}: expected param=expression")
+        try:
+            params[name] = eval(text, dict(NAMESPACE))  # the user's own command line
+        except (NameError, SyntaxError):
+            params[name] = text
+    return params
+
+
+def save_worst(path: Path, title: str, images: list, truth: list, raw: list, best: list) -> None:
+    """The six held-out images with the lowest whole-cell Dice (raw): image, truth, raw
+    prediction, prediction with TTA and the one-cell clean-up."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = [whole_dice_score([t], [r]) for t, r in zip(truth, raw)]
+    worst = np.argsort(scores)[:6]
+    fig, axes = plt.subplots(len(worst), 4, figsize=(8, 2 * len(worst)), squeeze=False)
+    for row, i in zip(axes, worst):
+        row[0].imshow(images[i])
+        row[0].set_title(f"image, raw whole {scores[i]:.3f}", fontsize=7)
+        masks = {"truth": truth[i], "raw": raw[i], "tta+post": best[i]}
+        for ax, (name, mask) in zip(row[1:], masks.items()):
+            ax.imshow(mask, vmin=0, vmax=2, cmap="viridis", interpolation="nearest")
+            ax.set_title(name, fontsize=7)
+        for ax in row:
+            ax.axis("off")
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def run_fold(recipe: str, args: argparse.Namespace, X, y, train, test, k: int) -> dict:
     params = {"device": args.device, "random_state": 0, "verbose": 0}
     if args.epochs:
         params["max_epochs"] = args.epochs
-    seg = blood_cell_segmenter(recipe, **params)
+    seg = blood_cell_segmenter(recipe, **{**params, **parse_settings(args.set)})
     seconds = fit_seconds(seg, X, y, train)
     truth = [y[i] for i in test]
-    pred = list(seg.predict([X[i] for i in test]))
+    images = [X[i] for i in test]
+    pred = list(seg.predict(images))
     assert all(p.shape == t.shape for p, t in zip(pred, truth))  # each image at its own size
     dice = dice_score(truth, pred, n_classes=3, average=None)
     iou = iou_score(truth, pred, n_classes=3, average=None)
-    # the same network without the recipe's flip averaging and one-cell clean-up
-    plain = list(seg.set_params(tta=False, postprocess=None).predict([X[i] for i in test]))
+    own = {"tta": seg.tta, "postprocess": seg.postprocess}
+    settings = variants(seg.postprocess or largest_object)
+    scores = {}
+    for name, setting in settings.items():
+        out = list(seg.set_params(**setting).predict(images))
+        scores[name] = {
+            "nucleus_dice": float(dice_score(truth, out, n_classes=3, average=None)[2]),
+            "whole_cell_dice": whole_dice_score(truth, out),
+        }
+    seg.set_params(**own)
+    if args.keep:  # the flip-averaged class maps before any clean-up, to study it offline
+        args.keep.mkdir(parents=True, exist_ok=True)
+        tta = list(seg.set_params(tta=True, postprocess=None).predict(images))
+        seg.set_params(**own)
+        with open(args.keep / f"{args.name or recipe}_fold{k}.pkl", "wb") as f:
+            pickle.dump({"test": test, "truth": truth, "tta": tta}, f)
+    if args.pictures:
+        raw = list(seg.set_params(**settings["raw"]).predict(images))
+        best = list(seg.set_params(**settings["tta+postprocess"]).predict(images))
+        seg.set_params(**own)
+        name = f"wbc_{args.name or recipe}_fold{k}_worst.png"
+        save_worst(args.out.parent / name, name[:-4], images, truth, raw, best)
     return {
         "dice": dict(zip(CLASSES, dice.tolist())),
         "iou": dict(zip(CLASSES, iou.tolist())),
         "whole_cell_dice": whole_dice_score(truth, pred),
-        "plain": {
-            "nucleus_dice": float(dice_score(truth, plain, n_classes=3, average=None)[2]),
-            "whole_cell_dice": whole_dice_score(truth, plain),
-        },
+        # the same network without the recipe's flip averaging and one-cell clean-up
+        "plain": scores["raw"],
+        "variants": scores,
         "fit_seconds": seconds,
         "epochs_run": len(seg.history),
+    }
+
+
+def study_postprocess(folder: Path, name: str, radii=(0, 1, 2, 3, 4)) -> dict:
+    """Nucleus and whole-cell Dice of the kept TTA class maps (``--keep``) with no
+    clean-up and with ``LargestObject(opening_radius=r)``, per fold and mean: the same
+    networks, so only the post-processing differs."""
+    options = {"none": None, **{f"largest, opening {r}": LargestObject(r) for r in radii}}
+    rows: dict[str, list] = {option: [] for option in options}
+    folds = sorted(folder.glob(f"{name}_fold*.pkl"))
+    if not folds:
+        raise SystemExit(f"no kept predictions {name}_fold*.pkl in {folder}")
+    for path in folds:
+        with open(path, "rb") as f:
+            kept = pickle.load(f)
+        for option, post in options.items():
+            pred = kept["tta"] if post is None else [post(m) for m in kept["tta"]]
+            rows[option].append(
+                {
+                    "nucleus_dice": float(
+                        dice_score(kept["truth"], pred, n_classes=3, average=None)[2]
+                    ),
+                    "whole_cell_dice": whole_dice_score(kept["truth"], pred),
+                }
+            )
+    return {
+        "folds": [p.stem.rsplit("_fold", 1)[1] for p in folds],
+        "options": {
+            option: {
+                figure: spread(r[figure] for r in results)
+                for figure in ("nucleus_dice", "whole_cell_dice")
+            }
+            for option, results in rows.items()
+        },
     }
 
 
@@ -76,6 +213,13 @@ def summarise(folds: list[dict]) -> dict:
         "plain_nucleus_dice": spread(f["plain"]["nucleus_dice"] for f in folds),
         "plain_whole_cell_dice": spread(f["plain"]["whole_cell_dice"] for f in folds),
         "fit_seconds": spread(f["fit_seconds"] for f in folds),
+        "variants": {
+            name: {
+                figure: spread(f["variants"][name][figure] for f in folds)
+                for figure in ("nucleus_dice", "whole_cell_dice")
+            }
+            for name in VARIANTS
+        },
     }
 
 
@@ -109,9 +253,34 @@ def main() -> None:
     )
     add_common_arguments(parser, DEFAULT_DATA, RESULTS_FILE)
     parser.add_argument("--folds", type=int, nargs="+", help="run only these folds (0-4)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="PARAM=EXPR", help="override a parameter"
+    )
+    parser.add_argument("--name", help="the record's key (default: the recipe's name)")
+    parser.add_argument("--keep", type=Path, help="save the held-out TTA class maps here")
+    parser.add_argument(
+        "--study-postprocess",
+        type=Path,
+        metavar="DIR",
+        help="score the clean-up options on predictions kept with --keep DIR, and exit",
+    )
+    parser.add_argument(
+        "--pictures", action="store_true", help="save each fold's six worst held-out images"
+    )
     args = parser.parse_args()
     if args.table:
         print(table(load(args.out)))
+        return
+    if args.study_postprocess:
+        for recipe in args.recipes:
+            name = args.name or recipe
+            study = study_postprocess(args.study_postprocess, name)
+            update(args.out, f"{name}, post-processing of its TTA predictions", study)
+            for option, s in study["options"].items():
+                print(
+                    f"{name} {option}: nucleus {s['nucleus_dice']['mean']:.4f}, "
+                    f"whole cell {s['whole_cell_dice']['mean']:.4f}"
+                )
         return
     X, y = load_wbc(args.data)
     splits = list(KFold(5, shuffle=True, random_state=0).split(np.arange(len(X))))
@@ -121,22 +290,31 @@ def main() -> None:
         for k, (train, test) in enumerate(splits):
             if args.folds is not None and k not in args.folds:
                 continue
-            fold = run_fold(recipe, args, X, y, train, test)
+            fold = run_fold(recipe, args, X, y, train, test, k)
             folds.append({"fold": k, **fold})
             print(
                 f"{recipe} fold {k}: nucleus Dice {fold['dice']['nucleus']:.4f}, whole-cell "
-                f"Dice {fold['whole_cell_dice']:.4f}, {fold['fit_seconds']:.0f} s",
+                f"Dice {fold['whole_cell_dice']:.4f}, {fold['fit_seconds']:.0f} s, "
+                f"{fold['epochs_run']} epochs; "
+                + ", ".join(
+                    f"{name} {v['nucleus_dice']:.4f} / {v['whole_cell_dice']:.4f}"
+                    for name, v in fold["variants"].items()
+                ),
                 flush=True,
             )
-        epochs = args.epochs or RECIPES["blood_cells"][recipe]["max_epochs"]
+        settings = parse_settings(args.set)
+        epochs = settings.get("max_epochs") or args.epochs
+        epochs = epochs or RECIPES["blood_cells"][recipe]["max_epochs"]
         figures = {
             "max_epochs": epochs,
+            "settings": args.set,
             "complete_cv": args.folds is None,
             "summary": summarise(folds),
             "folds": folds,
         }
         # a partial cross-validation is kept apart from the complete one
-        key = recipe if args.folds is None else f"{recipe}, folds {sorted(args.folds)}"
+        name = args.name or recipe
+        key = name if args.folds is None else f"{name}, folds {sorted(args.folds)}"
         results = update(args.out, key, figures)
     if results:
         print(f"\n{table(results)}\n\nwritten: {args.out}")

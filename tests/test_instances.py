@@ -1,7 +1,12 @@
 import numpy as np
 
 from conftest import disks
-from skunet.instances import label_components, largest_object, watershed_instances
+from skunet.instances import (
+    LargestObject,
+    label_components,
+    largest_object,
+    watershed_instances,
+)
 from skunet.targets import boundary_classes
 
 
@@ -97,3 +102,33 @@ def test_em_models_give_membrane_instances():
     plain = seg.predict_instances(X, split=None)
     for labels, c in zip(plain, cells):
         np.testing.assert_array_equal(labels, label_components(c))
+
+
+def test_largest_object_opening_cuts_a_neighbour_on_a_bridge_and_a_spur():
+    cell = disks((60, 90), [(30, 30)], radius=20) > 0
+    nucleus = disks((60, 90), [(30, 30)], radius=8) > 0
+    classes = np.where(nucleus, 2, np.where(cell, 1, 0)).astype(np.uint8)
+    touching = classes.copy()
+    touching |= (disks((60, 90), [(30, 75)], radius=12) > 0).astype(np.uint8)  # neighbour
+    touching[29:32, 48:66] = 1  # the 3 px bridge that joins them
+    touching[5:8, 30] = 1  # a 1 px spur on top of the cell
+    assert largest_object(touching)[30, 75] == 1  # without opening the neighbour stays
+    out = LargestObject(opening_radius=2)(touching)
+    assert out[30, 75] == 0 and out[6, 30] == 0 and out[30, 60] == 0
+    assert (out == 2).sum() == (classes == 2).sum()  # the nucleus untouched
+    assert np.mean(out.astype(bool) == classes.astype(bool)) > 0.995  # corners barely move
+    # a cell smaller than the disk is kept as it is
+    tiny_cell = np.zeros((9, 9), np.uint8)
+    tiny_cell[4, 4] = 2
+    np.testing.assert_array_equal(LargestObject(3)(tiny_cell), tiny_cell)
+
+
+def test_largest_object_settings_survive_save_load(tmp_path):
+    from conftest import make_blobs, tiny
+    from skunet import UNetSegmenter
+
+    X, y = make_blobs(2)
+    seg = tiny(max_epochs=1, postprocess=LargestObject(opening_radius=2)).fit(X, y)
+    loaded = UNetSegmenter.load(seg.save(tmp_path / "m.skunet"))
+    assert loaded.postprocess == LargestObject(opening_radius=2)
+    np.testing.assert_array_equal(loaded.predict(X), seg.predict(X))
