@@ -234,6 +234,8 @@ def table(results: dict) -> str:
         return f"{s['mean']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
 
     for recipe, rec in results.items():
+        if "summary" not in rec:  # a post-processing study: printed by its own command
+            continue
         s = rec["summary"]
         device = device_of(rec)
         minutes = s["fit_seconds"]

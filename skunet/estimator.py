@@ -97,7 +97,8 @@ class UNetSegmenter(TrainingMixin, MixedPrecisionMixin, NeuralNet):
         ``f(classes (H, W) uint8) -> classes`` applied to every predicted class map
         (``predict``, ``score``, scorers, plots; not ``predict_proba``), e.g.
         :func:`skunet.instances.largest_object` for images of one object. A module-level
-        function is stored in model files by name.
+        function is stored in model files by name, a dataclass such as
+        :class:`skunet.instances.LargestObject` with its fields.
     channels_last : bool or None, default=None
         Run the network in channels-last memory format, for training and prediction.
         None: on for skunet's own networks (1.4-1.7x faster convolutions on a CPU), off

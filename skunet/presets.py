@@ -45,6 +45,12 @@ def segmenter(task: str, recipe: str | None = None, **overrides: Any) -> UNetSeg
     # a copy: callbacks and augmentations in a recipe are never shared between segmenters
     params = copy.deepcopy(dict(lookup(spec.recipes, recipe, f"{task} recipe")))
     params["task"] = spec.name
+    # an object passed for a parameter replaces the recipe's settings of its parts
+    # (``callbacks__lr_scheduler=OneCycleLRScheduler()`` drops the recipe's
+    # ``callbacks__lr_scheduler__mode``)
+    for name in overrides:
+        for key in [k for k in params if k.startswith(f"{name}__")]:
+            del params[key]
     params.update(overrides)
     return UNetSegmenter(**params)
 
