@@ -13,7 +13,11 @@ from runs interleaved in this one process so that machine noise cancels:
 - peak resident memory predicting one 8192 x 8192 image (a child process);
 - prediction time for 512^2 ... 4096^2 images and fit time per epoch against the number of
   images (how cost grows);
-- achieved GFLOP/s of the U-Net (FlopCounterMode) against this machine's fp32 matmul.
+- achieved GFLOP/s of the U-Net (FlopCounterMode) against this machine's fp32 matmul;
+- for each task preset (its own network, windows, batch, loss, augmentation, callbacks,
+  on synthetic images shaped like the task's), training windows per second in its last
+  epoch and the GFLOP/s of its network at that rate, as a fraction of the matmul in the
+  precision it trains in (float32, or bfloat16 where ``autocast="auto"`` picks it).
 
 Writes ``benchmarks/results/speed.json`` and prints the markdown table for the README.
 """
@@ -32,10 +36,11 @@ import time
 import numpy as np
 import torch
 from _record import RESULTS, write
+from _throughput import PRESETS, matmul_gflops, preset_throughput, timed, unet_gflops
 from torch.utils.data import DataLoader, Dataset
-from torch.utils.flop_counter import FlopCounterMode
 
 from skunet import UNetSegmenter
+from skunet.inference import autocast_dtype, native_bfloat16
 from skunet.models import UNet
 
 NET = {"module__depth": 4, "module__base_channels": 16}
@@ -155,12 +160,6 @@ def monai_predict(seg, image: np.ndarray) -> np.ndarray:
     return out[0, 0].numpy()
 
 
-def timed(fn, *args) -> tuple[float, object]:
-    start = time.perf_counter()
-    out = fn(*args)
-    return time.perf_counter() - start, out
-
-
 def _peak_rss_mb() -> float:
     """This process's peak resident memory (VmHWM: unlike ru_maxrss it is not inherited
     from the parent across fork and exec)."""
@@ -192,38 +191,6 @@ def rss_child(model: str, size: int) -> None:
 
 
 # ---------------------------------------------------------------------------- FLOPs
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = min(timed(torch.mm, a, b)[0] for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
-
-
-def unet_gflops(channels_last: bool, train: bool, repeats: int = 3) -> tuple[float, float]:
-    torch.manual_seed(0)
-    model = UNet(1, 1, depth=4, base_channels=16)
-    x = torch.randn(4, 1, 256, 256)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-
-    def step():
-        if train:
-            model.zero_grad()
-            model(x).sum().backward()
-        else:
-            with torch.inference_mode():
-                model(x)
-
-    model.train(train)
-    with FlopCounterMode(display=False) as counter:
-        step()
-    flops = counter.get_total_flops()
-    step()
-    best = min(timed(step)[0] for _ in range(repeats))
-    return flops / best / 1e9, flops
-
-
 # ----------------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -353,6 +320,27 @@ def main() -> None:
         eff[name] = {"gflops": spread(g), "fraction_of_matmul": statistics.median(g) / mm["median"]}
     figures["compute"] = {"matmul_2048_fp32_gflops": mm, "unet_depth4_base16_4x256": eff}
 
+    # each task preset's training throughput, in the same run as the plain loop above
+    # (a preset that trains in bfloat16 is held against the bfloat16 matmul)
+    peak = {torch.float32: mm}
+    if native_bfloat16("cpu"):
+        peak[torch.bfloat16] = spread([matmul_gflops(dtype=torch.bfloat16) for _ in range(r)])
+        figures["compute"]["matmul_2048_bf16_gflops"] = peak[torch.bfloat16]
+    presets = {}
+    for task, recipe in PRESETS:
+        runs = [preset_throughput(task, recipe) for _ in range(r)]
+        gflops = [run["gflops"] for run in runs]
+        dtype = autocast_dtype("cpu", runs[0]["autocast"]) or torch.float32
+        presets[f"{task}:{recipe}"] = {
+            **{k: v for k, v in runs[0].items() if k not in ("windows_per_s", "gflops")},
+            "dtype": str(dtype).removeprefix("torch."),
+            "windows_per_s": spread([run["windows_per_s"] for run in runs]),
+            "gflops": spread(gflops),
+            "fraction_of_matmul": statistics.median(gflops) / peak[dtype]["median"],
+        }
+        print(task, recipe, json.dumps(presets[f"{task}:{recipe}"]["windows_per_s"]), flush=True)
+    figures["presets"] = presets
+
     path = write("speed", {"repeats": r, "quick": args.quick, **figures})
     print_table(figures)
     print(f"\nwritten: {path}")
@@ -397,11 +385,21 @@ def print_table(f: dict) -> None:
         ),
         ("fp32 matmul 2048^2, GFLOP/s", m(f["compute"]["matmul_2048_fp32_gflops"])),
     ]
+    if "matmul_2048_bf16_gflops" in f["compute"]:
+        rows.append(("bf16 matmul 2048^2, GFLOP/s", m(f["compute"]["matmul_2048_bf16_gflops"])))
     for name, v in eff.items():
         rows.append(
             (
                 f"U-Net {name.replace('_', ' ')}, GFLOP/s (fraction of matmul; target >= 0.9)",
                 f"{m(v['gflops'])} ({v['fraction_of_matmul']:.2f})",
+            )
+        )
+    for key, v in f.get("presets", {}).items():
+        rows.append(
+            (
+                f"preset {key} training ({v['window']} px windows, batch {v['batch_size']}, "
+                f"{v['dtype']}): windows/s; GFLOP/s (fraction of the {v['dtype']} matmul)",
+                f"{m(v['windows_per_s'])}; {m(v['gflops'])} ({v['fraction_of_matmul']:.2f})",
             )
         )
     print("\n| measure | median (min-max) |\n|---|---|")

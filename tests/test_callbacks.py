@@ -99,6 +99,16 @@ class TestOneCycleLRScheduler:
         lrs = recorded_lrs(seg)[2:]  # one batch per epoch
         assert lrs == pytest.approx(cycle[2:] + cycle[:2])  # the cycle's end, then a new one
 
+    def test_clones_with_its_settings_and_refuses_another_policy(self, blobs):
+        from sklearn.base import clone
+
+        seg = tiny(max_epochs=6, callbacks__lr_scheduler=OneCycleLRScheduler(pct_start=0.5))
+        copy = clone(seg)  # what cross_val_score and GridSearchCV do
+        assert copy.callbacks__lr_scheduler.kwargs["pct_start"] == 0.5
+        assert recorded_lrs(copy.fit(*blobs)) == pytest.approx(recorded_lrs(seg.fit(*blobs)))
+        with pytest.raises(ValueError, match="steps OneCycleLR every batch"):
+            OneCycleLRScheduler(step_every="epoch")
+
 
 class TestIoUScoring:
     def test_matches_iou_of_validation_predictions(self, blobs):

@@ -167,6 +167,13 @@ class OneCycleLRScheduler(_PlannedLRScheduler):
         event_name: str = "event_lr",
         **kwargs,
     ) -> None:
+        # get_params() reports the fixed policy and stepping: clone() passes them back
+        policy, step_every = kwargs.pop("policy", OneCycleLR), kwargs.pop("step_every", "batch")
+        if policy is not OneCycleLR or step_every != "batch":
+            raise ValueError(
+                "OneCycleLRScheduler steps OneCycleLR every batch; got "
+                f"policy={policy!r}, step_every={step_every!r} (use LRScheduler for others)"
+            )
         super().__init__(
             policy=OneCycleLR,
             step_every="batch",
