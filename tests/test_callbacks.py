@@ -6,6 +6,7 @@ import torch
 
 from conftest import make_blobs, tiny
 from skunet.callbacks import (
+    CyclicLRScheduler,
     IoUScoring,
     LivePlot,
     OneCycleLRScheduler,
@@ -108,6 +109,16 @@ class TestOneCycleLRScheduler:
         assert recorded_lrs(copy.fit(*blobs)) == pytest.approx(recorded_lrs(seg.fit(*blobs)))
         with pytest.raises(ValueError, match="steps OneCycleLR every batch"):
             OneCycleLRScheduler(step_every="epoch")
+
+    def test_the_cyclic_scheduler_clones_too(self, blobs):
+        from sklearn.base import clone
+
+        seg = tiny(max_epochs=4, callbacks__lr_scheduler=CyclicLRScheduler(mode="triangular2"))
+        copy = clone(seg)
+        assert copy.callbacks__lr_scheduler.kwargs["mode"] == "triangular2"
+        assert recorded_lrs(copy.fit(*blobs)) == pytest.approx(recorded_lrs(seg.fit(*blobs)))
+        with pytest.raises(ValueError, match="CyclicLRScheduler steps CyclicLR every batch"):
+            CyclicLRScheduler(policy=torch.optim.lr_scheduler.OneCycleLR)
 
 
 class TestIoUScoring:

@@ -17,7 +17,25 @@ class _PlannedLRScheduler(LRScheduler):
     the length of the run: they are derived (:meth:`resolved_kwargs`) when the first
     epoch starts, once the batches per epoch are known. A run that continues an earlier
     one (``partial_fit``, ``warm_start``, a resumed checkpoint) picks the schedule up
-    where the history says it was."""
+    where the history says it was.
+
+    Each subclass names its torch scheduler in ``policy_class`` and passes its own
+    arguments on as keywords."""
+
+    policy_class: type
+
+    def __init__(self, event_name: str = "event_lr", **kwargs) -> None:
+        # get_params() reports the fixed policy and stepping: clone() passes them back
+        policy = kwargs.pop("policy", self.policy_class)
+        step_every = kwargs.pop("step_every", "batch")
+        if policy is not self.policy_class or step_every != "batch":
+            raise ValueError(
+                f"{type(self).__name__} steps {self.policy_class.__name__} every batch; got "
+                f"policy={policy!r}, step_every={step_every!r} (use LRScheduler for others)"
+            )
+        super().__init__(
+            policy=self.policy_class, step_every="batch", event_name=event_name, **kwargs
+        )
 
     def on_train_begin(self, net, **kwargs) -> None:
         # The batches per epoch are known only once the training data is split.
@@ -85,6 +103,8 @@ class CyclicLRScheduler(_PlannedLRScheduler):
         Other ``CyclicLR`` arguments (``gamma``, ``base_momentum``, ...).
     """
 
+    policy_class = CyclicLR
+
     def __init__(
         self,
         base_lr: float | None = None,
@@ -97,8 +117,6 @@ class CyclicLRScheduler(_PlannedLRScheduler):
         **kwargs,
     ) -> None:
         super().__init__(
-            policy=CyclicLR,
-            step_every="batch",
             event_name=event_name,
             base_lr=base_lr,
             max_lr=max_lr,
@@ -156,6 +174,8 @@ class OneCycleLRScheduler(_PlannedLRScheduler):
     (50, 0.003, True)
     """
 
+    policy_class = OneCycleLR
+
     def __init__(
         self,
         max_lr: float | None = None,
@@ -167,16 +187,7 @@ class OneCycleLRScheduler(_PlannedLRScheduler):
         event_name: str = "event_lr",
         **kwargs,
     ) -> None:
-        # get_params() reports the fixed policy and stepping: clone() passes them back
-        policy, step_every = kwargs.pop("policy", OneCycleLR), kwargs.pop("step_every", "batch")
-        if policy is not OneCycleLR or step_every != "batch":
-            raise ValueError(
-                "OneCycleLRScheduler steps OneCycleLR every batch; got "
-                f"policy={policy!r}, step_every={step_every!r} (use LRScheduler for others)"
-            )
         super().__init__(
-            policy=OneCycleLR,
-            step_every="batch",
             event_name=event_name,
             max_lr=max_lr,
             pct_start=pct_start,
