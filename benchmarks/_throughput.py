@@ -85,6 +85,11 @@ def task_images(n: int, size: int, rgb: bool, labels: str, seed: int = 0):
     return X, y
 
 
+def training_windows(epoch) -> int:
+    """The training windows of one epoch of a skorch history."""
+    return sum(b.get("train_batch_size", 0) for b in epoch["batches"])
+
+
 def preset_throughput(task: str, recipe: str, epochs: int = 2) -> dict:
     """Training windows per second of a preset (its own network, windows, batch, loss,
     augmentation and callbacks; its last epoch, validation included) and the GFLOP/s
@@ -93,8 +98,7 @@ def preset_throughput(task: str, recipe: str, epochs: int = 2) -> dict:
     X, y = task_images(**data)
     seg = segmenter(task, recipe, max_epochs=epochs, verbose=0, random_state=0).fit(X, y)
     last = seg.history[-1]
-    windows = sum(b.get("train_batch_size", 0) for b in last["batches"])
-    per_s = windows / last["dur"]
+    per_s = training_windows(last) / last["dur"]
     # FLOPs of one training step (forward and backward) on a batch of the preset's windows
     side = seg.geometry_.input_length(seg.patch_size)
     x = torch.randn(seg.batch_size, 3 if data["rgb"] else 1, side, side)

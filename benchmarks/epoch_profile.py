@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 from _record import RESULTS, load, update
+from _throughput import training_windows
 
 from skunet.augment import flip_rotate
 from skunet.datasets import load_dsb2018, load_isbi2012, load_wbc
@@ -57,8 +58,8 @@ RESULTS_FILE = RESULTS / "profile.json"
 
 
 class Clock:
-    """Seconds per part, counted only while ``on``; nested parts are subtracted from
-    the part that encloses them (``own``)."""
+    """Seconds per part, counted only while ``on`` (a timed epoch); parts may nest, and
+    :func:`breakdown` subtracts the inner ones from the part around them."""
 
     def __init__(self) -> None:
         self.on = False
@@ -179,7 +180,7 @@ def profile(task: str, recipe: str, epochs: int) -> dict:
     seg = profiled(segmenter(task, recipe, max_epochs=epochs, verbose=0, random_state=0), clock)
     seg.fit(X, y)
     parts = breakdown(clock)
-    train_windows = sum(b.get("train_batch_size", 0) for b in seg.history[-1, "batches"])
+    train_windows = training_windows(seg.history[-1])
     return {
         "images": len(X),
         "epochs_timed": clock.epochs,

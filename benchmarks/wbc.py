@@ -62,16 +62,20 @@ from skunet.presets import RECIPES, blood_cell_segmenter
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "wbc"
 RESULTS_FILE = RESULTS / "wbc.json"
 CLASSES = ("background", "cytoplasm", "nucleus")
-VARIANTS = ("raw", "postprocess", "tta", "tta+postprocess")
+# each combination of flip averaging and the clean-up: (tta, cleaned up)
+VARIANTS = {
+    "raw": (False, False),
+    "postprocess": (False, True),
+    "tta": (True, False),
+    "tta+postprocess": (True, True),
+}
 
 
 def variants(clean_up) -> dict[str, dict]:
-    """Each combination of flip averaging and the clean-up, to measure on one network."""
+    """The prediction settings of each variant, to measure on one network."""
     return {
-        "raw": {"tta": False, "postprocess": None},
-        "postprocess": {"tta": False, "postprocess": clean_up},
-        "tta": {"tta": True, "postprocess": None},
-        "tta+postprocess": {"tta": True, "postprocess": clean_up},
+        name: {"tta": tta, "postprocess": clean_up if cleaned else None}
+        for name, (tta, cleaned) in VARIANTS.items()
     }
 
 
@@ -96,6 +100,14 @@ def parse_settings(settings: list[str]) -> dict:
         except (NameError, SyntaxError):
             params[name] = text
     return params
+
+
+def nucleus_and_whole(truth: list, pred: list) -> dict:
+    """Nucleus Dice and whole-cell Dice, pooled over the images."""
+    return {
+        "nucleus_dice": float(dice_score(truth, pred, n_classes=3, average=None)[2]),
+        "whole_cell_dice": whole_dice_score(truth, pred),
+    }
 
 
 def save_worst(path: Path, title: str, images: list, truth: list, raw: list, best: list) -> None:
@@ -132,32 +144,32 @@ def run_fold(recipe: str, args: argparse.Namespace, X, y, train, test, k: int) -
     seconds = fit_seconds(seg, X, y, train)
     truth = [y[i] for i in test]
     images = [X[i] for i in test]
-    pred = list(seg.predict(images))
+    # one prediction per combination of TTA and clean-up; the recipe's own is one of them
+    settings = variants(seg.postprocess or largest_object)
+    own = next(n for n, v in VARIANTS.items() if v == (bool(seg.tta), seg.postprocess is not None))
+    outputs = {}
+    for name, setting in settings.items():
+        outputs[name] = list(seg.set_params(**setting).predict(images))
+    seg.set_params(**settings[own])  # as the recipe had it
+    pred = outputs[own]
     assert all(p.shape == t.shape for p, t in zip(pred, truth))  # each image at its own size
     dice = dice_score(truth, pred, n_classes=3, average=None)
     iou = iou_score(truth, pred, n_classes=3, average=None)
-    own = {"tta": seg.tta, "postprocess": seg.postprocess}
-    settings = variants(seg.postprocess or largest_object)
-    scores = {}
-    for name, setting in settings.items():
-        out = list(seg.set_params(**setting).predict(images))
-        scores[name] = {
-            "nucleus_dice": float(dice_score(truth, out, n_classes=3, average=None)[2]),
-            "whole_cell_dice": whole_dice_score(truth, out),
-        }
-    seg.set_params(**own)
+    scores = {name: nucleus_and_whole(truth, out) for name, out in outputs.items()}
     if args.keep:  # the flip-averaged class maps before any clean-up, to study it offline
         args.keep.mkdir(parents=True, exist_ok=True)
-        tta = list(seg.set_params(tta=True, postprocess=None).predict(images))
-        seg.set_params(**own)
         with open(args.keep / f"{args.name or recipe}_fold{k}.pkl", "wb") as f:
-            pickle.dump({"test": test, "truth": truth, "tta": tta}, f)
+            pickle.dump({"test": test, "truth": truth, "tta": outputs["tta"]}, f)
     if args.pictures:
-        raw = list(seg.set_params(**settings["raw"]).predict(images))
-        best = list(seg.set_params(**settings["tta+postprocess"]).predict(images))
-        seg.set_params(**own)
         name = f"wbc_{args.name or recipe}_fold{k}_worst.png"
-        save_worst(args.out.parent / name, name[:-4], images, truth, raw, best)
+        save_worst(
+            args.out.parent / name,
+            name[:-4],
+            images,
+            truth,
+            outputs["raw"],
+            outputs["tta+postprocess"],
+        )
     return {
         "dice": dict(zip(CLASSES, dice.tolist())),
         "iou": dict(zip(CLASSES, iou.tolist())),
@@ -184,14 +196,7 @@ def study_postprocess(folder: Path, name: str, radii=(0, 1, 2, 3, 4)) -> dict:
             kept = pickle.load(f)
         for option, post in options.items():
             pred = kept["tta"] if post is None else [post(m) for m in kept["tta"]]
-            rows[option].append(
-                {
-                    "nucleus_dice": float(
-                        dice_score(kept["truth"], pred, n_classes=3, average=None)[2]
-                    ),
-                    "whole_cell_dice": whole_dice_score(kept["truth"], pred),
-                }
-            )
+            rows[option].append(nucleus_and_whole(kept["truth"], pred))
     return {
         "folds": [p.stem.rsplit("_fold", 1)[1] for p in folds],
         "options": {
