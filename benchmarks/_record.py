@@ -15,6 +15,11 @@ from pathlib import Path
 
 import torch
 
+import skunet.callbacks
+import skunet.losses
+from skunet.augment import Augment
+from skunet.instances import LargestObject, largest_object
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -72,12 +77,24 @@ def load(path: Path) -> dict:
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, data: Path, results: Path) -> None:
-    """The options every task benchmark takes: data, device, epochs, results file, table."""
+    """The options every task benchmark takes: data, device, epochs, results file, table,
+    a time limit for each training."""
     parser.add_argument("--data", type=Path, default=data, help="dataset folder")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--epochs", type=int, help="override the recipe's max_epochs")
     parser.add_argument("--out", type=Path, default=results, help="results file")
     parser.add_argument("--table", action="store_true", help="print the README table and exit")
+    parser.add_argument(
+        "--minutes", type=float, help="stop each training before this wall time (TimeLimit)"
+    )
+
+
+def with_time_limit(seg, minutes: float | None):
+    """``seg`` with a ``TimeLimit(minutes)`` callback added to its own, if ``minutes``."""
+    if minutes:
+        callbacks = [*(seg.callbacks or []), ("time_limit", skunet.callbacks.TimeLimit(minutes))]
+        seg.set_params(callbacks=callbacks)
+    return seg
 
 
 def spread(values) -> dict:
@@ -96,3 +113,29 @@ def fit_seconds(seg, X: list, y: list, train) -> float:
 def device_of(rec: dict) -> str:
     """The device a record was made on, for tables."""
     return rec["machine"]["gpu"] or f"{rec['machine']['cores']} CPU cores"
+
+
+# what a benchmark's --set expressions may name
+NAMESPACE = {
+    "torch": torch,
+    "largest_object": largest_object,
+    "LargestObject": LargestObject,
+    "Augment": Augment,
+    **{n: getattr(skunet.losses, n) for n in dir(skunet.losses) if n[0].isupper()},
+    **{n: getattr(skunet.callbacks, n) for n in skunet.callbacks.__all__},
+}
+
+
+def parse_settings(settings: list[str]) -> dict:
+    """``["param=expression", ...]`` as parameters; an expression that is not Python
+    (a bare word) is taken as a string."""
+    params = {}
+    for setting in settings:
+        name, sep, text = setting.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set {setting!r}: expected param=expression")
+        try:
+            params[name] = eval(text, dict(NAMESPACE))  # the user's own command line
+        except (NameError, SyntaxError):
+            params[name] = text
+    return params

@@ -7,6 +7,13 @@
     python benchmarks/em.py --config cpu --folds 3   # recorded as "cpu, folds [3]"
     python benchmarks/em.py --table             # the README table from the results file
 
+Trials of a recipe's parameters on a proxy (one fold, fixed seed), kept apart:
+
+    python benchmarks/em.py --config cpu --folds 3 --name bf16 --set autocast=auto \
+        --out benchmarks/results/em_trials.json
+
+``--set`` takes ``param=expression`` (torch, skunet's losses, callbacks, ``Augment``).
+
 Splits the 30 labelled slices of ``shared/data/isbi2012`` into 5 folds of 6 consecutive
 slices (neighbouring slices look alike, so they stay on one side). For each fold it
 trains ``skunet.presets.em_segmenter`` with the configuration's recipe on the other 24
@@ -14,7 +21,8 @@ trains ``skunet.presets.em_segmenter`` with the configuration's recipe on the ot
 from their cell probabilities: V_rand and V_info by the challenge's protocol
 (:func:`skunet.metrics.challenge_scores`: the best threshold of 0.0-1.0, with the
 threshold), the same scores at the single threshold 0.5 (:func:`skunet.metrics.rand_scores`),
-the pixel error at 0.5, the scores of the seeded-watershed cells of
+the pixel error at 0.5, the protocol with and without flip averaging ("variants"; the
+recipe's ``tta`` gives the fold's figures), the scores of the seeded-watershed cells of
 ``predict_instances`` (:func:`skunet.instances.membrane_instances`), and the training wall
 time. It saves a picture of the slice with
 the lowest V_rand at 0.5 (image, truth, prediction) beside the results. Records go under
@@ -35,8 +43,10 @@ from _record import (
     device_of,
     fit_seconds,
     load,
+    parse_settings,
     spread,
     update,
+    with_time_limit,
 )
 from sklearn.model_selection import KFold
 
@@ -94,10 +104,32 @@ def run_fold(args: argparse.Namespace, X, y, train, test) -> tuple[dict, tuple]:
     params = {**overrides, "device": args.device, "random_state": 0, "verbose": args.verbose}
     if args.epochs:
         params["max_epochs"] = args.epochs
-    seg = em_segmenter(recipe, **params)
+    seg = em_segmenter(recipe, **{**params, **parse_settings(args.set)})
+    with_time_limit(seg, args.minutes)
     seconds = fit_seconds(seg, X, y, train)
-    cells = [p[1] for p in seg.predict_proba([X[i] for i in test])]
     truth = [y[i] for i in test]
+    # the protocol with and without flip averaging, from one network; the recipe's own
+    # setting gives the fold's figures
+    own, probabilities = bool(seg.tta), {}
+    for tta in (False, True):
+        seg.set_params(tta=tta)
+        probabilities[tta] = [p[1] for p in seg.predict_proba([X[i] for i in test])]
+    seg.set_params(tta=own)
+    cells = probabilities[own]
+    variants = {
+        "tta" if tta else "plain": {
+            **challenge_scores(truth, c)._asdict(),
+            "pixel_error": float(
+                np.mean(
+                    [
+                        rand_scores(t, (p > 0.5).astype(np.uint8)).pixel_error
+                        for t, p in zip(truth, c)
+                    ]
+                )
+            ),
+        }
+        for tta, c in probabilities.items()
+    }
     protocol = challenge_scores(truth, cells)
     at_05 = [rand_scores(t, (c > 0.5).astype(np.uint8)) for t, c in zip(truth, cells)]
     cells_of = rand_scores(truth, [membrane_instances(c) for c in cells])
@@ -112,6 +144,7 @@ def run_fold(args: argparse.Namespace, X, y, train, test) -> tuple[dict, tuple]:
         "worst_slice": int(test[worst]),
         "fit_seconds": seconds,
         "epochs_run": len(seg.history),
+        "variants": variants,
     }
     return fold, (int(test[worst]), X[test[worst]], truth[worst], cells[worst], at_05[worst].v_rand)
 
@@ -176,8 +209,12 @@ def table(results: dict) -> str:
             _cell(s, "pixel_error"),
         ]
         minutes = s["fit_seconds"]
+        ran = sorted({f.get("epochs_run", rec["max_epochs"]) for f in rec["folds"]})
+        epochs = f"{rec['max_epochs']} epochs"
+        if ran != [rec["max_epochs"]]:  # a time limit, early stopping or a NaN stopped it
+            epochs = f"{ran[0]}-{ran[-1]} of {epochs}" if len(ran) > 1 else f"{ran[0]} of {epochs}"
         lines.append(
-            f"| {config} ({rec['recipe']}, {rec['max_epochs']} epochs) | {' | '.join(cells)} "
+            f"| {config} ({rec['recipe']}, {epochs}) | {' | '.join(cells)} "
             f"| {minutes['mean'] / 60:.1f} min | {device_of(rec)} |"
         )
     return "\n".join(lines)
@@ -188,6 +225,10 @@ def main() -> None:
     parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
     parser.add_argument("--folds", type=int, nargs="+", help="run only these folds (0-4)")
     parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="PARAM=EXPR", help="override a parameter"
+    )
+    parser.add_argument("--name", help="the record's key (default: the configuration's name)")
     add_common_arguments(parser, DEFAULT_DATA, RESULTS_FILE)
     args = parser.parse_args()
     if args.table:
@@ -206,18 +247,27 @@ def main() -> None:
             f"{args.config} fold {k}: V_rand {fold['v_rand']:.4f} (t={fold['v_rand_threshold']}),"
             f" V_info {fold['v_info']:.4f}, @0.5 {fold['v_rand_05']:.4f} / "
             f"{fold['v_info_05']:.4f}, pixel error {fold['pixel_error']:.4f}, "
-            f"{fold['fit_seconds']:.0f} s",
+            f"{fold['fit_seconds']:.0f} s; "
+            + ", ".join(
+                f"{name} {v['v_rand']:.4f} (t={v['v_rand_threshold']}) / {v['pixel_error']:.4f}"
+                for name, v in fold["variants"].items()
+            ),
             flush=True,
         )
     recipe, overrides = CONFIGS[args.config]
+    epochs = {"max_epochs": args.epochs} if args.epochs else {}
     summary = {k: spread(f[k] for f in folds) for k in (*SCORES, "fit_seconds") if k in folds[0]}
-    key = args.config if args.folds is None else f"{args.config}, folds {sorted(args.folds)}"
+    name = args.name or args.config
+    key = name if args.folds is None else f"{name}, folds {sorted(args.folds)}"
     picture = args.out.parent / f"em_{re.sub(r'[^A-Za-z0-9]+', '_', key).strip('_')}_worst.png"
     index, image, truth, cells, v = worst
     save_picture(picture, f"{key}: slice {index}, V_rand at 0.5 {v:.3f}", image, truth, cells)
     figures = {
         "recipe": recipe,
-        "max_epochs": args.epochs or overrides.get("max_epochs") or em_segmenter(recipe).max_epochs,
+        "max_epochs": em_segmenter(
+            recipe, **{**overrides, **epochs, **parse_settings(args.set)}
+        ).max_epochs,
+        "settings": args.set,
         "complete_cv": args.folds is None,
         "picture": picture.name,
         "summary": summary,

@@ -19,7 +19,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _record import RESULTS, add_common_arguments, device_of, load, update
+from _record import (
+    RESULTS,
+    add_common_arguments,
+    device_of,
+    load,
+    parse_settings,
+    update,
+    with_time_limit,
+)
 from skorch.dataset import ValidSplit
 
 from skunet.datasets import load_dsb2018
@@ -58,7 +66,8 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
     params = {**CONFIGS[args.config], **VARIANTS[name], "device": args.device, "random_state": 0}
     if args.epochs:
         params["max_epochs"] = args.epochs
-    seg = nuclei_segmenter(verbose=args.verbose, **params)
+    params.update(parse_settings(args.set))
+    seg = with_time_limit(nuclei_segmenter(verbose=args.verbose, **params), args.minutes)
     limit, config = args.limit, args.config
     start = time.perf_counter()
     seg.fit(X_train[:limit], y_train[:limit])
@@ -106,6 +115,12 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
     return result
 
 
+def epochs(r: dict) -> str:
+    """``"18 epochs"``, or ``"7 of 60 epochs"`` where a time limit stopped the training."""
+    planned, ran = r["params"]["max_epochs"], r.get("epochs_run", r["params"]["max_epochs"])
+    return f"{ran} epochs" if ran == planned else f"{ran} of {planned} epochs"
+
+
 def table(results: dict) -> str:
     lines = [
         "| configuration | instances | AP@0.5 | AP@0.75 | AP@0.9 | F1@0.5 | training | device |",
@@ -116,7 +131,7 @@ def table(results: dict) -> str:
         for name, r in rec["variants"].items():
             how = {"2class": "2 classes + components", "3class": "3 classes + watershed"}[name]
             lines.append(
-                f"| {config} ({r['params']['max_epochs']} epochs) | {how} | {r['ap']['0.50']:.3f} "
+                f"| {config} ({epochs(r)}) | {how} | {r['ap']['0.50']:.3f} "
                 f"| {r['ap']['0.75']:.3f} | {r['ap']['0.90']:.3f} | {r['f1_50']:.3f} "
                 f"| {r['fit_seconds'] / 60:.1f} min | {device} |"
             )
@@ -132,6 +147,10 @@ def main() -> None:
     )
     parser.add_argument("--limit", type=int, help="train on the first N training images only")
     parser.add_argument("--verbose", type=int, default=0, help="1: skorch's epoch log")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="PARAM=EXPR", help="override a parameter"
+    )
+    parser.add_argument("--name", help="the record's key (default: the configuration's name)")
     args = parser.parse_args()
     if args.table:
         print(table(load(args.out)))
@@ -153,10 +172,12 @@ def main() -> None:
         "held_out_images": len(test),
         "training_images": len(train) if args.limit is None else args.limit,
         "wall_seconds": round(time.perf_counter() - start, 1),
+        "settings": args.set,
+        "minutes": args.minutes,
         "variants": variants,
     }
     if args.config != "smoke":
-        results = update(args.out, args.config, figures)
+        results = update(args.out, args.name or args.config, figures)
         print(f"\n{table(results)}\n\nwritten: {args.out}")
 
 

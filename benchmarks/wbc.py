@@ -40,20 +40,19 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-import torch
 from _record import (
     RESULTS,
     add_common_arguments,
     device_of,
     fit_seconds,
     load,
+    parse_settings,
     spread,
     update,
+    with_time_limit,
 )
 from sklearn.model_selection import KFold
 
-import skunet.callbacks
-import skunet.losses
 from skunet.datasets import load_wbc
 from skunet.instances import LargestObject, largest_object
 from skunet.metrics import dice_score, iou_score, whole_dice_score
@@ -77,29 +76,6 @@ def variants(clean_up) -> dict[str, dict]:
         name: {"tta": tta, "postprocess": clean_up if cleaned else None}
         for name, (tta, cleaned) in VARIANTS.items()
     }
-
-
-NAMESPACE = {
-    "torch": torch,
-    "largest_object": largest_object,
-    **{n: getattr(skunet.losses, n) for n in dir(skunet.losses) if n[0].isupper()},
-    **{n: getattr(skunet.callbacks, n) for n in skunet.callbacks.__all__},
-}
-
-
-def parse_settings(settings: list[str]) -> dict:
-    """``["param=expression", ...]`` as parameters; an expression that is not Python
-    (a bare word) is taken as a string."""
-    params = {}
-    for setting in settings:
-        name, sep, text = setting.partition("=")
-        if not sep or not name:
-            raise ValueError(f"--set {setting!r}: expected param=expression")
-        try:
-            params[name] = eval(text, dict(NAMESPACE))  # the user's own command line
-        except (NameError, SyntaxError):
-            params[name] = text
-    return params
 
 
 def nucleus_and_whole(truth: list, pred: list) -> dict:
@@ -141,6 +117,7 @@ def run_fold(recipe: str, args: argparse.Namespace, X, y, train, test, k: int) -
     if args.epochs:
         params["max_epochs"] = args.epochs
     seg = blood_cell_segmenter(recipe, **{**params, **parse_settings(args.set)})
+    with_time_limit(seg, args.minutes)
     seconds = fit_seconds(seg, X, y, train)
     truth = [y[i] for i in test]
     images = [X[i] for i in test]

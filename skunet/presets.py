@@ -116,7 +116,7 @@ def em_segmenter(recipe: str = "paper", **overrides: Any) -> UNetSegmenter:
     ----------
     recipe : {"paper", "fast", "paper_small"}, default="paper"
         ``"paper"``: the paper's "valid" U-Net (64 base channels, 572 -> 388 px tiles,
-        batch 1), SGD with momentum 0.99 at 0.01, the weight map (w0=10, sigma=5)
+        batch 1), SGD with momentum 0.99 at 1e-3, the weight map (w0=10, sigma=5)
         computed on every augmented tile (:class:`~skunet.losses.WeightMapLoss`), elastic
         and affine augmentation (:meth:`Augment.unet_paper
         <skunet.augment.Augment.unet_paper>`), skorch ``EarlyStopping`` on the validation

@@ -124,7 +124,9 @@ _RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         # 0.99 at a constant rate, binary cross-entropy weighted by the paper's weight
         # map (w0=10, sigma=5) of every augmented tile, elastic deformation (3 x 3 grid,
         # 10 px) plus flips, small affine and gray-value jitter; early stopping on the
-        # (weighted) validation loss. Labels: 1 = cell interior, 0 = membrane.
+        # (weighted) validation loss. Labels: 1 = cell interior, 0 = membrane. The paper
+        # names no rate; 1e-3 by measurement: at 0.01 the training loss became NaN in
+        # epoch 3 on an H100 (benchmarks/em.py --config gpu, fold 3; in em.json).
         "paper": {
             "module": UNet,
             "module__padding": "valid",
@@ -140,7 +142,7 @@ _RECIPES: dict[str, dict[str, dict[str, Any]]] = {
             "augment": Augment.unet_paper(),
             "optimizer": torch.optim.SGD,
             "optimizer__momentum": 0.99,
-            "lr": 0.01,
+            "lr": 1e-3,
             "callbacks__lr_scheduler": None,
             "callbacks": [
                 ("early_stopping", EarlyStopping(monitor="valid_loss", patience=20, sink=print))

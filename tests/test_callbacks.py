@@ -12,6 +12,7 @@ from skunet.callbacks import (
     OneCycleLRScheduler,
     ProgressBar,
     SegmentationCheckpoint,
+    TimeLimit,
 )
 from skunet.metrics import iou_score
 
@@ -339,3 +340,39 @@ class TestMetricScoring:
             tiny(callbacks=[("m", MetricScoring("vrand"))]).fit(*blobs)
         with pytest.raises(ValueError, match="every must be an integer >= 1"):
             tiny(callbacks=[("m", MetricScoring(every=0))]).fit(*blobs)
+
+
+class TestTimeLimit:
+    def test_stops_before_another_epoch_would_pass_the_limit(self, blobs, monkeypatch):
+        import skunet.callbacks.training as training
+
+        clock = iter(range(0, 1000, 10))  # each reading 10 s later: epochs of 10 s
+        monkeypatch.setattr(training.time, "monotonic", lambda: next(clock))
+        limit = TimeLimit(minutes=0.5, sink=None)  # 30 s: three epochs would end at 30
+        seg = tiny(max_epochs=8, callbacks=[("time_limit", limit)]).fit(*blobs)
+        # begin at 0; epochs end at 10, 20: 20 + 10 = 30 is not past 30; at 30 it stops
+        assert len(seg.history) == limit.stopped_epoch_ == 3
+        assert seg.initialized_ and seg.predict(blobs[0][:1])[0].shape == blobs[1][0].shape
+
+    def test_runs_every_epoch_within_the_limit(self, blobs):
+        limit = TimeLimit(minutes=60)
+        seg = tiny(max_epochs=3, callbacks=[("time_limit", limit)]).fit(*blobs)
+        assert len(seg.history) == 3 and limit.stopped_epoch_ is None
+
+    def test_first_epoch_always_runs_and_says_why_it_stopped(self, blobs):
+        messages = []
+        limit = TimeLimit(minutes=1e-9, sink=messages.append)
+        seg = tiny(max_epochs=3, callbacks=[("time_limit", limit)]).fit(*blobs)
+        assert len(seg.history) == 1
+        assert messages == [
+            "Stopping after epoch 1: another epoch would end past the time limit of 1e-09 minutes."
+        ]
+
+    @pytest.mark.parametrize(
+        "minutes, error", [(0, ValueError), (-1, ValueError), ("5", TypeError)]
+    )
+    def test_bad_limit_named_before_training(self, blobs, minutes, error):
+        seg = tiny(callbacks=[("time_limit", TimeLimit(minutes))])
+        with pytest.raises(error, match="TimeLimit: minutes"):
+            seg.fit(*blobs)
+        assert not seg.history  # not a single epoch ran

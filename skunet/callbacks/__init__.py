@@ -12,6 +12,8 @@ Each one is a small skorch callback that a user can replace or remove by name
 - :class:`SegmentationCheckpoint` (``checkpoint``): best epoch saved atomically into a
   directory unique to the fit, restored when training ends.
 
+:class:`TimeLimit` stops a fit before it runs past a wall-clock budget.
+
 :class:`ProgressBar` is skorch's bar with the right number of batches per epoch (patches
 per image and whole-image validation batches make skorch's own count wrong); it is on by
 default in notebooks. :class:`LivePlot` redraws loss curves and predictions every epoch.
@@ -26,7 +28,7 @@ from __future__ import annotations
 from .logging import LivePlot, ProgressBar
 from .lr_scheduler import CyclicLRScheduler, OneCycleLRScheduler
 from .scoring import IoUScoring, MetricScoring
-from .training import EncoderFreezer, SegmentationCheckpoint
+from .training import EncoderFreezer, SegmentationCheckpoint, TimeLimit
 
 __all__ = [
     "CyclicLRScheduler",
@@ -37,4 +39,5 @@ __all__ = [
     "OneCycleLRScheduler",
     "ProgressBar",
     "SegmentationCheckpoint",
+    "TimeLimit",
 ]

@@ -1,4 +1,5 @@
-"""Training-loop callbacks: the encoder freezer and the best-epoch checkpoint."""
+"""Training-loop callbacks: the encoder freezer, the best-epoch checkpoint and the
+wall-clock limit."""
 
 from __future__ import annotations
 
@@ -6,15 +7,17 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import warnings
+from collections.abc import Callable
 
 import torch
-from skorch.callbacks import Checkpoint, Freezer
+from skorch.callbacks import Callback, Checkpoint, Freezer
 from skorch.history import History
 
 from ..persistence import atomic_path
 
-__all__ = ["EncoderFreezer", "SegmentationCheckpoint"]
+__all__ = ["EncoderFreezer", "SegmentationCheckpoint", "TimeLimit"]
 
 
 class EncoderFreezer(Freezer):
@@ -193,3 +196,49 @@ class SegmentationCheckpoint(Checkpoint):
             self.dirname_ = None
         self.saved_ = False
         self.resumed_ = False
+
+
+class TimeLimit(Callback):
+    """Stop training before it runs past ``minutes`` of wall time.
+
+    After each epoch it stops the fit (as skorch's ``EarlyStopping`` does) when one more
+    epoch as long as the longest so far would end past the limit, counted from the start
+    of the fit, so training ends at or before ``minutes`` (validation and callbacks
+    included, the first epoch always runs). For training to a budget, e.g. against a
+    peer trained for the same wall time:
+    ``callbacks=[("time_limit", TimeLimit(20))]``. A schedule planned over
+    ``max_epochs`` (``OneCycleLRScheduler``) is cut where the limit falls; the
+    checkpoint still restores its best epoch. ``stopped_epoch_`` is the last epoch run
+    when the limit stopped the fit, else ``None``.
+    """
+
+    def __init__(self, minutes: float, sink: Callable | None = print) -> None:
+        self.minutes = minutes
+        self.sink = sink
+
+    def initialize(self):
+        if isinstance(self.minutes, bool) or not isinstance(self.minutes, (int, float)):
+            raise TypeError(f"TimeLimit: minutes must be a number, got {self.minutes!r}")
+        if not self.minutes > 0:
+            raise ValueError(f"TimeLimit: minutes must be positive, got {self.minutes!r}")
+        self.stopped_epoch_ = None
+        return self
+
+    def on_train_begin(self, net, **kwargs) -> None:
+        self.stopped_epoch_ = None
+        self.start_ = time.monotonic()
+        self.longest_ = 0.0
+        self.last_ = self.start_
+
+    def on_epoch_end(self, net, **kwargs) -> None:
+        now = time.monotonic()
+        self.longest_ = max(self.longest_, now - self.last_)
+        self.last_ = now
+        if now - self.start_ + self.longest_ > self.minutes * 60:
+            self.stopped_epoch_ = len(net.history)
+            if self.sink is not None:
+                self.sink(
+                    f"Stopping after epoch {self.stopped_epoch_}: another epoch would end past "
+                    f"the time limit of {self.minutes:g} minutes."
+                )
+            raise KeyboardInterrupt
