@@ -73,10 +73,18 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
     seg.fit(X_train[:limit], y_train[:limit])
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    pred = list(seg.predict_instances(X_test))
+    predictor = seg.predictor_
+    probabilities = predictor.probabilities(predictor.check_images(X_test))
+    pred = [predictor.instances(p) for p in probabilities]  # the model's own (calibrated)
     predict_seconds = time.perf_counter() - start
+    # the same probabilities decoded with the uncalibrated defaults
+    default = [
+        predictor.instances(p, 0.5, 0.5 if seg.target == "boundary" else None)
+        for p in probabilities
+    ]
     matches = match_dataset(y_test, pred, thresh=THRESHOLDS)
     at50 = matches[0]
+    calibration = getattr(seg, "calibration_", None)
     result = {
         "params": {
             k: getattr(v, "__name__", v)
@@ -95,6 +103,13 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
         }
         | {k: v for k, v in params.items() if k.startswith("module__")},
         "ap": {f"{m.thresh:.2f}": m.accuracy for m in matches},
+        "instance_params": getattr(seg, "instance_params_", None),
+        "validation_mean_ap": None
+        if calibration is None
+        else {"calibrated": calibration.score, "defaults": calibration.default_score},
+        "ap_defaults": {
+            f"{m.thresh:.2f}": m.accuracy for m in match_dataset(y_test, default, thresh=THRESHOLDS)
+        },
         "f1_50": at50.f1,
         "precision_50": at50.precision,
         "recall_50": at50.recall,
@@ -102,13 +117,17 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
         "n_true": at50.n_true,
         "n_pred": at50.n_pred,
         "epochs_run": len(seg.history),
-        "best_valid_iou": float(np.nanmax(seg.history[:, "valid_iou"])),
+        "best_valid_iou": float(np.nanmax(seg.history[:, "valid_iou"]))
+        if "valid_iou" in seg.history[-1]
+        else None,
         "fit_seconds": round(fit_seconds, 1),
         "predict_seconds": round(predict_seconds, 1),
     }
     print(
         f"{config} {name}: AP@0.5 {result['ap']['0.50']:.3f}  AP@0.75 {result['ap']['0.75']:.3f}"
-        f"  F1@0.5 {result['f1_50']:.3f}  fit {fit_seconds:.0f} s  predict "
+        f"  F1@0.5 {result['f1_50']:.3f} (defaults: AP@0.5 {result['ap_defaults']['0.50']:.3f}"
+        f"  AP@0.75 {result['ap_defaults']['0.75']:.3f}; chosen {result['instance_params']})"
+        f"  fit {fit_seconds:.0f} s  predict "
         f"{predict_seconds:.0f} s",
         flush=True,
     )

@@ -32,11 +32,18 @@ def class_target(y):
 
 
 class ImageSet(Dataset):
-    """Validated images (float32 ``(C, H, W)``) with their class maps (or None)."""
+    """Validated images (float32 ``(C, H, W)``) with their class maps (or None), and the
+    instance labels the class maps were made from (``target="boundary"``), if any."""
 
-    def __init__(self, images: list[np.ndarray], targets: list[np.ndarray] | None = None):
+    def __init__(
+        self,
+        images: list[np.ndarray],
+        targets: list[np.ndarray] | None = None,
+        labels: list[np.ndarray] | None = None,
+    ):
         self.images = images
         self.targets = targets
+        self.labels = labels
 
     def __len__(self) -> int:
         return len(self.images)

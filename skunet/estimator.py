@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,11 @@ from sklearn.exceptions import NotFittedError
 from skorch import NeuralNet
 from skorch.dataset import ValidSplit
 
+from .calibration import SPLITS, THRESHOLDS, InstanceCalibration, calibrate_instances
 from .callbacks import (
     CyclicLRScheduler,
     EncoderFreezer,
+    InstanceCalibrator,
     IoUScoring,
     ProgressBar,
     SegmentationCheckpoint,
@@ -42,7 +44,7 @@ from .predictor import Predictor
 from .progress import in_notebook
 from .tasks import TASKS, task_of
 from .training import TrainingMixin
-from .validation import Interval, Options, check_params, check_target
+from .validation import Interval, Options, check_masks, check_params, check_target
 
 __all__ = ["UNetSegmenter"]
 
@@ -246,6 +248,7 @@ class UNetSegmenter(TrainingMixin, MixedPrecisionMixin, NeuralNet):
             ("lr_scheduler", CyclicLRScheduler()),
             ("iou", IoUScoring()),
             ("checkpoint", SegmentationCheckpoint()),
+            ("calibration", InstanceCalibrator()),  # after the checkpoint restores the best
         ]
         if self.verbose and in_notebook():  # a bar per epoch, as notebook users expect
             ours.append(("progress_bar", ProgressBar()))
@@ -299,6 +302,7 @@ class UNetSegmenter(TrainingMixin, MixedPrecisionMixin, NeuralNet):
             # one batch of tiles holds no more pixels than a training batch
             default_tile=max(window, math.isqrt(settings.pixels_per_batch)),
             membranes=self.n_classes == 2 and task_of(self).name == "em",
+            **{f"instance_{k}": v for k, v in getattr(self, "instance_params_", {}).items()},
         )
 
     def predict_proba(self, X: Any) -> np.ndarray | list[np.ndarray]:
@@ -314,7 +318,7 @@ class UNetSegmenter(TrainingMixin, MixedPrecisionMixin, NeuralNet):
         return self.predictor_.predict(X)
 
     def predict_instances(
-        self, X: Any, threshold: float = 0.5, split: float | str | None = "auto"
+        self, X: Any, threshold: float | None = None, split: float | str | None = "auto"
     ) -> np.ndarray | list[np.ndarray]:
         """Instance labels (0 background, 1..n objects) of each image.
 
@@ -324,10 +328,38 @@ class UNetSegmenter(TrainingMixin, MixedPrecisionMixin, NeuralNet):
         :func:`~skunet.instances.watershed_instances`); for an EM membrane model (task
         ``"em"``) cells seeded at the maxima of their distance transform, so that a gap
         in a membrane does not merge two cells (:func:`~skunet.instances.membrane_instances`).
-        ``split="auto"``: 0.5 px for boundary models, 2 px for membrane models; None
-        never splits.
+        ``threshold=None`` and ``split="auto"``: the model's calibrated pair
+        (``instance_params_``, see :meth:`calibrate_instances`), else 0.5 and a split of
+        0.5 px for boundary models, 2 px for membrane models; ``split=None`` never splits.
         """
         return self.predictor_.predict_instances(X, threshold, split)
+
+    def calibrate_instances(
+        self,
+        X: Any,
+        y: Any,
+        thresholds: Sequence[float] = THRESHOLDS,
+        splits: Sequence[float | None] = SPLITS,
+    ) -> InstanceCalibration:
+        """Choose ``predict_instances``' threshold (and split) on labelled images.
+
+        Predicts ``X`` once, decodes it with every pair of ``thresholds`` x ``splits``
+        (``splits`` for ``target="boundary"`` only) and keeps the pair with the best mean
+        AP over IoU 0.5-0.9 against the instance labels ``y``, as StarDist's
+        ``optimize_thresholds`` does; the defaults win ties, so the score on ``X`` never
+        drops. The pair becomes ``instance_params_`` (used by ``predict_instances`` and
+        the AP scorers, stored by :meth:`save`); the returned
+        :class:`~skunet.calibration.InstanceCalibration` holds every candidate's score.
+        Use images the network did not train on. The ``calibration`` callback does this
+        on the validation images after ``fit``.
+        """
+        predictor = self.predictor_
+        images = predictor.check_images(X)
+        labels = check_masks(y, images, n_classes=3, target="boundary")  # instance labels
+        result = calibrate_instances(predictor, images, labels, thresholds, splits)
+        self.instance_params_ = result.params
+        self.calibration_ = result
+        return result
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Mean IoU over the foreground classes, pooled over all pixels (higher is better)."""

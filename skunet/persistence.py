@@ -118,6 +118,8 @@ def save_segmenter(net, path: str | os.PathLike, overwrite: bool = False) -> Pat
         "classes_": np.asarray(net.classes_).tolist(),
         "history": list(net.history),
     }
+    if hasattr(net, "instance_params_"):  # chosen by calibrate_instances
+        fitted["instance_params_"] = net.instance_params_
     metadata = {
         "format": "skunet",
         "format_version": str(FORMAT_VERSION),
@@ -198,4 +200,6 @@ def load_segmenter(cls, path: str | os.PathLike, device: str = "cpu", trust: tup
         )
     net.module_.load_state_dict({k: t.to(device) for k, t in tensors.items()})
     net.history = History(fitted["history"])
+    if "instance_params_" in fitted:
+        net.instance_params_ = fitted["instance_params_"]
     return net

@@ -61,6 +61,10 @@ class Predictor:
         instances come from :func:`~skunet.instances.membrane_instances`.
     default_tile : int, default=288
         Tile side when ``settings.tile_size`` is None.
+    instance_threshold : float, default=0.5
+    instance_split : float, "auto" or None, default="auto"
+        What :meth:`instances` uses when not told (a calibrated model's choice, see
+        :mod:`skunet.calibration`).
 
     Examples
     --------
@@ -83,6 +87,8 @@ class Predictor:
     postprocess: Callable[[np.ndarray], np.ndarray] | None = None
     default_tile: int = 288
     membranes: bool = False
+    instance_threshold: float = 0.5
+    instance_split: float | str | None = "auto"
 
     # ---------------------------------------------------------- checked layer
     def check_images(self, X: Any) -> list[np.ndarray]:
@@ -103,7 +109,7 @@ class Predictor:
         return stack_or_list(self.probabilities(self.check_images(X), finalize=self.classes))
 
     def predict_instances(
-        self, X: Any, threshold: float = 0.5, split: float | str | None = "auto"
+        self, X: Any, threshold: float | None = None, split: float | str | None = "auto"
     ) -> np.ndarray | list[np.ndarray]:
         """Instance labels per image (see :meth:`instances`)."""
         self.check_instances()
@@ -147,7 +153,7 @@ class Predictor:
         return out if self.postprocess is None else self.postprocess(out)
 
     def instances(
-        self, p: np.ndarray, threshold: float = 0.5, split: float | str | None = "auto"
+        self, p: np.ndarray, threshold: float | None = None, split: float | str | None = "auto"
     ) -> np.ndarray:
         """Instance labels of one image's compact probabilities.
 
@@ -157,9 +163,12 @@ class Predictor:
         cells seeded at distance-transform maxima of height ``split`` of the cell mask
         (:func:`~skunet.instances.membrane_instances`), so that a gap in a membrane does
         not merge two cells; otherwise connected components of ``foreground >
-        threshold``. ``split="auto"`` is 0.5 px for boundary models and 2 px for membrane
-        models; None never splits.
+        threshold``. ``threshold=None`` and ``split="auto"`` are the model's own
+        (``instance_threshold`` / ``instance_split``; uncalibrated: 0.5, and 0.5 px for
+        boundary models, 2 px for membrane models); ``split=None`` never splits.
         """
+        threshold = self.instance_threshold if threshold is None else threshold
+        split = self.instance_split if split == "auto" else split
         if self.target == "boundary":
             return watershed_instances(1 - p[0], p[2], threshold, 0.5 if split == "auto" else split)
         foreground = expand(p)[1]

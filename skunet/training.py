@@ -132,7 +132,8 @@ class TrainingMixin:
         self.n_channels_in_ = n_channels
         self.classes_ = np.arange(self.n_classes)
         targets = [mask_classes(m, self.n_classes, self.target) for m in masks]
-        return ImageSet(images, targets)
+        labels = masks if self.target == "boundary" else None  # for the calibration
+        return ImageSet(images, targets, labels)
 
     def fit(self, X: Any, y: Any = None, **fit_params: Any):
         """Train on images ``X`` and masks ``y`` (re-initialising unless ``warm_start``)."""

@@ -10,7 +10,9 @@ Each one is a small skorch callback that a user can replace or remove by name
 - :class:`MetricScoring`: any metric of :mod:`skunet.evaluation` on the validation
   images (V_rand for EM membranes, say), for the checkpoint or early stopping to follow;
 - :class:`SegmentationCheckpoint` (``checkpoint``): best epoch saved atomically into a
-  directory unique to the fit, restored when training ends.
+  directory unique to the fit, restored when training ends;
+- :class:`InstanceCalibrator` (``calibration``): after training, the instance threshold
+  and split of a 3-class model chosen on the validation images by mean AP.
 
 :class:`TimeLimit` stops a fit before it runs past a wall-clock budget.
 
@@ -27,12 +29,13 @@ from __future__ import annotations
 
 from .logging import LivePlot, ProgressBar
 from .lr_scheduler import CyclicLRScheduler, OneCycleLRScheduler
-from .scoring import IoUScoring, MetricScoring
+from .scoring import InstanceCalibrator, IoUScoring, MetricScoring
 from .training import EncoderFreezer, SegmentationCheckpoint, TimeLimit
 
 __all__ = [
     "CyclicLRScheduler",
     "EncoderFreezer",
+    "InstanceCalibrator",
     "IoUScoring",
     "LivePlot",
     "MetricScoring",

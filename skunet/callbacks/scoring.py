@@ -1,13 +1,16 @@
 """Validation scores: IoU counted from the validation batches the net already computes,
-and any metric of :mod:`skunet.evaluation` on the validation images every few epochs."""
+any metric of :mod:`skunet.evaluation` on the validation images every few epochs, and
+the instance thresholds chosen on the validation images after training."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from skorch.callbacks import EpochScoring
+from skorch.callbacks import Callback, EpochScoring
+from torch.utils.data import Subset
 
+from ..calibration import SPLITS, THRESHOLDS, calibrate_instances
 from ..dataset import class_target
 from ..evaluation import METRICS, score_images
 from ..inference import logit_classes
@@ -15,7 +18,7 @@ from ..metrics import confusion_matrix, iou_from_confusion
 from ..models.blocks import center_crop
 from ..validation import Interval, check_params, lookup
 
-__all__ = ["IoUScoring", "MetricScoring"]
+__all__ = ["InstanceCalibrator", "IoUScoring", "MetricScoring"]
 
 
 class _ValidationScoring(EpochScoring):
@@ -139,7 +142,62 @@ class MetricScoring(_ValidationScoring):
             items = [dataset_valid[i] for i in range(len(dataset_valid))]
             targets = [np.asarray(t) for _, t in items]
             scores = score_images(
-                net.predictor_, [im for im, _ in items], targets, targets, [self.metric]
+                net.predictor_,
+                [im for im, _ in items],
+                targets,
+                _instance_labels(dataset_valid) or targets,
+                [self.metric],
             )
             score = scores[self.metric]
         self._record_score(net.history, score)
+
+
+def _instance_labels(dataset) -> list[np.ndarray] | None:
+    """The instance labels of a validation subset of the training images, if kept."""
+    labels = getattr(getattr(dataset, "dataset", None), "labels", None)
+    if not isinstance(dataset, Subset) or labels is None:
+        return None
+    return [labels[i] for i in dataset.indices]
+
+
+class InstanceCalibrator(Callback):
+    """After training, choose ``predict_instances``' threshold and split on the
+    validation images (``calibration``, a default callback).
+
+    For ``target="boundary"`` models trained with a ``train_split``: the validation
+    images are predicted once and decoded with every pair of ``thresholds`` x ``splits``;
+    the pair with the best mean AP over IoU 0.5-0.9 against their instance labels
+    becomes the model's ``instance_params_`` (the defaults win ties; see
+    :mod:`skunet.calibration`), and ``calibration_`` holds every candidate's score.
+    Without validation images it does nothing (use
+    :meth:`~skunet.UNetSegmenter.calibrate_instances` on held-out images); pass
+    ``callbacks__calibration=None`` to keep the defaults.
+    """
+
+    def __init__(self, thresholds=THRESHOLDS, splits=SPLITS, sink=print) -> None:
+        self.thresholds = thresholds
+        self.splits = splits
+        self.sink = sink
+
+    def on_train_end(self, net, X=None, **kwargs) -> None:
+        labels = getattr(X, "labels", None)
+        if net.target != "boundary" or labels is None or net.train_split is None:
+            return
+        _, valid = net.get_split_datasets(X, None)
+        if not isinstance(valid, Subset) or not len(valid):
+            return
+        index = list(valid.indices)
+        result = calibrate_instances(
+            net.predictor_,
+            [X.images[i] for i in index],
+            [labels[i] for i in index],
+            self.thresholds,
+            self.splits,
+        )
+        net.instance_params_ = result.params
+        net.calibration_ = result
+        if net.verbose and self.sink is not None:
+            self.sink(
+                f"instances: threshold {result.threshold}, split {result.split}, mean AP "
+                f"{result.score:.4f} on the validation images (defaults {result.default_score:.4f})"
+            )
