@@ -209,8 +209,9 @@ def _cell(s: dict, key: str) -> str:
 def table(results: dict) -> str:
     lines = [
         "| configuration | V_rand (protocol) | V_info (protocol) | V_rand @0.5 | V_info @0.5 "
-        "| V_rand, watershed cells | pixel error @0.5 | training per fold | device |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| V_rand, watershed cells | pixel error @0.5 | pixel error, best t "
+        "| training per fold | device |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for config, rec in results.items():
         s = rec["summary"]
@@ -223,6 +224,7 @@ def table(results: dict) -> str:
             _cell(s, "v_info" if old else "v_info_05"),
             _cell(s, "v_rand_instances"),
             _cell(s, "pixel_error"),
+            _cell(s, "pixel_error_best"),
         ]
         minutes = s["fit_seconds"]
         ran = sorted({f.get("epochs_run", rec["max_epochs"]) for f in rec["folds"]})

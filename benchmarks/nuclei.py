@@ -3,6 +3,13 @@
     python benchmarks/nuclei.py --config cpu    # about 50 minutes on 2 CPU cores
     python benchmarks/nuclei.py --config gpu    # the full preset, on a CUDA GPU
     python benchmarks/nuclei.py --table         # the README table from the results file
+    python benchmarks/nuclei.py --config cpu --variants 3class stardist   # beside StarDist
+
+The ``stardist`` variant is the peer: StarDist 2D trained from scratch, in its own
+environment (``--peer-python``, default ``.venv-stardist/bin/python``; see the README),
+by ``benchmarks/stardist_peer.py`` for the wall time the ``3class`` variant trained in
+this run (or ``--minutes``), on the same training images, with the same validation
+images for its ``optimize_thresholds``, scored here by the same code.
 
 Holds out a fixed 15 % of ``shared/data/dsb2018/train`` by image (seed 0), trains
 ``skunet.presets.nuclei_segmenter`` twice on the rest (2 classes + connected components,
@@ -15,6 +22,11 @@ is kept under its own key in ``benchmarks/results/nuclei.json``.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +42,8 @@ from _record import (
 )
 from skorch.dataset import ValidSplit
 
+from skunet.callbacks import TimeLimit
+from skunet.dataset import ImageSet
 from skunet.datasets import load_dsb2018
 from skunet.metrics import match_dataset
 from skunet.presets import nuclei_segmenter
@@ -42,16 +56,27 @@ VARIANTS = {
 }
 # Overrides of the preset for each configuration; "gpu" is the preset as it is.
 CONFIGS = {
+    # 16 channels, one patch per image, bfloat16 where the CPU has it natively; at most
+    # 22 minutes of training (about 28 epochs on 2 AVX-512 BF16 cores)
     "cpu": {
         "module__base_channels": 16,
         "patches_per_image": 1,
-        "max_epochs": 18,
+        "max_epochs": 28,
+        "autocast": "auto",
         "train_split": ValidSplit(0.1, random_state=0),
+        "callbacks": [("time_limit", TimeLimit(22))],
     },
     "gpu": {},
     "smoke": {"module__base_channels": 8, "module__depth": 3, "max_epochs": 1},
 }
 RESULTS_FILE = RESULTS / "nuclei.json"
+PEER = Path(__file__).parent / "stardist_peer.py"
+PEER_PYTHON = Path(__file__).resolve().parents[1] / ".venv-stardist" / "bin" / "python"
+HOW = {
+    "2class": "2 classes + components",
+    "3class": "3 classes + watershed",
+    "stardist": "StarDist 2D (peer, same budget)",
+}
 
 
 def split(n: int, fraction: float = 0.15, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -59,6 +84,68 @@ def split(n: int, fraction: float = 0.15, seed: int = 0) -> tuple[np.ndarray, np
     order = np.random.default_rng(seed).permutation(n)
     n_test = round(n * fraction)
     return np.sort(order[:n_test]), np.sort(order[n_test:])
+
+
+def object_scores(y_test: list, pred: list) -> dict:
+    """AP at each IoU threshold and the counts at 0.5, pooled over the images."""
+    matches = match_dataset(y_test, pred, thresh=THRESHOLDS)
+    at50 = matches[0]
+    return {
+        "ap": {f"{m.thresh:.2f}": m.accuracy for m in matches},
+        "f1_50": at50.f1,
+        "precision_50": at50.precision,
+        "recall_50": at50.recall,
+        "panoptic_quality_50": at50.panoptic_quality,
+        "n_true": at50.n_true,
+        "n_pred": at50.n_pred,
+    }
+
+
+def run_peer(args: argparse.Namespace, data, seconds: float) -> dict:
+    """StarDist 2D for ``seconds`` of training, in its own environment; scored here."""
+    (X_train, y_train), (X_test, y_test) = data
+    train_split = nuclei_segmenter(**CONFIGS[args.config]).train_split
+    _, valid = train_split(ImageSet(X_train[: args.limit]))
+    chosen = set(valid.indices)
+    train = [i for i in range(len(X_train[: args.limit])) if i not in chosen]
+    arrays = {
+        **{f"train_{k}": X_train[i] for k, i in enumerate(train)},
+        **{f"train_labels_{k}": y_train[i] for k, i in enumerate(train)},
+        **{f"valid_{k}": X_train[i] for k, i in enumerate(sorted(chosen))},
+        **{f"valid_labels_{k}": y_train[i] for k, i in enumerate(sorted(chosen))},
+        **{f"test_{k}": x for k, x in enumerate(X_test)},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez(Path(tmp) / "split.npz", **arrays)
+        command = [
+            args.peer_python,
+            str(PEER),
+            f"{tmp}/split.npz",
+            f"{tmp}/out.npz",
+            "--seconds",
+            str(seconds),
+        ]
+        print(f"stardist: {' '.join(command)}", flush=True)
+        with open(Path(tmp) / "log", "w+") as log:  # Keras' progress bars stay out
+            done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+            log.seek(0)
+            lines = log.read().splitlines()
+        if done.returncode:
+            print("\n".join(lines[-20:]), flush=True)
+            raise subprocess.CalledProcessError(done.returncode, command)
+        out = np.load(Path(tmp) / "out.npz")
+        record = json.loads(str(out["record"]))
+        pred = [out[f"test_{k}"] for k in range(len(X_test))]
+    result = {**record, **object_scores(y_test, pred), "budget_seconds": round(seconds, 1)}
+    result["params"] = {"max_epochs": record["epochs"]}
+    result["epochs_run"] = record["epochs"]
+    print(
+        f"{args.config} stardist: AP@0.5 {result['ap']['0.50']:.3f}  AP@0.75 "
+        f"{result['ap']['0.75']:.3f}  F1@0.5 {result['f1_50']:.3f}  fit "
+        f"{record['fit_seconds']:.0f} s ({record['steps']} steps)",
+        flush=True,
+    )
+    return result
 
 
 def run_variant(name: str, args: argparse.Namespace, data) -> dict:
@@ -82,8 +169,6 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
         predictor.instances(p, 0.5, 0.5 if seg.target == "boundary" else None)
         for p in probabilities
     ]
-    matches = match_dataset(y_test, pred, thresh=THRESHOLDS)
-    at50 = matches[0]
     calibration = getattr(seg, "calibration_", None)
     result = {
         "params": {
@@ -102,7 +187,7 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
             )
         }
         | {k: v for k, v in params.items() if k.startswith("module__")},
-        "ap": {f"{m.thresh:.2f}": m.accuracy for m in matches},
+        **object_scores(y_test, pred),
         "instance_params": getattr(seg, "instance_params_", None),
         "validation_mean_ap": None
         if calibration is None
@@ -110,12 +195,6 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
         "ap_defaults": {
             f"{m.thresh:.2f}": m.accuracy for m in match_dataset(y_test, default, thresh=THRESHOLDS)
         },
-        "f1_50": at50.f1,
-        "precision_50": at50.precision,
-        "recall_50": at50.recall,
-        "panoptic_quality_50": at50.panoptic_quality,
-        "n_true": at50.n_true,
-        "n_pred": at50.n_pred,
         "epochs_run": len(seg.history),
         "best_valid_iou": float(np.nanmax(seg.history[:, "valid_iou"]))
         if "valid_iou" in seg.history[-1]
@@ -148,7 +227,7 @@ def table(results: dict) -> str:
     for config, rec in results.items():
         device = device_of(rec)
         for name, r in rec["variants"].items():
-            how = {"2class": "2 classes + components", "3class": "3 classes + watershed"}[name]
+            how = HOW[name]
             lines.append(
                 f"| {config} ({epochs(r)}) | {how} | {r['ap']['0.50']:.3f} "
                 f"| {r['ap']['0.75']:.3f} | {r['ap']['0.90']:.3f} | {r['f1_50']:.3f} "
@@ -162,7 +241,12 @@ def main() -> None:
     parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
     add_common_arguments(parser, DEFAULT_DATA, RESULTS_FILE)
     parser.add_argument(
-        "--variants", nargs="+", choices=sorted(VARIANTS), default=["2class", "3class"]
+        "--variants", nargs="+", choices=[*VARIANTS, "stardist"], default=["2class", "3class"]
+    )
+    parser.add_argument(
+        "--peer-python",
+        default=os.environ.get("SKUNET_PEER_PYTHON", str(PEER_PYTHON)),
+        help="python of the environment with stardist and tensorflow-cpu",
     )
     parser.add_argument("--limit", type=int, help="train on the first N training images only")
     parser.add_argument("--verbose", type=int, default=0, help="1: skorch's epoch log")
@@ -186,7 +270,18 @@ def main() -> None:
         flush=True,
     )
     start = time.perf_counter()
-    variants = {v: run_variant(v, args, data) for v in args.variants}
+    variants = {}
+    for v in args.variants:
+        if v == "stardist":  # the peer trains for as long as our 3-class network did
+            ours = variants.get("3class", {}).get("fit_seconds")
+            if ours is None and not args.minutes:
+                sys.exit("--variants stardist needs 3class before it in this run, or --minutes")
+            try:
+                variants[v] = run_peer(args, data, ours or args.minutes * 60)
+            except (OSError, subprocess.CalledProcessError) as exc:  # ours are kept
+                print(f"stardist failed: {exc}", flush=True)
+        else:
+            variants[v] = run_variant(v, args, data)
     figures = {
         "held_out_images": len(test),
         "training_images": len(train) if args.limit is None else args.limit,

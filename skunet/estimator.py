@@ -341,18 +341,11 @@ class UNetSegmenter(TrainingMixin, MixedPrecisionMixin, NeuralNet):
         thresholds: Sequence[float] = THRESHOLDS,
         splits: Sequence[float | None] = SPLITS,
     ) -> InstanceCalibration:
-        """Choose ``predict_instances``' threshold (and split) on labelled images.
-
-        Predicts ``X`` once, decodes it with every pair of ``thresholds`` x ``splits``
-        (``splits`` for ``target="boundary"`` only) and keeps the pair with the best mean
-        AP over IoU 0.5-0.9 against the instance labels ``y``, as StarDist's
-        ``optimize_thresholds`` does; the defaults win ties, so the score on ``X`` never
-        drops. The pair becomes ``instance_params_`` (used by ``predict_instances`` and
-        the AP scorers, stored by :meth:`save`); the returned
-        :class:`~skunet.calibration.InstanceCalibration` holds every candidate's score.
-        Use images the network did not train on. The ``calibration`` callback does this
-        on the validation images after ``fit``.
-        """
+        """Choose ``predict_instances``' threshold (and split, for ``target="boundary"``)
+        by mean AP over IoU 0.5-0.9 against the instance labels ``y`` of images the
+        network did not train on (:mod:`skunet.calibration`; the defaults win ties). The
+        pair becomes ``instance_params_`` (used by ``predict_instances`` and the AP
+        scorers, kept by :meth:`save`); the result holds every candidate's score."""
         predictor = self.predictor_
         images = predictor.check_images(X)
         labels = check_masks(y, images, n_classes=3, target="boundary")  # instance labels
