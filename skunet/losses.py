@@ -201,19 +201,23 @@ class WeightMapLoss(nn.Module):
     w0 : float, default=10.0
     sigma : float, default=5.0
         Peak and width (pixels) of the weight between neighbouring cells.
+    balance : bool, default=True
+        Balance the classes' total weights (the paper); False weighs every pixel 1 plus
+        the gap term.
     """
 
-    def __init__(self, w0: float = 10.0, sigma: float = 5.0) -> None:
+    def __init__(self, w0: float = 10.0, sigma: float = 5.0, balance: bool = True) -> None:
         super().__init__()
         self.w0 = w0
         self.sigma = sigma
+        self.balance = balance
 
     def weight_map(self, classes: np.ndarray) -> np.ndarray:
         """Weights of a class map (:data:`~skunet.tiling.IGNORE` where it does not count):
         cells are the 4-connected components of the foreground classes, and every class
         present is balanced."""
         cells = np.where(classes >= 0, classes > 0, -1)
-        return unet_weight_map(cells, self.w0, self.sigma, classes=classes)
+        return unet_weight_map(cells, self.w0, self.sigma, classes=classes, balance=self.balance)
 
     def forward(self, logits: torch.Tensor, target) -> torch.Tensor:
         weights = None

@@ -108,10 +108,12 @@ def unet_weight_map(
     w0: float = 10.0,
     sigma: float = 5.0,
     classes: np.ndarray | None = None,
+    balance: bool = True,
 ) -> np.ndarray:
     """The 2015 U-Net paper's weight map: ``w_c(x) + w0 exp(-(d1(x) + d2(x))^2 / 2 sigma^2)``.
 
-    ``w_c`` balances background and cells (equal total weight, mean 1); the second term,
+    ``w_c`` balances background and cells (equal total weight, mean 1; 1 everywhere with
+    ``balance=False``, which keeps the gap term alone); the second term,
     on background pixels, weighs the thin gaps between neighbouring cells, ``d1`` and
     ``d2`` being the distances to the nearest and second-nearest cell.
 
@@ -126,6 +128,8 @@ def unet_weight_map(
     classes : ndarray (H, W) or None
         The class map to balance when there are more than two classes (e.g. background /
         interior / boundary); None balances background against cells.
+    balance : bool, default=True
+        Whether ``w_c`` balances the classes (the paper) or is 1 on every pixel.
 
     Returns
     -------
@@ -150,7 +154,10 @@ def unet_weight_map(
         classes = np.where(valid, instances > 0, -1)
     elif np.shape(classes) != a.shape:
         raise ValueError(f"classes has shape {np.shape(classes)}, the mask {a.shape}")
-    weights = class_balance_weights(classes)
+    if balance:
+        weights = class_balance_weights(classes)
+    else:
+        weights = np.where(np.asarray(classes) >= 0, 1.0, 0.0).astype(np.float32)
     if w0:
         weights += np.where(valid, _border_weights(instances, w0, sigma), 0)
     return weights

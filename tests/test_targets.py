@@ -56,6 +56,16 @@ class TestWeightMap:
         wk = class_balance_weights(three)
         assert len({round(float(wk[three == k].sum()), 5) for k in range(3)}) == 1
 
+    def test_without_balance_every_counted_pixel_weighs_one_plus_the_gap_term(self):
+        mask = membrane_cells().astype(int)
+        mask[:3] = -1  # padding: weight 0
+        plain = unet_weight_map(mask, w0=0, balance=False)
+        assert (plain[3:] == 1).all() and (plain[:3] == 0).all()
+        gaps = unet_weight_map(mask, balance=False) - plain
+        expected = unet_weight_map(mask) - unet_weight_map(mask, w0=0)
+        np.testing.assert_allclose(gaps, expected, rtol=1e-5, atol=1e-5)  # float32 sums
+        assert gaps.max() > 5  # the gap term is unchanged
+
     def test_matches_brute_force_distances(self):
         labels = disks((70, 90), [(15, 15), (15, 40), (40, 28), (55, 70), (20, 75)], 9)
         ours = unet_weight_map(labels)
