@@ -123,11 +123,12 @@ def em_segmenter(recipe: str = "paper", **overrides: Any) -> UNetSegmenter:
         loss (``callbacks__early_stopping__*``). A GPU recipe. ``"fast"``: the CPU recipe,
         which leaves the 2015 geometry behind for many more updates per minute: a
         same-padding U-Net (16 base channels, batch norm) on 224 px patches with 16 px of
-        mirrored context, 6 per slice, batch 8, Adam at a cyclic rate peaking at 2e-3,
-        elastic deformation, plain binary cross-entropy, 12 epochs (about 9 minutes on 2
-        AVX2 cores; see ``benchmarks/em.py``). ``"paper_small"``: the paper's tiles, loss
-        and augmentation at CPU scale (16 base channels with batch norm, Adam at a cyclic
-        rate peaking at 1e-3).
+        mirrored context, 6 per slice, batch 8, elastic deformation, the paper's weight
+        map, Adam with one learning-rate cycle peaking at 2e-3 over 30 epochs on every
+        slice (``train_split=None``), bfloat16 where the CPU has it natively (about 7
+        minutes on 2 AVX-512 BF16 cores; see ``benchmarks/em.py``). ``"paper_small"``:
+        the paper's tiles, loss and augmentation at CPU scale (16 base channels with
+        batch norm, Adam at a cyclic rate peaking at 1e-3).
     **overrides
         Any :class:`~skunet.UNetSegmenter` parameter. To make training resumable after an
         interruption, name a checkpoint folder and ask for resumption:
@@ -143,8 +144,8 @@ def em_segmenter(recipe: str = "paper", **overrides: Any) -> UNetSegmenter:
     >>> seg.criterion.__name__, seg.get_params()["criterion__w0"]
     ('WeightMapLoss', 10.0)
     >>> fast = em_segmenter("fast")
-    >>> fast.criterion, fast.patch_size, fast.batch_size, fast.patches_per_image
-    (None, 224, 8, 6)
+    >>> fast.criterion.__name__, fast.patch_size, fast.batch_size, fast.train_split
+    ('WeightMapLoss', 224, 8, None)
     """
     return segmenter("em", recipe, **overrides)
 
