@@ -90,10 +90,11 @@ def add_common_arguments(parser: argparse.ArgumentParser, data: Path, results: P
 
 
 def with_time_limit(seg, minutes: float | None):
-    """``seg`` with a ``TimeLimit(minutes)`` callback added to its own, if ``minutes``."""
+    """``seg`` with a ``TimeLimit(minutes)`` callback, if ``minutes``; it replaces a
+    ``time_limit`` the configuration already has (skorch refuses two of one name)."""
     if minutes:
-        callbacks = [*(seg.callbacks or []), ("time_limit", skunet.callbacks.TimeLimit(minutes))]
-        seg.set_params(callbacks=callbacks)
+        own = [(name, cb) for name, cb in seg.callbacks or [] if name != "time_limit"]
+        seg.set_params(callbacks=[*own, ("time_limit", skunet.callbacks.TimeLimit(minutes))])
     return seg
 
 

@@ -101,10 +101,19 @@ def object_scores(y_test: list, pred: list) -> dict:
     }
 
 
+def variant_params(name: str, args: argparse.Namespace) -> dict:
+    """The preset's overrides for one of our variants: configuration, variant, command line."""
+    params = {**CONFIGS[args.config], **VARIANTS[name], "device": args.device, "random_state": 0}
+    if args.epochs:
+        params["max_epochs"] = args.epochs
+    return {**params, **parse_settings(args.set)}
+
+
 def run_peer(args: argparse.Namespace, data, seconds: float) -> dict:
-    """StarDist 2D for ``seconds`` of training, in its own environment; scored here."""
+    """StarDist 2D for ``seconds`` of training, in its own environment; scored here. Its
+    validation images are those our 3-class variant holds out."""
     (X_train, y_train), (X_test, y_test) = data
-    train_split = nuclei_segmenter(**CONFIGS[args.config]).train_split
+    train_split = nuclei_segmenter(**variant_params("3class", args)).train_split
     _, valid = train_split(ImageSet(X_train[: args.limit]))
     chosen = set(valid.indices)
     train = [i for i in range(len(X_train[: args.limit])) if i not in chosen]
@@ -150,10 +159,7 @@ def run_peer(args: argparse.Namespace, data, seconds: float) -> dict:
 
 def run_variant(name: str, args: argparse.Namespace, data) -> dict:
     (X_train, y_train), (X_test, y_test) = data
-    params = {**CONFIGS[args.config], **VARIANTS[name], "device": args.device, "random_state": 0}
-    if args.epochs:
-        params["max_epochs"] = args.epochs
-    params.update(parse_settings(args.set))
+    params = variant_params(name, args)
     seg = with_time_limit(nuclei_segmenter(verbose=args.verbose, **params), args.minutes)
     limit, config = args.limit, args.config
     start = time.perf_counter()
