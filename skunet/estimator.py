@@ -25,7 +25,7 @@ from sklearn.exceptions import NotFittedError
 from skorch import NeuralNet
 from skorch.dataset import ValidSplit
 
-from .calibration import SPLITS, THRESHOLDS, InstanceCalibration, calibrate_instances
+from .calibration import SPLITS, THRESHOLDS, InstanceCalibration, calibrate_segmenter
 from .callbacks import (
     CyclicLRScheduler,
     EncoderFreezer,
@@ -346,13 +346,9 @@ class UNetSegmenter(TrainingMixin, MixedPrecisionMixin, NeuralNet):
         network did not train on (:mod:`skunet.calibration`; the defaults win ties). The
         pair becomes ``instance_params_`` (used by ``predict_instances`` and the AP
         scorers, kept by :meth:`save`); the result holds every candidate's score."""
-        predictor = self.predictor_
-        images = predictor.check_images(X)
+        images = self.predictor_.check_images(X)
         labels = check_masks(y, images, n_classes=3, target="boundary")  # instance labels
-        result = calibrate_instances(predictor, images, labels, thresholds, splits)
-        self.instance_params_ = result.params
-        self.calibration_ = result
-        return result
+        return calibrate_segmenter(self, images, labels, thresholds, splits)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Mean IoU over the foreground classes, pooled over all pixels (higher is better)."""

@@ -10,7 +10,7 @@ import numpy as np
 from skorch.callbacks import Callback, EpochScoring
 from torch.utils.data import Subset
 
-from ..calibration import SPLITS, THRESHOLDS, calibrate_instances
+from ..calibration import SPLITS, THRESHOLDS, calibrate_segmenter
 from ..dataset import class_target
 from ..evaluation import METRICS, score_images
 from ..inference import logit_classes
@@ -180,22 +180,14 @@ class InstanceCalibrator(Callback):
         self.sink = sink
 
     def on_train_end(self, net, X=None, **kwargs) -> None:
-        labels = getattr(X, "labels", None)
-        if net.target != "boundary" or labels is None or net.train_split is None:
+        if net.target != "boundary" or net.train_split is None:
             return
         _, valid = net.get_split_datasets(X, None)
-        if not isinstance(valid, Subset) or not len(valid):
+        labels = _instance_labels(valid)
+        if not labels:
             return
-        index = list(valid.indices)
-        result = calibrate_instances(
-            net.predictor_,
-            [X.images[i] for i in index],
-            [labels[i] for i in index],
-            self.thresholds,
-            self.splits,
-        )
-        net.instance_params_ = result.params
-        net.calibration_ = result
+        images = [valid[i][0] for i in range(len(valid))]
+        result = calibrate_segmenter(net, images, labels, self.thresholds, self.splits)
         if net.verbose and self.sink is not None:
             self.sink(
                 f"instances: threshold {result.threshold}, split {result.split}, mean AP "
