@@ -53,6 +53,7 @@ THRESHOLDS = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9]
 VARIANTS = {
     "2class": {"target": "mask"},  # binary U-Net, connected components
     "3class": {},  # the preset: background / interior / boundary, watershed
+    "distance": {"target": "distance"},  # 4 distance levels, watershed from the top ones
 }
 # Overrides of the preset for each configuration; "gpu" is the preset as it is.
 CONFIGS = {
@@ -75,6 +76,7 @@ PEER_PYTHON = Path(__file__).resolve().parents[1] / ".venv-stardist" / "bin" / "
 HOW = {
     "2class": "2 classes + components",
     "3class": "3 classes + watershed",
+    "distance": "distance levels + watershed",
     "stardist": "StarDist 2D (peer, same budget)",
 }
 
@@ -165,6 +167,8 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
     start = time.perf_counter()
     seg.fit(X_train[:limit], y_train[:limit])
     fit_seconds = time.perf_counter() - start
+    if args.save:  # for decoding experiments without training again
+        print(f"saved: {seg.save(args.save / f'{args.name or config}-{name}.skunet')}")
     start = time.perf_counter()
     predictor = seg.predictor_
     probabilities = predictor.probabilities(predictor.check_images(X_test))
@@ -172,9 +176,14 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
     predict_seconds = time.perf_counter() - start
     # the same probabilities decoded with the uncalibrated defaults
     default = [
-        predictor.instances(p, 0.5, 0.5 if seg.target == "boundary" else None)
-        for p in probabilities
+        predictor.instances(p, 0.5, None if seg.target == "mask" else 0.5) for p in probabilities
     ]
+    # test-time augmentation: the flips' probabilities averaged before decoding
+    start = time.perf_counter()
+    seg.set_params(tta=True)
+    tta = seg.predict_instances(X_test)
+    tta_seconds = time.perf_counter() - start
+    seg.set_params(tta=False)
     calibration = getattr(seg, "calibration_", None)
     result = {
         "params": {
@@ -201,6 +210,7 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
         "ap_defaults": {
             f"{m.thresh:.2f}": m.accuracy for m in match_dataset(y_test, default, thresh=THRESHOLDS)
         },
+        "tta": {**object_scores(y_test, list(tta)), "predict_seconds": round(tta_seconds, 1)},
         "epochs_run": len(seg.history),
         "best_valid_iou": float(np.nanmax(seg.history[:, "valid_iou"]))
         if "valid_iou" in seg.history[-1]
@@ -211,7 +221,8 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
     print(
         f"{config} {name}: AP@0.5 {result['ap']['0.50']:.3f}  AP@0.75 {result['ap']['0.75']:.3f}"
         f"  F1@0.5 {result['f1_50']:.3f} (defaults: AP@0.5 {result['ap_defaults']['0.50']:.3f}"
-        f"  AP@0.75 {result['ap_defaults']['0.75']:.3f}; chosen {result['instance_params']})"
+        f"  AP@0.75 {result['ap_defaults']['0.75']:.3f}; chosen {result['instance_params']};"
+        f" TTA: AP@0.5 {result['tta']['ap']['0.50']:.3f} AP@0.75 {result['tta']['ap']['0.75']:.3f})"
         f"  fit {fit_seconds:.0f} s  predict "
         f"{predict_seconds:.0f} s",
         flush=True,
@@ -260,6 +271,7 @@ def main() -> None:
         "--set", action="append", default=[], metavar="PARAM=EXPR", help="override a parameter"
     )
     parser.add_argument("--name", help="the record's key (default: the configuration's name)")
+    parser.add_argument("--save", type=Path, help="a folder to save each trained model in")
     args = parser.parse_args()
     if args.table:
         print(table(load(args.out)))

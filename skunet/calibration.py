@@ -3,12 +3,14 @@
 A 3-class (background / interior / boundary) model turns probabilities into objects with
 a seeded watershed that has two settings: the probability ``threshold`` of the seeds and
 the foreground, and the ``split`` height at which touching seeds are separated
-(:func:`~skunet.instances.watershed_instances`). :func:`calibrate_instances` predicts the
-images once and decodes them with every pair of a grid, scoring each by the mean of
-StarDist's AP (``tp / (tp + fp + fn)``, pooled over the images) over IoU 0.5 ... 0.9;
-the defaults are always among the candidates, and another pair is chosen only when it
-scores higher, so calibration never lowers the score on the images it sees. Binary
-models have one setting, ``threshold`` (connected components).
+(:func:`~skunet.instances.watershed_instances`); a distance model's ``split`` is the
+distance level its seeds stand above (:func:`~skunet.instances.distance_instances`).
+:func:`calibrate_instances` predicts the images once and decodes them with every pair
+of a grid, scoring each by the mean of StarDist's AP (``tp / (tp + fp + fn)``, pooled
+over the images) over IoU 0.5 ... 0.9; the defaults are always among the candidates,
+and another pair is chosen only when it scores higher, so calibration never lowers the
+score on the images it sees. Binary models have one setting, ``threshold`` (connected
+components).
 
 :meth:`UNetSegmenter.calibrate_instances <skunet.UNetSegmenter.calibrate_instances>` runs
 it on a user's images; the ``calibration`` callback
@@ -26,13 +28,20 @@ import numpy as np
 
 from .metrics import match_dataset
 
-__all__ = ["IOU_THRESHOLDS", "InstanceCalibration", "calibrate_instances", "calibrate_segmenter"]
+__all__ = [
+    "IOU_THRESHOLDS",
+    "InstanceCalibration",
+    "calibrate_instances",
+    "calibrate_segmenter",
+    "split_grid",
+]
 
 IOU_THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 # The nuclei benchmark's first calibrated model chose 0.3 and 2 px, both at the edge of
 # the grid it had (0.3-0.7 x None-2 px), so the grid reaches further now.
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
-SPLITS = (None, 0.5, 1.0, 2.0, 3.0)
+SPLITS = (None, 0.5, 1.0, 2.0, 3.0)  # heights in pixels (target="boundary")
+SEED_LEVELS = (None, 0.3, 0.4, 0.5, 0.6, 0.7)  # normalised distance (target="distance")
 DEFAULT = (0.5, "auto")
 
 
@@ -69,20 +78,31 @@ def mean_ap(
     )
 
 
+def split_grid(target: str) -> tuple:
+    """The splits tried for a model's ``target`` when none are given: heights in pixels
+    for ``"boundary"``, seed levels for ``"distance"``, none (no split) otherwise.
+
+    >>> split_grid("distance")
+    (None, 0.3, 0.4, 0.5, 0.6, 0.7)
+    """
+    return {"boundary": SPLITS, "distance": SEED_LEVELS}.get(target, (None,))
+
+
 def calibrate_instances(
     predictor,
     images: Sequence[np.ndarray],
     labels: Sequence[np.ndarray],
     thresholds: Sequence[float] = THRESHOLDS,
-    splits: Sequence[float | None] = SPLITS,
+    splits: Sequence[float | None] | None = None,
     iou_thresholds: Sequence[float] = IOU_THRESHOLDS,
 ) -> InstanceCalibration:
     """Choose the instance ``threshold`` (and ``split``) that maximise mean AP on
     ``images`` (checked by ``predictor.check_images``) against instance ``labels``.
 
-    ``predictor`` is a fitted :class:`~skunet.predictor.Predictor` of a binary or
-    ``target="boundary"`` model (``split`` applies to the latter only). The images are
-    predicted once; every candidate decodes the same probabilities.
+    ``predictor`` is a fitted :class:`~skunet.predictor.Predictor` of a binary model or
+    of an instance target (``split`` applies to the latter only; None tries
+    :func:`split_grid`). The images are predicted once; every candidate decodes the
+    same probabilities.
     """
     predictor.check_instances()
     if predictor.membranes:
@@ -97,8 +117,8 @@ def calibrate_instances(
         )
     labels = [np.asarray(lab) for lab in labels]
     probabilities = predictor.probabilities(images)
-    if predictor.target != "boundary":
-        splits = (None,)
+    if predictor.n_classes == 2 or splits is None:
+        splits = split_grid(predictor.target)
     candidates = [DEFAULT] + [(float(t), s) for t in thresholds for s in splits]
     scores: dict = {}
     for t, s in candidates:
@@ -125,7 +145,7 @@ def calibrate_segmenter(
     images: Sequence[np.ndarray],
     labels: Sequence[np.ndarray],
     thresholds: Sequence[float] = THRESHOLDS,
-    splits: Sequence[float | None] = SPLITS,
+    splits: Sequence[float | None] | None = None,
 ) -> InstanceCalibration:
     """:func:`calibrate_instances` with a fitted segmenter's predictor on checked
     ``images``; the chosen pair becomes its ``instance_params_``, the outcome its

@@ -25,7 +25,7 @@ from sklearn.exceptions import NotFittedError
 from skorch import NeuralNet
 from skorch.dataset import ValidSplit
 
-from .calibration import SPLITS, THRESHOLDS, InstanceCalibration, calibrate_segmenter
+from .calibration import THRESHOLDS, InstanceCalibration, calibrate_segmenter
 from .callbacks import (
     CyclicLRScheduler,
     EncoderFreezer,
@@ -44,7 +44,7 @@ from .predictor import Predictor
 from .progress import in_notebook
 from .tasks import TASKS, task_of
 from .training import TrainingMixin
-from .validation import Interval, Options, check_masks, check_params, check_target
+from .validation import TARGETS, Interval, Options, check_masks, check_params, check_target
 
 __all__ = ["UNetSegmenter"]
 
@@ -60,10 +60,12 @@ class UNetSegmenter(TrainingMixin, MixedPrecisionMixin, NeuralNet):
     n_classes : int, default=2
         Two classes train one logit with binary cross-entropy; more train ``n_classes``
         logits with cross-entropy. Both losses skip padding.
-    target : {"mask", "boundary"}, default="mask"
+    target : {"mask", "boundary", "distance"}, default="mask"
         ``"mask"``: ``y`` holds class indices (with 2 classes any value > 0 is
-        foreground). ``"boundary"``: ``y`` holds instance labels, trained as
-        0 background / 1 interior / 2 boundary (``n_classes=3``).
+        foreground). ``"boundary"`` / ``"distance"``: ``y`` holds instance labels,
+        trained as 0 background / 1 interior / 2 boundary (``n_classes=3``), or as
+        background and ``n_classes - 1`` levels of each object's normalised distance
+        to its border (:mod:`skunet.targets`).
     patch_size : int, default=256
         Side of the random training patches; smaller images are mirrored around.
     padding : int, default=16
@@ -222,7 +224,7 @@ class UNetSegmenter(TrainingMixin, MixedPrecisionMixin, NeuralNet):
     # see :func:`skunet.validation.check_params`). skorch checks its own.
     _parameter_constraints: dict[str, list[Any]] = {
         "n_classes": [Interval(int, 2)],
-        "target": [Options(("mask", "boundary"))],
+        "target": [Options(TARGETS)],
         "patch_size": [Interval(int, 1)],
         "padding": [Interval(int, 0)],
         "patches_per_image": [Interval(int, 1)],
@@ -322,15 +324,12 @@ class UNetSegmenter(TrainingMixin, MixedPrecisionMixin, NeuralNet):
     ) -> np.ndarray | list[np.ndarray]:
         """Instance labels (0 background, 1..n objects) of each image.
 
-        Connected components of ``foreground > threshold`` for ``target="mask"``; for
-        ``target="boundary"`` a watershed seeded from confident interiors, whose touching
-        seeds are split at distance-transform maxima of height ``split`` (see
-        :func:`~skunet.instances.watershed_instances`); for an EM membrane model (task
-        ``"em"``) cells seeded at the maxima of their distance transform, so that a gap
-        in a membrane does not merge two cells (:func:`~skunet.instances.membrane_instances`).
-        ``threshold=None`` and ``split="auto"``: the model's calibrated pair
-        (``instance_params_``, see :meth:`calibrate_instances`), else 0.5 and a split of
-        0.5 px for boundary models, 2 px for membrane models; ``split=None`` never splits.
+        Connected components of ``foreground > threshold`` for ``target="mask"``, seeded
+        watersheds for instance targets and EM membrane models; ``split`` separates
+        touching objects (:meth:`Predictor.instances <skunet.predictor.Predictor.instances>`
+        says how for each). ``threshold=None`` and ``split="auto"``: the model's
+        calibrated pair (``instance_params_``, see :meth:`calibrate_instances`), else
+        the defaults; ``split=None`` never splits.
         """
         return self.predictor_.predict_instances(X, threshold, split)
 
@@ -339,15 +338,15 @@ class UNetSegmenter(TrainingMixin, MixedPrecisionMixin, NeuralNet):
         X: Any,
         y: Any,
         thresholds: Sequence[float] = THRESHOLDS,
-        splits: Sequence[float | None] = SPLITS,
+        splits: Sequence[float | None] | None = None,
     ) -> InstanceCalibration:
-        """Choose ``predict_instances``' threshold (and split, for ``target="boundary"``)
+        """Choose ``predict_instances``' threshold (and split, for instance targets)
         by mean AP over IoU 0.5-0.9 against the instance labels ``y`` of images the
         network did not train on (:mod:`skunet.calibration`; the defaults win ties). The
         pair becomes ``instance_params_`` (used by ``predict_instances`` and the AP
         scorers, kept by :meth:`save`); the result holds every candidate's score."""
         images = self.predictor_.check_images(X)
-        labels = check_masks(y, images, n_classes=3, target="boundary")  # instance labels
+        labels = check_masks(y, images, n_classes=3, target="distance")  # instance labels
         return calibrate_segmenter(self, images, labels, thresholds, splits)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:

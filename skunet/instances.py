@@ -1,5 +1,5 @@
-"""Probabilities to instance labels (connected components, seeded watershed), and the
-one-object clean-up of class maps."""
+"""Probabilities to instance labels (connected components, seeded watersheds from
+boundary classes or distance levels), and the one-object clean-up of class maps."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from skimage.segmentation import watershed
 
 __all__ = [
     "LargestObject",
+    "distance_instances",
     "label_components",
     "largest_object",
     "membrane_instances",
@@ -61,6 +62,36 @@ def watershed_instances(
         markers = label(h_maxima(distance, split) & seeds)
         height = boundary_prob - distance / max(float(distance.max()), 1e-6)
     return watershed(height, markers, mask=foreground_prob > threshold).astype(np.int32)
+
+
+def distance_instances(
+    probabilities: np.ndarray, threshold: float = 0.5, split: float | None = 0.5
+) -> np.ndarray:
+    """Instances from a distance-level prediction (``target="distance"``).
+
+    ``probabilities`` ``(K, H, W)``: background and ``K - 1`` levels of each object's
+    normalised distance to its border (:func:`~skunet.targets.distance_classes`). The
+    expected distance (levels at their centres, 0 for the background) is the height map:
+    seeds are its connected regions above ``split`` (a fraction of an object's largest
+    distance), one per object, and they flood down to where objects meet, within
+    ``1 - background > threshold``. ``split=None`` keeps one object per connected
+    foreground.
+
+    >>> p = np.zeros((3, 1, 6))
+    >>> p[0, 0, [0, 5]] = 1                              # background at both ends
+    >>> p[2, 0, [1, 4]] = 1                              # two object centres ...
+    >>> p[1, 0, [2, 3]] = 1                              # ... meeting at a low level
+    >>> distance_instances(p).tolist(), distance_instances(p, split=None).tolist()
+    ([[0, 1, 1, 2, 2, 0]], [[0, 1, 1, 1, 1, 0]])
+    """
+    levels = len(probabilities) - 1
+    foreground = 1 - probabilities[0]
+    centres = (np.arange(1, levels + 1) - 0.5) / levels
+    distance = np.tensordot(centres, probabilities[1:], axes=1)
+    mask = foreground > threshold
+    seeds = mask if split is None else mask & (distance > split)
+    markers = label(seeds, connectivity=1)
+    return watershed(-distance, markers, mask=mask).astype(np.int32)
 
 
 def membrane_instances(

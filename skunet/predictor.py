@@ -19,8 +19,14 @@ import numpy as np
 from torch import nn
 
 from .inference import InferenceSettings, classes, expand, predict_compact
-from .instances import label_components, membrane_instances, watershed_instances
+from .instances import (
+    distance_instances,
+    label_components,
+    membrane_instances,
+    watershed_instances,
+)
 from .preprocessing import normalize_images
+from .targets import INSTANCE_TARGETS
 from .tiling import Geometry
 from .validation import check_images
 
@@ -49,9 +55,11 @@ class Predictor:
     n_channels : int
         Channels the network was trained on.
     n_classes : int, default=2
-    target : {"mask", "boundary"}, default="mask"
-        ``"boundary"``: classes 0 background / 1 interior / 2 boundary, instances by a
-        seeded watershed; binary ``"mask"`` models give connected components.
+    target : {"mask", "boundary", "distance"}, default="mask"
+        ``"boundary"``: classes 0 background / 1 interior / 2 boundary, ``"distance"``:
+        background and levels of the distance to the object's border, both give
+        instances by a seeded watershed; binary ``"mask"`` models give connected
+        components.
     normalize : {None, "percentile"}, default=None
         Per-image preprocessing applied by :meth:`check_images`.
     postprocess : callable or None, default=None
@@ -120,15 +128,15 @@ class Predictor:
 
     @property
     def gives_instances(self) -> bool:
-        """Whether the model can give instances (binary or ``target="boundary"``)."""
-        return self.target == "boundary" or self.n_classes == 2
+        """Whether the model can give instances (binary, or an instance target)."""
+        return self.target in INSTANCE_TARGETS or self.n_classes == 2
 
     def check_instances(self) -> None:
         """Raise ValueError unless the model can give instances."""
         if not self.gives_instances:
             raise ValueError(
-                f"predict_instances needs a binary (n_classes=2) or target='boundary' "
-                f"model; this one has n_classes={self.n_classes}"
+                f"predict_instances needs a binary (n_classes=2) model or one of target "
+                f"{' / '.join(INSTANCE_TARGETS)}; this one has n_classes={self.n_classes}"
             )
 
     # ---------------------------------------------------------- unchecked core
@@ -159,18 +167,23 @@ class Predictor:
 
         For ``target="boundary"`` a watershed seeded from confident interiors, whose
         touching seeds are split at distance-transform maxima of height ``split`` (see
-        :func:`~skunet.instances.watershed_instances`); for a membrane model (``membranes``)
+        :func:`~skunet.instances.watershed_instances`); for ``target="distance"`` a
+        watershed from the regions where the expected distance level exceeds ``split``
+        (:func:`~skunet.instances.distance_instances`); for a membrane model (``membranes``)
         cells seeded at distance-transform maxima of height ``split`` of the cell mask
         (:func:`~skunet.instances.membrane_instances`), so that a gap in a membrane does
         not merge two cells; otherwise connected components of ``foreground >
         threshold``. ``threshold=None`` and ``split="auto"`` are the model's own
         (``instance_threshold`` / ``instance_split``; uncalibrated: 0.5, and 0.5 px for
-        boundary models, 2 px for membrane models); ``split=None`` never splits.
+        boundary models, level 0.5 for distance models, 2 px for membrane models);
+        ``split=None`` never splits.
         """
         threshold = self.instance_threshold if threshold is None else threshold
         split = self.instance_split if split == "auto" else split
         if self.target == "boundary":
             return watershed_instances(1 - p[0], p[2], threshold, 0.5 if split == "auto" else split)
+        if self.target == "distance":
+            return distance_instances(p, threshold, 0.5 if split == "auto" else split)
         foreground = expand(p)[1]
         if self.membranes and split is not None:
             return membrane_instances(foreground, threshold, 2.0 if split == "auto" else split)

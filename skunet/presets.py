@@ -69,18 +69,21 @@ def nuclei_segmenter(recipe: str = "unet", **overrides: Any) -> UNetSegmenter:
         20 epochs); its weights are downloaded by torchvision on first use.
     **overrides
         Any :class:`~skunet.UNetSegmenter` parameter. ``target="mask"`` alone also sets
-        ``n_classes=2`` (binary training, connected-component instances).
+        ``n_classes=2`` (binary training, connected-component instances);
+        ``target="distance"`` alone sets ``n_classes=5`` (background and 4 levels of
+        the distance to the nucleus' border, watershed from the top levels).
 
     Examples
     --------
     >>> seg = nuclei_segmenter(max_epochs=5)
     >>> seg.target, seg.n_classes, seg.max_epochs
     ('boundary', 3, 5)
-    >>> nuclei_segmenter(target="mask").n_classes
-    2
+    >>> nuclei_segmenter(target="mask").n_classes, nuclei_segmenter(target="distance").n_classes
+    (2, 5)
     """
-    if overrides.get("target") == "mask" and "n_classes" not in overrides:
-        overrides["n_classes"] = 2
+    n_classes = {"mask": 2, "distance": 5}.get(overrides.get("target"))
+    if n_classes and "n_classes" not in overrides:
+        overrides["n_classes"] = n_classes
     return segmenter("nuclei", recipe, **overrides)
 
 

@@ -25,7 +25,7 @@ from .losses import PaddedBCEWithLogitsLoss, PaddedCrossEntropyLoss
 from .lr_finder import LRRangeResult, lr_range_test
 from .models import UNet, VGG16UNet
 from .preprocessing import normalize_images
-from .targets import mask_classes
+from .targets import INSTANCE_TARGETS, mask_classes
 from .tiling import Geometry
 from .validation import check_images, check_masks
 
@@ -132,7 +132,7 @@ class TrainingMixin:
         self.n_channels_in_ = n_channels
         self.classes_ = np.arange(self.n_classes)
         targets = [mask_classes(m, self.n_classes, self.target) for m in masks]
-        labels = masks if self.target == "boundary" else None  # for the calibration
+        labels = masks if self.target in INSTANCE_TARGETS else None  # for the calibration
         return ImageSet(images, targets, labels)
 
     def fit(self, X: Any, y: Any = None, **fit_params: Any):

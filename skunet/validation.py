@@ -28,7 +28,7 @@ __all__ = [
     "to_float_image",
 ]
 
-TARGETS = ("mask", "boundary")
+TARGETS = ("mask", "boundary", "distance")
 
 
 def _describe(obj: Any) -> str:
@@ -203,6 +203,11 @@ def check_target(target: str, n_classes: int) -> None:
             f"target='boundary' derives 3 classes (background, interior, boundary); "
             f"set n_classes=3, not {n_classes}"
         )
+    if target == "distance" and n_classes < 3:
+        raise ValueError(
+            f"target='distance' derives the background and n_classes - 1 >= 2 distance "
+            f"levels; set n_classes to 3 or more, not {n_classes}"
+        )
 
 
 def check_masks(
@@ -218,8 +223,8 @@ def check_masks(
     Returns the masks as integer ``(H, W)`` arrays. Class masks (``target="mask"``)
     must hold ``0..n_classes-1``; with ``n_classes == 2`` any value above 0 counts as
     foreground, and a boolean mask (e.g. ``image > threshold``) is accepted as
-    False = background, True = foreground. Instance masks (``target="boundary"``) must
-    be non-negative.
+    False = background, True = foreground. Instance masks (``target="boundary"`` or
+    ``"distance"``) must be non-negative.
 
     Examples
     --------

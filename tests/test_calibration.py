@@ -109,6 +109,22 @@ def test_membrane_models_and_mismatched_labels_are_refused():
         calibrate_instances(p, [None], [np.zeros((8, 8), int)] * 2)
 
 
+def test_distance_models_calibrate_their_seed_level():
+    from skunet.calibration import SEED_LEVELS
+    from skunet.targets import distance_classes
+
+    truth = disks((40, 64), [(20, 22), (20, 40)], radius=11)  # overlapping pair
+    # the network saw the seam only faintly: its upper levels join the two centres
+    classes = np.where(truth > 0, np.maximum(distance_classes(truth, 4), 3), 0)
+    probs = (classes[None] == np.arange(5)[:, None, None]).astype(np.float32)
+    p = FixedPredictor([probs], n_classes=5, target="distance")
+    assert p.instances(probs).max() == 1  # the default level merges them
+    result = calibrate_instances(p, [None], [truth])
+    assert {s for _, s in result.scores} == {"auto", *SEED_LEVELS}
+    assert result.split > 0.5 and result.score > result.default_score
+    assert p.instances(probs, result.threshold, result.split).max() == 2
+
+
 class TestEstimator:
     def test_fit_calibrates_on_the_validation_images_and_the_file_keeps_it(self, tmp_path):
         X, y = make_blobs(10)

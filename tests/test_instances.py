@@ -3,11 +3,12 @@ import numpy as np
 from conftest import disks
 from skunet.instances import (
     LargestObject,
+    distance_instances,
     label_components,
     largest_object,
     watershed_instances,
 )
-from skunet.targets import boundary_classes
+from skunet.targets import boundary_classes, distance_classes
 
 
 def test_watershed_separates_touching_disks_that_components_merge():
@@ -132,3 +133,46 @@ def test_largest_object_settings_survive_save_load(tmp_path):
     loaded = UNetSegmenter.load(seg.save(tmp_path / "m.skunet"))
     assert loaded.postprocess == LargestObject(opening_radius=2)
     np.testing.assert_array_equal(loaded.predict(X), seg.predict(X))
+
+
+def distance_probabilities(labels, levels=4):
+    """One-hot probabilities of the distance classes of instance labels."""
+    classes = distance_classes(labels, levels)
+    return (classes[None] == np.arange(levels + 1)[:, None, None]).astype(np.float32)
+
+
+def test_distance_instances_separate_touching_disks_that_components_merge():
+    labels = disks((40, 60), [(20, 20), (20, 37)], radius=9)
+    p = distance_probabilities(labels)
+    assert label_components(1 - p[0]).max() == 1
+    assert distance_instances(p, split=None).max() == 1
+    inst = distance_instances(p)
+    assert inst.max() == 2
+    assert np.array_equal(inst > 0, labels > 0)  # every foreground pixel is assigned
+    for k in (1, 2):
+        _, counts = np.unique(labels[inst == k], return_counts=True)
+        assert counts.max() / counts.sum() > 0.9
+
+
+def test_distance_instances_threshold_and_soft_levels():
+    labels = disks((30, 60), [(15, 15), (15, 45)], radius=8)
+    p = distance_probabilities(labels)
+    faint = p.copy()
+    faint[:, labels == 2] = 0.6 * faint[:, labels == 2]
+    faint[0, labels == 2] += 0.4  # the second object is 60 % foreground
+    assert distance_instances(faint).max() == 2
+    assert distance_instances(faint, threshold=0.7).max() == 1
+    # an object whose levels are uncertain (spread over all of them) still has one seed
+    rng = np.random.default_rng(0)
+    soft = 0.7 * p + 0.3 * rng.dirichlet(np.ones(5), size=(30, 60)).transpose(2, 0, 1)
+    assert distance_instances(soft.astype(np.float32)).max() == 2
+
+
+def test_distance_models_give_instances_through_the_predictor():
+    from conftest import make_blobs, tiny
+
+    X, y = make_blobs(6)
+    seg = tiny(n_classes=5, target="distance", train_split=None, max_epochs=1).fit(X, y)
+    assert seg.predict_proba(X[:2]).shape == (2, 5, 48, 48)
+    instances = seg.predict_instances(X[:2], split=None)
+    assert instances.shape == (2, 48, 48) and instances.dtype == np.int32

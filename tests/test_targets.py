@@ -8,6 +8,7 @@ from skunet.targets import (
     boundary_classes,
     cell_instances,
     class_balance_weights,
+    distance_classes,
     mask_classes,
     unet_weight_map,
 )
@@ -92,3 +93,44 @@ class TestWeightMap:
             unet_weight_map(np.zeros((2, 3, 4)))
         with pytest.raises(ValueError, match="sigma"):
             unet_weight_map(np.zeros((3, 4)), sigma=0)
+
+
+class TestDistanceClasses:
+    def test_levels_rise_to_each_objects_centre_and_fall_where_objects_touch(self):
+        labels = disks((40, 60), [(20, 20), (20, 37)], radius=9)  # overlapping pair
+        classes = distance_classes(labels, levels=4)
+        assert set(np.unique(classes)) == {0, 1, 2, 3, 4}
+        assert (classes[labels == 0] == 0).all() and (classes[labels > 0] >= 1).all()
+        assert classes[20, 20] == 4 and classes[20, 37] == 4
+        seam = (labels[:, 1:] != labels[:, :-1]) & (labels[:, 1:] > 0) & (labels[:, :-1] > 0)
+        assert (classes[:, 1:][seam] == 1).all()
+        # the top levels are one seed per object
+        from skimage.measure import label
+
+        assert label(classes >= 3).max() == 2
+
+    def test_small_and_large_objects_both_reach_the_top_level(self):
+        labels = disks((60, 60), [(15, 15), (40, 40)], radius=3)
+        labels[disks((60, 60), [(40, 40)], radius=15) > 0] = 2
+        classes = distance_classes(labels, levels=4)
+        for k in (1, 2):
+            assert classes[labels == k].max() == 4
+
+    def test_matches_brute_force_for_one_object(self):
+        labels = disks((30, 30), [(15, 15)], radius=8)
+        d = ndi.distance_transform_edt(labels > 0)
+        expected = np.ceil(3 * d / d.max()).astype(np.uint8)
+        assert np.array_equal(distance_classes(labels, 3), expected)
+
+    def test_an_object_cut_by_the_image_edge_goes_on_outside(self):
+        labels = np.zeros((10, 10), int)
+        labels[:, :5] = 1
+        classes = distance_classes(labels, 4)
+        assert (classes[:, 0] == 4).all() and (classes[:, 4] == 1).all()
+
+    def test_mask_classes_and_bad_levels(self):
+        labels = disks((20, 20), [(10, 10)], radius=6)
+        assert np.array_equal(mask_classes(labels, 5, "distance"), distance_classes(labels, 4))
+        for bad in (1, 2.5, True):
+            with pytest.raises(ValueError, match="levels"):
+                distance_classes(labels, bad)

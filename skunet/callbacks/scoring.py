@@ -10,12 +10,13 @@ import numpy as np
 from skorch.callbacks import Callback, EpochScoring
 from torch.utils.data import Subset
 
-from ..calibration import SPLITS, THRESHOLDS, calibrate_segmenter
+from ..calibration import THRESHOLDS, calibrate_segmenter
 from ..dataset import class_target
 from ..evaluation import METRICS, score_images
 from ..inference import logit_classes
 from ..metrics import confusion_matrix, iou_from_confusion
 from ..models.blocks import center_crop
+from ..targets import INSTANCE_TARGETS
 from ..validation import Interval, check_params, lookup
 
 __all__ = ["InstanceCalibrator", "IoUScoring", "MetricScoring"]
@@ -164,8 +165,10 @@ class InstanceCalibrator(Callback):
     """After training, choose ``predict_instances``' threshold and split on the
     validation images (``calibration``, a default callback).
 
-    For ``target="boundary"`` models trained with a ``train_split``: the validation
-    images are predicted once and decoded with every pair of ``thresholds`` x ``splits``;
+    For instance targets (``"boundary"``, ``"distance"``) trained with a ``train_split``:
+    the validation images are predicted once and decoded with every pair of
+    ``thresholds`` x ``splits`` (None: the target's grid,
+    :func:`~skunet.calibration.split_grid`);
     the pair with the best mean AP over IoU 0.5-0.9 against their instance labels
     becomes the model's ``instance_params_`` (the defaults win ties; see
     :mod:`skunet.calibration`), and ``calibration_`` holds every candidate's score.
@@ -174,13 +177,13 @@ class InstanceCalibrator(Callback):
     ``callbacks__calibration=None`` to keep the defaults.
     """
 
-    def __init__(self, thresholds=THRESHOLDS, splits=SPLITS, sink=print) -> None:
+    def __init__(self, thresholds=THRESHOLDS, splits=None, sink=print) -> None:
         self.thresholds = thresholds
         self.splits = splits
         self.sink = sink
 
     def on_train_end(self, net, X=None, **kwargs) -> None:
-        if net.target != "boundary" or net.train_split is None:
+        if net.target not in INSTANCE_TARGETS or net.train_split is None:
             return
         _, valid = net.get_split_datasets(X, None)
         labels = _instance_labels(valid)
