@@ -4,7 +4,7 @@
 
 Runs in its own environment (``stardist`` and ``tensorflow-cpu``; see the README's
 nuclei benchmark), so that skunet's needs TensorFlow nowhere. ``benchmarks/nuclei.py
---variants 3class stardist`` writes the split, calls this script with the budget its own
+--variants distance stardist`` writes the split, calls this script with the budget its own
 network trained for, and scores the returned label images with skunet's code.
 
 The configuration is StarDist's 2-D training notebook's: 32 rays, grid (2, 2), 256 px

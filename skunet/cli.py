@@ -144,7 +144,7 @@ def _predict(args: argparse.Namespace) -> int:
     seg = _load(args)
     if args.instances and not seg.predictor_.gives_instances:
         raise ValueError(
-            f"--instances needs a binary or nuclei (boundary) model; {args.model} has "
+            f"--instances needs a binary or nuclei (boundary / distance) model; {args.model} has "
             f"{seg.n_classes} classes"
         )
     files = _input_files(args.inputs)

@@ -65,7 +65,10 @@ def watershed_instances(
 
 
 def distance_instances(
-    probabilities: np.ndarray, threshold: float = 0.5, split: float | None = 0.5
+    probabilities: np.ndarray,
+    threshold: float = 0.5,
+    split: float | None = 0.5,
+    sigma: float = 1.0,
 ) -> np.ndarray:
     """Instances from a distance-level prediction (``target="distance"``).
 
@@ -75,15 +78,20 @@ def distance_instances(
     seeds are its connected regions above ``split`` (a fraction of an object's largest
     distance), one per object, and they flood down to where objects meet, within
     ``1 - background > threshold``. ``split=None`` keeps one object per connected
-    foreground.
+    foreground. The probabilities are first smoothed by a Gaussian of ``sigma`` pixels
+    (0: not at all): one pixel that the network gave a high level is no seed of its own
+    (on the nuclei benchmark's held-out images, AP@0.5 0.748 -> 0.813 with 1 px,
+    ``benchmarks/results/nuclei_trials.json``).
 
     >>> p = np.zeros((3, 1, 6))
     >>> p[0, 0, [0, 5]] = 1                              # background at both ends
     >>> p[2, 0, [1, 4]] = 1                              # two object centres ...
     >>> p[1, 0, [2, 3]] = 1                              # ... meeting at a low level
-    >>> distance_instances(p).tolist(), distance_instances(p, split=None).tolist()
+    >>> distance_instances(p, sigma=0).tolist(), distance_instances(p, split=None, sigma=0).tolist()
     ([[0, 1, 1, 2, 2, 0]], [[0, 1, 1, 1, 1, 0]])
     """
+    if sigma:
+        probabilities = ndi.gaussian_filter(probabilities, (0, sigma, sigma))
     levels = len(probabilities) - 1
     foreground = 1 - probabilities[0]
     centres = (np.arange(1, levels + 1) - 0.5) / levels

@@ -62,7 +62,8 @@ def nuclei_segmenter(recipe: str = "unet", **overrides: Any) -> UNetSegmenter:
     ----------
     recipe : {"unet", "skorch_tutorial"}, default="unet"
         ``"unet"``: the recipe with the best held-out AP in ``benchmarks/nuclei.py``
-        (3-class U-Net, ``target="boundary"``, watershed instances, percentile
+        (U-Net trained on 4 levels of the distance to each nucleus' border,
+        ``target="distance"``, watershed instances, flips averaged, percentile
         normalisation, Adam, 60 epochs: a GPU recipe; on a CPU, lower ``max_epochs`` and
         ``module__base_channels``). ``"skorch_tutorial"``: skorch's nuclei tutorial
         (frozen ImageNet VGG16-BN encoder, BCE, SGD + CyclicLR 0.002 -> 0.2, batch 32,
@@ -70,18 +71,18 @@ def nuclei_segmenter(recipe: str = "unet", **overrides: Any) -> UNetSegmenter:
     **overrides
         Any :class:`~skunet.UNetSegmenter` parameter. ``target="mask"`` alone also sets
         ``n_classes=2`` (binary training, connected-component instances);
-        ``target="distance"`` alone sets ``n_classes=5`` (background and 4 levels of
-        the distance to the nucleus' border, watershed from the top levels).
+        ``target="boundary"`` alone sets ``n_classes=3`` (background / interior /
+        boundary, watershed from the interiors: the default until 2026-11-26).
 
     Examples
     --------
     >>> seg = nuclei_segmenter(max_epochs=5)
     >>> seg.target, seg.n_classes, seg.max_epochs
-    ('boundary', 3, 5)
-    >>> nuclei_segmenter(target="mask").n_classes, nuclei_segmenter(target="distance").n_classes
-    (2, 5)
+    ('distance', 5, 5)
+    >>> nuclei_segmenter(target="mask").n_classes, nuclei_segmenter(target="boundary").n_classes
+    (2, 3)
     """
-    n_classes = {"mask": 2, "distance": 5}.get(overrides.get("target"))
+    n_classes = {"mask": 2, "boundary": 3, "distance": 5}.get(overrides.get("target"))
     if n_classes and "n_classes" not in overrides:
         overrides["n_classes"] = n_classes
     return segmenter("nuclei", recipe, **overrides)

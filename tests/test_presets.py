@@ -19,10 +19,10 @@ FAST = dict(module__depth=2, module__base_channels=4, patch_size=24, padding=4, 
 
 
 class TestNucleiPreset:
-    def test_default_recipe_is_the_3_class_unet(self):
+    def test_default_recipe_is_the_distance_level_unet_with_flips(self):
         seg = nuclei_segmenter()
         assert isinstance(seg, UNetSegmenter)
-        assert (seg.module, seg.target, seg.n_classes) == (UNet, "boundary", 3)
+        assert (seg.module, seg.target, seg.n_classes, seg.tta) == (UNet, "distance", 5, True)
         assert seg.normalize == "percentile"
         assert seg.get_params()["module__batch_norm"] is True
 
@@ -33,9 +33,11 @@ class TestNucleiPreset:
         # the recipe itself is not modified by an override
         assert RECIPES["nuclei"]["unet"]["max_epochs"] != 3
 
-    def test_target_mask_alone_means_binary(self):
+    def test_target_alone_sets_its_classes(self):
         assert nuclei_segmenter(target="mask").n_classes == 2
         assert nuclei_segmenter(target="mask", n_classes=3).n_classes == 3
+        assert nuclei_segmenter(target="boundary").n_classes == 3
+        assert nuclei_segmenter(target="distance", n_classes=9).n_classes == 9
 
     def test_unknown_recipe_lists_the_known_ones(self):
         with pytest.raises(ValueError, match=r"'skorch_tutorial', 'unet'"):
@@ -45,7 +47,7 @@ class TestNucleiPreset:
         seg = nuclei_segmenter(max_epochs=4)
         copy = clone(seg)
         assert copy.get_params()["module__depth"] == 4
-        assert copy.max_epochs == 4 and copy.target == "boundary"
+        assert copy.max_epochs == 4 and copy.target == "distance"
 
     def test_fits_instance_labels_and_splits_touching_nuclei(self):
         X, y = make_blobs(6, shapes=[(48, 48)])
