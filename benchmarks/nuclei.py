@@ -22,6 +22,7 @@ images, StarDist's object metrics pooled over images: AP (= tp / (tp + fp + fn))
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -175,15 +176,17 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
     pred = [predictor.instances(p) for p in probabilities]  # the model's own (calibrated)
     predict_seconds = time.perf_counter() - start
     # the same probabilities decoded with the uncalibrated defaults
-    default = [
-        predictor.instances(p, 0.5, None if seg.target == "mask" else 0.5) for p in probabilities
-    ]
-    # test-time augmentation: the flips' probabilities averaged before decoding
+    uncalibrated = dataclasses.replace(predictor, instance_threshold=0.5, instance_split="auto")
+    default = [uncalibrated.instances(p) for p in probabilities]
+    # the other test-time setting: with the flips averaged before decoding, or without
+    flips = not predictor.settings.tta
+    other = dataclasses.replace(
+        predictor, settings=dataclasses.replace(predictor.settings, tta=flips)
+    )
     start = time.perf_counter()
-    seg.set_params(tta=True)
-    tta = seg.predict_instances(X_test)
-    tta_seconds = time.perf_counter() - start
-    seg.set_params(tta=False)
+    other_pred = other.predict_instances(X_test)
+    other_seconds = time.perf_counter() - start
+    other_key = "tta" if flips else "no_tta"
     calibration = getattr(seg, "calibration_", None)
     result = {
         "params": {
@@ -210,7 +213,10 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
         "ap_defaults": {
             f"{m.thresh:.2f}": m.accuracy for m in match_dataset(y_test, default, thresh=THRESHOLDS)
         },
-        "tta": {**object_scores(y_test, list(tta)), "predict_seconds": round(tta_seconds, 1)},
+        other_key: {
+            **object_scores(y_test, list(other_pred)),
+            "predict_seconds": round(other_seconds, 1),
+        },
         "epochs_run": len(seg.history),
         "best_valid_iou": float(np.nanmax(seg.history[:, "valid_iou"]))
         if "valid_iou" in seg.history[-1]
@@ -222,7 +228,8 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
         f"{config} {name}: AP@0.5 {result['ap']['0.50']:.3f}  AP@0.75 {result['ap']['0.75']:.3f}"
         f"  F1@0.5 {result['f1_50']:.3f} (defaults: AP@0.5 {result['ap_defaults']['0.50']:.3f}"
         f"  AP@0.75 {result['ap_defaults']['0.75']:.3f}; chosen {result['instance_params']};"
-        f" TTA: AP@0.5 {result['tta']['ap']['0.50']:.3f} AP@0.75 {result['tta']['ap']['0.75']:.3f})"
+        f" {other_key}: AP@0.5 {result[other_key]['ap']['0.50']:.3f}"
+        f" AP@0.75 {result[other_key]['ap']['0.75']:.3f})"
         f"  fit {fit_seconds:.0f} s  predict "
         f"{predict_seconds:.0f} s",
         flush=True,
