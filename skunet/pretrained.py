@@ -1,0 +1,294 @@
+"""Pretrained models: segment before any ``fit``, fine-tune on a few images.
+
+Each model has a *card* (:class:`ModelCard`): its name and semantic version, task, the
+sha256 and size of its file, licence, training data, the exact command that trained it,
+its figures on images it never saw, and where it fails. The cards of the models that
+ship inside the package live in ``skunet/data/models/models.json`` beside their files;
+:func:`register_model` adds more (a lab's own models, say).
+
+Files are skunet's safe model files (:meth:`~skunet.UNetSegmenter.save`: safetensors,
+nothing unpickled). :func:`load_model` resolves a card's file **offline first**:
+
+1. inside the package (the shipped models: no network, ever);
+2. in the cache directory, ``$SKUNET_HOME/models`` (default: the platform's user cache,
+   e.g. ``~/.cache/skunet/models``), where a file copied by hand is found too, which is
+   how an offline cluster gets a model;
+3. from the card's ``url``, with ``pooch`` (``pip install pooch``), downloaded to a
+   temporary file and renamed into the cache once its sha256 matches, so parallel
+   workers never see a partial file.
+
+Every file's sha256 is checked before anything is loaded; a mismatch is a ``ValueError``.
+Versions stay registered side by side: ``"nuclei"`` is the newest, ``"nuclei@0.1.0"``
+that version for as long as skunet knows it.
+
+Fine-tuning follows scikit-learn's ``warm_start``: ``load_model("nuclei",
+warm_start=True, **FINE_TUNING)`` continues from the pretrained weights when ``fit`` is
+given the user's images (see :data:`FINE_TUNING`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .validation import lookup
+
+__all__ = [
+    "FINE_TUNING",
+    "ModelCard",
+    "cache_dir",
+    "check_file",
+    "get_card",
+    "list_models",
+    "load_model",
+    "model_path",
+    "register_model",
+]
+
+SHIPPED = "data/models"  # inside the package, beside models.json
+CARDS_FILE = "models.json"
+
+# Parameters that would change what the weights mean or rebuild the network (and so
+# throw the pretrained weights away): refused by ``load_model``.
+_FIXED = ("module", "n_classes", "target", "normalize", "task")
+
+FINE_TUNING: dict[str, Any] = {
+    "warm_start": True,  # fit continues from the loaded weights
+    "lr": 1e-4,  # a tenth of the training peak: adapt, do not relearn
+    "max_epochs": 30,
+    "train_split": None,  # a few images: train on all of them ...
+    "callbacks__checkpoint": None,  # ... and keep the last epoch
+}
+"""The fine-tuning recipe for a pretrained model (see the README's fine-tuning section):
+continue from the loaded weights at a tenth of the training learning rate on all the
+user's labelled images, keep the last epoch, then choose the instance thresholds again
+on labelled images the network did not train on (``calibrate_instances``). Every value
+can be overridden; ``callbacks__time_limit`` or ``max_epochs`` bound the minutes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCard:
+    """What a pretrained model is, where it came from and how well it does.
+
+    Parameters
+    ----------
+    name, version : str
+        ``version`` is semantic (``"0.1.0"``); ``name@version`` is unique.
+    task : str
+        The :data:`skunet.tasks.TASKS` entry the model was trained for.
+    file : str
+        File name of the model (in the package, the cache or at ``url``).
+    sha256 : str
+        Hex digest of the file; checked before loading.
+    size : int
+        Bytes.
+    licence : str
+        Of the weights.
+    training_data : dict
+        ``source``, ``images`` (count), ``licence`` of the data.
+    command : str
+        What produced the file, exactly.
+    figures : dict
+        Held-out figures: ``images``, ``ap`` (IoU threshold -> AP),
+        ``seconds_per_megapixel`` and the ``machine`` they were measured on.
+    limits : tuple of str
+        Where the model is known to fail.
+    description : str
+    url : str, optional
+        Where to download the file from when it is neither shipped nor cached.
+    """
+
+    name: str
+    version: str
+    task: str
+    file: str
+    sha256: str
+    size: int
+    licence: str
+    training_data: dict
+    command: str
+    figures: dict
+    limits: tuple[str, ...] = ()
+    description: str = ""
+    url: str | None = None
+
+    @property
+    def key(self) -> str:
+        """``"name@version"``."""
+        return f"{self.name}@{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The card as JSON-able data (the form of ``models.json``)."""
+        return {**dataclasses.asdict(self), "limits": list(self.limits)}
+
+
+_REGISTRY: dict[str, ModelCard] = {}
+
+
+def _version_key(card: ModelCard) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else -1 for p in card.version.split("."))
+
+
+def register_model(card: ModelCard) -> ModelCard:
+    """Add a model to the registry (``name@version`` must be new, or the same card).
+
+    >>> card = register_model(ModelCard(
+    ...     name="my-nuclei", version="1.0.0", task="nuclei", file="my-nuclei-1.0.0.skunet",
+    ...     sha256="0" * 64, size=1, licence="CC0-1.0", training_data={}, command="",
+    ...     figures={}))
+    >>> get_card("my-nuclei").key
+    'my-nuclei@1.0.0'
+    """
+    if not isinstance(card, ModelCard):
+        raise TypeError(f"register_model takes a ModelCard, not {type(card).__name__}")
+    known = _REGISTRY.get(card.key)
+    if known is not None and known != card:
+        raise ValueError(f"{card.key} is already registered with another card")
+    _REGISTRY[card.key] = card
+    return card
+
+
+def _register_shipped() -> None:
+    cards = resources.files("skunet").joinpath(SHIPPED, CARDS_FILE)
+    if not cards.is_file():
+        return
+    for entry in json.loads(cards.read_text()):
+        register_model(ModelCard(**{**entry, "limits": tuple(entry.get("limits", ()))}))
+
+
+def list_models(name: str | None = None) -> list[ModelCard]:
+    """The registered model cards, every version, oldest first (only ``name``'s if given)."""
+    cards = [c for c in _REGISTRY.values() if name is None or c.name == name]
+    return sorted(cards, key=lambda c: (c.name, _version_key(c)))
+
+
+def get_card(name: str) -> ModelCard:
+    """The card of ``"name"`` (its newest version) or ``"name@version"``."""
+    if not isinstance(name, str):
+        raise TypeError(f"a model name is a str like 'nuclei', not {type(name).__name__}")
+    base, _, version = name.partition("@")
+    versions = list_models(base)
+    if not versions:
+        lookup({c.name: c for c in list_models()}, base, "pretrained model")  # lists names
+    if not version:
+        return versions[-1]
+    return lookup({c.version: c for c in versions}, version, f"version of {base!r}")
+
+
+def cache_dir() -> Path:
+    """Where downloaded or hand-copied model files are looked for: ``$SKUNET_HOME/models``,
+    else the platform's user cache directory for skunet."""
+    home = os.environ.get("SKUNET_HOME")
+    if not home:
+        import platformdirs
+
+        home = platformdirs.user_cache_dir("skunet")
+    return Path(home) / "models"
+
+
+def check_file(path: str | os.PathLike, card: ModelCard) -> Path:
+    """``path``, once its size and sha256 match ``card``; a ``ValueError`` otherwise."""
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if size != card.size or digest.hexdigest() != card.sha256:
+        raise ValueError(
+            f"{str(path)!r} is not the {card.key} model: sha256 {digest.hexdigest()} "
+            f"({size} bytes), the card says {card.sha256} ({card.size} bytes). The file is "
+            "damaged or another model; nothing was loaded. Delete it (a cached file is "
+            "fetched again) or register its own card."
+        )
+    return path
+
+
+def _download(card: ModelCard, folder: Path) -> Path:
+    try:
+        import pooch
+    except ImportError:
+        raise ImportError(
+            f"downloading {card.key} needs pooch (pip install pooch); or copy "
+            f"{card.file} into {folder} by hand"
+        ) from None
+    folder.mkdir(parents=True, exist_ok=True)
+    # pooch writes a temporary file in ``folder``, checks the hash, then renames it
+    fetched = pooch.retrieve(
+        card.url, known_hash=f"sha256:{card.sha256}", fname=card.file, path=folder
+    )
+    return Path(fetched)
+
+
+def model_path(name: str | ModelCard, download: bool = True) -> Path:
+    """The checked file of a model: shipped, cached, or (``download``) fetched from its URL.
+
+    Raises ``FileNotFoundError`` naming where the file may be put when it is nowhere and
+    cannot be fetched, and ``ValueError`` when a file is found but its sha256 is wrong.
+    """
+    card = name if isinstance(name, ModelCard) else get_card(name)
+    shipped = resources.files("skunet").joinpath(SHIPPED, card.file)
+    if shipped.is_file():
+        return check_file(Path(str(shipped)), card)
+    cached = cache_dir() / card.file
+    if cached.is_file():
+        return check_file(cached, card)
+    if download and card.url:
+        return check_file(_download(card, cached.parent), card)
+    raise FileNotFoundError(
+        f"the {card.key} model file {card.file!r} is not shipped with skunet, not in the cache "
+        f"({cached.parent}; set SKUNET_HOME to move it)"
+        + (" and download=False" if card.url else " and the card has no URL")
+    )
+
+
+def load_model(name: str, **params: Any):
+    """A fitted :class:`~skunet.UNetSegmenter` from a pretrained model, offline first.
+
+    Parameters
+    ----------
+    name : str
+        A registered model (:func:`list_models`), ``"nuclei"`` or ``"nuclei@0.1.0"``.
+    **params
+        Settings to override: prediction settings (``device``, ``tta``, ``tile_size``,
+        ``verbose`` ...) or, for fine-tuning, training ones (``warm_start``, ``lr``,
+        ``max_epochs`` ..., see :data:`FINE_TUNING`). Parameters that would rebuild the
+        network or change what its outputs mean (``module``, ``module__*``,
+        ``n_classes``, ``target``, ``normalize``, ``task``) are refused.
+
+    Returns
+    -------
+    UNetSegmenter
+        Ready for ``predict``, ``predict_instances``, ``score``, ``calibrate_instances``
+        and ``save``, with its calibrated instance thresholds; ``pretrained_`` holds the
+        card.
+    """
+    card = get_card(name)
+    fixed = sorted(k for k in params if k in _FIXED or k.startswith("module__"))
+    if fixed:
+        raise ValueError(
+            f"load_model({name!r}) cannot change {', '.join(fixed)}: the pretrained weights "
+            f"belong to the network and outputs of the card; train a new model instead"
+        )
+    from .estimator import UNetSegmenter
+
+    device = params.pop("device", "cpu")
+    seg = UNetSegmenter.load(model_path(card), device=device)
+    if seg.task != card.task:
+        raise ValueError(f"{card.file!r} holds a {seg.task!r} model; the card says {card.task!r}")
+    if params:
+        seg.set_params(**params)
+        if any(k.startswith("callbacks") for k in params):
+            # skorch leaves a callback set to None in ``callbacks_`` of an initialised
+            # net, and a warm-started fit does not initialise again
+            seg.initialize_callbacks()
+    seg.pretrained_ = card
+    return seg
+
+
+_register_shipped()

@@ -1,0 +1,207 @@
+"""Pretrained models: cards, offline resolution, sha256 checks, warm-start fine-tuning."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from conftest import make_blobs, tiny
+from skunet import UNetSegmenter, pretrained
+from skunet.pretrained import ModelCard, get_card, list_models, load_model, register_model
+
+
+def card_for(path, name="toy", version="1.0.0", **extra) -> ModelCard:
+    data = path.read_bytes()
+    return ModelCard(
+        name=name,
+        version=version,
+        task="nuclei",
+        file=path.name,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        licence="CC0-1.0",
+        training_data={"source": "blobs", "images": 6, "licence": "CC0-1.0"},
+        command="tests/test_pretrained.py",
+        figures={},
+        **extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny nuclei model trained well on blobs, saved once; (segmenter, file, data)."""
+    X, y = make_blobs(6)
+    seg = tiny(task="nuclei", target="distance", n_classes=3, max_epochs=40, lr=1e-2)
+    seg.set_params(module__base_channels=8)
+    seg.set_params(train_split=None)
+    seg.fit(X, y)
+    path = seg.save(tmp_path_factory.mktemp("model") / "toy-1.0.0.skunet")
+    return seg, path, (X, y)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty SKUNET_HOME and a registry that forgets what a test registers."""
+    monkeypatch.setenv("SKUNET_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(pretrained, "_REGISTRY", dict(pretrained._REGISTRY))
+    return tmp_path / "home" / "models"
+
+
+def cached(trained, home, **extra) -> ModelCard:
+    _, path, _ = trained
+    home.mkdir(parents=True, exist_ok=True)
+    (home / path.name).write_bytes(path.read_bytes())
+    return register_model(card_for(path, **extra))
+
+
+class TestRegistry:
+    def test_newest_version_and_pinned_versions(self, trained, home):
+        old = cached(trained, home, version="1.0.0")
+        new = register_model(card_for(trained[1], version="1.10.0"))
+        assert get_card("toy") == new  # 1.10 is newer than 1.9 or 1.0
+        assert get_card("toy@1.0.0") == old
+        assert [c.version for c in list_models("toy")] == ["1.0.0", "1.10.0"]
+
+    def test_unknown_names_list_the_known_ones(self, trained, home):
+        cached(trained, home)
+        with pytest.raises(ValueError, match=r"unknown pretrained model 'toyy'.*'toy'"):
+            get_card("toyy")
+        with pytest.raises(ValueError, match=r"unknown version of 'toy' '9\.9\.9'"):
+            get_card("toy@9.9.9")
+
+    def test_a_different_card_under_a_known_key_is_refused(self, trained, home):
+        card = cached(trained, home)
+        with pytest.raises(ValueError, match="already registered"):
+            register_model(card_for(trained[1], description="other"))
+        assert register_model(card) is card  # the same card again is fine
+
+
+class TestLoad:
+    def test_cached_model_predicts_like_the_original(self, trained, home):
+        seg, _, (X, _) = trained
+        cached(trained, home)
+        loaded = load_model("toy")
+        assert isinstance(loaded, UNetSegmenter) and loaded.pretrained_.name == "toy"
+        np.testing.assert_allclose(loaded.predict_proba(X[:2]), seg.predict_proba(X[:2]), atol=1e-6)
+        nuclei = loaded.predict_instances(X[:2])
+        assert [n.max() for n in nuclei] == [3, 3]  # the three disks of each image
+        np.testing.assert_array_equal(nuclei, seg.predict_instances(X[:2]))
+
+    def test_params_override_prediction_settings(self, trained, home):
+        cached(trained, home)
+        loaded = load_model("toy", tta=True, tile_size=32, device="cpu")
+        assert loaded.tta and loaded.tile_size == 32
+
+    @pytest.mark.parametrize("param", ["module__depth", "n_classes", "target", "normalize"])
+    def test_params_that_rebuild_the_network_are_refused(self, trained, home, param):
+        cached(trained, home)
+        with pytest.raises(ValueError, match=f"cannot change {param}"):
+            load_model("toy", **{param: 2})
+
+    def test_a_changed_byte_is_refused_before_anything_loads(self, trained, home, monkeypatch):
+        card = cached(trained, home)
+        data = bytearray((home / card.file).read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (home / card.file).write_bytes(bytes(data))
+        calls = []
+        monkeypatch.setattr(UNetSegmenter, "load", classmethod(lambda *a, **k: calls.append(a)))
+        with pytest.raises(ValueError, match=r"is not the toy@1.0.0 model: sha256"):
+            load_model("toy")
+        assert calls == []
+
+    def test_missing_file_names_the_cache(self, trained, home):
+        register_model(card_for(trained[1]))
+        with pytest.raises(FileNotFoundError, match="SKUNET_HOME"):
+            load_model("toy")
+
+    def test_download_goes_through_pooch_into_the_cache(self, trained, home, monkeypatch):
+        path = trained[1]
+        register_model(card_for(path, url="https://example.org/toy-1.0.0.skunet"))
+        seen = {}
+
+        def retrieve(url, known_hash, fname, path):  # what pooch does, without a network
+            seen.update(url=url, known_hash=known_hash)
+            target = f"{path}/{fname}"
+            with open(target, "wb") as f:
+                f.write(trained[1].read_bytes())
+            return target
+
+        monkeypatch.setitem(sys.modules, "pooch", types.SimpleNamespace(retrieve=retrieve))
+        assert load_model("toy").pretrained_.key == "toy@1.0.0"
+        assert seen["known_hash"] == f"sha256:{card_for(path).sha256}"
+        assert pretrained.model_path("toy", download=False) == home / path.name  # offline now
+
+    def test_without_pooch_the_message_says_what_to_do(self, trained, home, monkeypatch):
+        register_model(card_for(trained[1], url="https://example.org/toy.skunet"))
+        monkeypatch.setitem(sys.modules, "pooch", None)
+        with pytest.raises(ImportError, match=r"pip install pooch.*by hand"):
+            load_model("toy")
+
+
+class TestFineTuning:
+    def test_warm_start_continues_from_the_pretrained_weights(self, trained, home):
+        cached(trained, home)
+        X2, y2 = make_blobs(4, seed=3)
+        settings = {**pretrained.FINE_TUNING, "max_epochs": 1, "lr": 1e-5}
+        warm = load_model("toy", **settings).fit(X2, y2)
+        fresh = load_model("toy", **{**settings, "warm_start": False}).fit(X2, y2)
+        # the same epoch from the trained segmenter in memory: the pretrained weights' loss
+        in_memory = copy.deepcopy(trained[0]).set_params(**settings)
+        in_memory.initialize_callbacks().fit(X2, y2)
+        expected = in_memory.history[-1, "train_loss"]
+        assert len(warm.history) == len(trained[0].history) + 1  # appended to its history
+        assert len(fresh.history) == 1
+        assert warm.history[-1, "train_loss"] == pytest.approx(expected, rel=1e-4)
+        assert abs(fresh.history[-1, "train_loss"] - expected) > 0.3
+
+    def test_saved_weight_precision(self, trained, tmp_path):
+        seg, path, (X, _) = trained
+        half = seg.save(tmp_path / "half.skunet", weights="float16")
+        with safe_open(str(half), framework="pt") as f:
+            dtypes = {f.get_tensor(k).dtype for k in f.keys()}
+        assert torch.float16 in dtypes and torch.float32 not in dtypes
+        assert path.stat().st_size - half.stat().st_size > 5000  # half of the weights' bytes
+        loaded = UNetSegmenter.load(half)
+        np.testing.assert_allclose(loaded.predict_proba(X[:1]), seg.predict_proba(X[:1]), atol=1e-2)
+        with pytest.raises(ValueError, match="unknown weights precision 'int8'"):
+            seg.save(tmp_path / "bad.skunet", weights="int8")
+
+
+class TestCommandLine:
+    def test_predict_with_a_pretrained_name_writes_label_images(self, trained, home, tmp_path):
+        import tifffile
+
+        from skunet.cli import main
+
+        X = trained[2][0]
+        cached(trained, home)
+        images = tmp_path / "images"
+        images.mkdir()
+        for i, x in enumerate(X[:2]):
+            tifffile.imwrite(images / f"img{i}.tif", x)  # float32, as trained
+        assert main(["predict", "--model", "toy", str(images), "--out", str(tmp_path / "o")]) == 0
+        labels = tifffile.imread(tmp_path / "o" / "img0.tif")
+        assert labels.shape == X[0].shape and labels.max() == 3  # objects, not classes
+
+    def test_models_lists_the_cards(self, trained, home, capsys):
+        from skunet.cli import main
+
+        cached(trained, home)
+        assert main(["models"]) == 0
+        assert "toy@1.0.0  nuclei" in capsys.readouterr().out
+        assert main(["models", "--json"]) == 0
+        assert "toy" in [c["name"] for c in json.loads(capsys.readouterr().out)]
+
+    def test_an_unknown_model_names_the_pretrained_ones(self, home, tmp_path, capsys):
+        from skunet.cli import main
+
+        code = main(["predict", "--model", "nucle", str(tmp_path), "--out", str(tmp_path)])
+        assert code == 2 and "not a pretrained model" in capsys.readouterr().err
