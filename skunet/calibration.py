@@ -10,7 +10,10 @@ of a grid, scoring each by the mean of StarDist's AP (``tp / (tp + fp + fn)``, p
 over the images) over IoU 0.5 ... 0.9; the defaults are always among the candidates,
 and another pair is chosen only when it scores higher, so calibration never lowers the
 score on the images it sees. Binary models have one setting, ``threshold`` (connected
-components).
+components). EM membrane models (cells between membranes,
+:func:`~skunet.instances.membrane_instances`) are scored by the ISBI challenge's
+foreground-restricted V_rand (mean over the images) against their cells, with ``split``
+the height in pixels of the distance maxima that seed separate cells.
 
 :meth:`UNetSegmenter.calibrate_instances <skunet.UNetSegmenter.calibrate_instances>` runs
 it on a user's images; the ``calibration`` callback
@@ -26,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .metrics import match_dataset
+from .metrics import match_dataset, rand_scores
 
 __all__ = [
     "IOU_THRESHOLDS",
@@ -42,6 +45,7 @@ IOU_THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 SPLITS = (None, 0.5, 1.0, 2.0, 3.0)  # heights in pixels (target="boundary")
 SEED_LEVELS = (None, 0.3, 0.4, 0.5, 0.6, 0.7)  # normalised distance (target="distance")
+MEMBRANE_SPLITS = (None, 1.0, 2.0, 4.0, 8.0)  # heights in pixels (EM cells)
 DEFAULT = (0.5, "auto")
 
 
@@ -49,9 +53,10 @@ DEFAULT = (0.5, "auto")
 class InstanceCalibration:
     """The outcome of :func:`calibrate_instances`.
 
-    ``threshold`` / ``split``: the chosen pair; ``score``: its mean AP over
-    ``iou_thresholds``; ``default_score``: the same for the defaults (0.5, "auto");
-    ``scores``: every candidate ``(threshold, split) -> mean AP``.
+    ``threshold`` / ``split``: the chosen pair; ``score``: its ``metric``, the mean AP
+    over ``iou_thresholds`` (``"mean_ap"``) or, for membrane models, the mean V_rand
+    (``"v_rand"``); ``default_score``: the same for the defaults (0.5, "auto");
+    ``scores``: every candidate ``(threshold, split) -> score``.
     """
 
     threshold: float
@@ -60,6 +65,7 @@ class InstanceCalibration:
     default_score: float
     iou_thresholds: tuple[float, ...] = IOU_THRESHOLDS
     scores: dict = field(default_factory=dict, repr=False)
+    metric: str = "mean_ap"
 
     @property
     def params(self) -> dict:
@@ -78,13 +84,21 @@ def mean_ap(
     )
 
 
-def split_grid(target: str) -> tuple:
+def mean_v_rand(ys_true: Sequence[np.ndarray], ys_pred: Sequence[np.ndarray]) -> float:
+    """The challenge's foreground-restricted V_rand (border thinning), mean over images."""
+    return float(np.mean([rand_scores(t, p).v_rand for t, p in zip(ys_true, ys_pred)]))
+
+
+def split_grid(target: str, membranes: bool = False) -> tuple:
     """The splits tried for a model's ``target`` when none are given: heights in pixels
-    for ``"boundary"``, seed levels for ``"distance"``, none (no split) otherwise.
+    for ``"boundary"`` and for membrane models, seed levels for ``"distance"``, none (no
+    split) otherwise.
 
     >>> split_grid("distance")
     (None, 0.3, 0.4, 0.5, 0.6, 0.7)
     """
+    if membranes:
+        return MEMBRANE_SPLITS
     return {"boundary": SPLITS, "distance": SEED_LEVELS}.get(target, (None,))
 
 
@@ -97,19 +111,16 @@ def calibrate_instances(
     iou_thresholds: Sequence[float] = IOU_THRESHOLDS,
 ) -> InstanceCalibration:
     """Choose the instance ``threshold`` (and ``split``) that maximise mean AP on
-    ``images`` (checked by ``predictor.check_images``) against instance ``labels``.
+    ``images`` (checked by ``predictor.check_images``) against instance ``labels``, or
+    for a membrane model the mean V_rand against its cells (``labels``: cell masks,
+    1 = cell / 0 = membrane, or cell labels).
 
-    ``predictor`` is a fitted :class:`~skunet.predictor.Predictor` of a binary model or
-    of an instance target (``split`` applies to the latter only; None tries
-    :func:`split_grid`). The images are predicted once; every candidate decodes the
-    same probabilities.
+    ``predictor`` is a fitted :class:`~skunet.predictor.Predictor` of a binary model, a
+    membrane model or an instance target (``split`` applies to the latter two only;
+    None tries :func:`split_grid`). The images are predicted once; every candidate
+    decodes the same probabilities.
     """
     predictor.check_instances()
-    if predictor.membranes:
-        raise ValueError(
-            "calibrate_instances chooses object thresholds by AP; an EM membrane model is "
-            "scored by skunet.metrics.challenge_scores, which sweeps its own thresholds"
-        )
     if len(images) != len(labels) or not len(images):
         raise ValueError(
             f"calibrate_instances needs one instance-label image per image; got "
@@ -117,15 +128,19 @@ def calibrate_instances(
         )
     labels = [np.asarray(lab) for lab in labels]
     probabilities = predictor.probabilities(images)
-    if predictor.n_classes == 2 or splits is None:
-        splits = split_grid(predictor.target)
+    if (predictor.n_classes == 2 and not predictor.membranes) or splits is None:
+        splits = split_grid(predictor.target, predictor.membranes)
     candidates = [DEFAULT] + [(float(t), s) for t in thresholds for s in splits]
     scores: dict = {}
     for t, s in candidates:
         if (t, s) in scores:
             continue
         predicted = [predictor.instances(p, t, s) for p in probabilities]
-        scores[(t, s)] = mean_ap(labels, predicted, iou_thresholds)
+        scores[(t, s)] = (
+            mean_v_rand(labels, predicted)
+            if predictor.membranes
+            else mean_ap(labels, predicted, iou_thresholds)
+        )
     best = DEFAULT
     for pair, score in scores.items():
         if score > scores[best]:  # ties keep the earlier candidate: the defaults first
@@ -137,6 +152,7 @@ def calibrate_instances(
         default_score=scores[DEFAULT],
         iou_thresholds=tuple(iou_thresholds),
         scores=scores,
+        metric="v_rand" if predictor.membranes else "mean_ap",
     )
 
 

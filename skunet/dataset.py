@@ -33,7 +33,8 @@ def class_target(y):
 
 class ImageSet(Dataset):
     """Validated images (float32 ``(C, H, W)``) with their class maps (or None), and the
-    instance labels the class maps were made from (``target="boundary"``), if any."""
+    instance labels the class maps were made from (instance targets: ``"boundary"``,
+    ``"distance"``), if any."""
 
     def __init__(
         self,

@@ -301,7 +301,7 @@ class UNetSegmenter(TrainingMixin, MixedPrecisionMixin, NeuralNet):
             postprocess=self.postprocess,
             # one batch of tiles holds no more pixels than a training batch
             default_tile=max(window, math.isqrt(settings.pixels_per_batch)),
-            membranes=self.n_classes == 2 and task_of(self).name == "em",
+            membranes=self.n_classes == 2 and task_of(self).membranes,
             **{f"instance_{k}": v for k, v in getattr(self, "instance_params_", {}).items()},
         )
 

@@ -108,12 +108,14 @@ def membrane_instances(
     """Cells from a membrane prediction (EM: cell probability, membrane = 1 - it).
 
     Connected components of ``cell_prob > threshold`` merge two cells wherever the
-    predicted membrane between them has a gap. Here the seeds are the maxima of the
-    distance transform of that mask (smoothed with a 1-pixel Gaussian) that stand at
-    least ``split`` pixels above their surroundings, one per cell body however narrow
-    its contact with a neighbour, and they flood the membrane probability minus the
-    normalised distance within the mask, so that cells meet at the faint membrane of a
-    gap.
+    predicted membrane between them has a gap. Here a component is split only where the
+    evidence for a gap is strong: its seeds are the maxima of the distance transform of
+    the mask (smoothed with a 1-pixel Gaussian) that stand at least ``split`` pixels
+    above the neck joining them (h-maxima), and they flood the membrane probability
+    minus the normalised distance within the mask, so that cells meet at the faint
+    membrane of a gap. A component with no such maximum (a thin cell) is its own seed:
+    no cell is ever lost, and the flooding never crosses a membrane that is intact
+    (``cell_prob <= threshold`` all along), so cells are never merged across one.
 
     >>> cells = np.ones((9, 15))
     >>> cells[:, 7] = 0.2                 # a membrane ...
@@ -122,8 +124,12 @@ def membrane_instances(
     (1, 2)
     """
     mask = cell_prob > threshold
+    components = label(mask, connectivity=1)  # what the watershed floods (4-connected)
     distance = ndi.gaussian_filter(ndi.distance_transform_edt(mask), 1.0)
     markers = label(h_maxima(distance, split) & mask)
+    seeded = np.unique(components[markers > 0])
+    unseeded = np.isin(components, seeded, invert=True) & mask
+    markers[unseeded] = label(unseeded, connectivity=1)[unseeded] + markers.max()
     height = (1 - cell_prob) - distance / max(float(distance.max()), 1e-6)
     return watershed(height, markers, mask=mask).astype(np.int32)
 

@@ -251,6 +251,10 @@ class Task:
     label_metrics : dict
         Metrics reported in addition when the masks hold instance labels and the model
         gives instances.
+    membranes : bool
+        A binary model's background is the membrane between touching cells: its
+        instances are cells (:func:`~skunet.instances.membrane_instances`), calibrated
+        by V_rand.
     """
 
     name: str
@@ -261,6 +265,7 @@ class Task:
     masks: str
     metrics: dict[str, str]
     label_metrics: dict[str, str] = field(default_factory=dict)
+    membranes: bool = False
 
     @property
     def channels(self) -> int | None:
@@ -302,6 +307,7 @@ TASKS: dict[str, Task] = {
         color="gray",
         class_names=("membrane", "cell"),
         masks="0 = membrane / 255 = cell",
+        membranes=True,
         metrics={
             **_PIXELS,
             "v_rand": "v_rand",

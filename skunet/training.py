@@ -26,6 +26,7 @@ from .lr_finder import LRRangeResult, lr_range_test
 from .models import UNet, VGG16UNet
 from .preprocessing import normalize_images
 from .targets import INSTANCE_TARGETS, mask_classes
+from .tasks import task_of
 from .tiling import Geometry
 from .validation import check_images, check_masks
 
@@ -132,7 +133,11 @@ class TrainingMixin:
         self.n_channels_in_ = n_channels
         self.classes_ = np.arange(self.n_classes)
         targets = [mask_classes(m, self.n_classes, self.target) for m in masks]
-        labels = masks if self.target in INSTANCE_TARGETS else None  # for the calibration
+        # kept for the calibration: objects of instance targets, cells of membrane models
+        calibrated = self.target in INSTANCE_TARGETS or (
+            self.n_classes == 2 and task_of(self).membranes
+        )
+        labels = masks if calibrated else None
         return ImageSet(images, targets, labels)
 
     def fit(self, X: Any, y: Any = None, **fit_params: Any):

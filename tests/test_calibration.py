@@ -100,10 +100,22 @@ def test_binary_models_choose_a_threshold_only():
     assert result.threshold < 0.35 and result.score == 1.0
 
 
-def test_membrane_models_and_mismatched_labels_are_refused():
-    p = FixedPredictor([np.zeros((1, 8, 8))], n_classes=2, membranes=True)
-    with pytest.raises(ValueError, match="challenge_scores"):
-        calibrate_instances(p, [None], [np.zeros((8, 8), int)])
+def test_membrane_models_choose_threshold_and_split_by_v_rand():
+    """Two cells joined where the membrane is faint (0.6): threshold 0.5 merges them,
+    0.7 keeps them apart; a thin cell beside them must not be lost by any choice."""
+    truth = np.ones((40, 80), np.uint8)
+    truth[:, 35] = truth[:, 39] = 0
+    cell = np.where(truth == 1, 0.95, 0.05)
+    cell[10:30, 35] = 0.6
+    p = FixedPredictor([cell[None]], n_classes=2, membranes=True)
+    result = calibrate_instances(p, [None], [truth])
+    assert result.metric == "v_rand"
+    assert result.default_score < 0.97 and result.score == 1.0  # merged: 2 cells of 3
+    assert p.instances(cell[None], result.threshold, result.split).max() == 3
+    assert set(split for _, split in result.scores) >= {None, 2.0, 8.0}
+
+
+def test_mismatched_labels_are_refused():
     p = FixedPredictor([np.zeros((3, 8, 8))], n_classes=3, target="boundary")
     with pytest.raises(ValueError, match="2 label images"):
         calibrate_instances(p, [None], [np.zeros((8, 8), int)] * 2)
@@ -164,11 +176,14 @@ class TestEstimator:
         with pytest.raises(ValueError, match="masks"):
             seg.calibrate_instances(X[6:], y[7:])
 
-    def test_membrane_model_refuses(self):
-        X = [membrane_cells(seed=s).astype(np.float32) for s in range(3)]
-        seg = tiny(task="em", train_split=None, max_epochs=1).fit(X, [x > 0 for x in X])
-        with pytest.raises(ValueError, match="challenge_scores"):
-            seg.calibrate_instances(X, [x.astype(int) for x in X])
+    def test_membrane_models_calibrate_on_their_validation_slices(self):
+        X = [membrane_cells(seed=s).astype(np.float32) for s in range(5)]
+        y = [x > 0 for x in X]
+        seg = tiny(task="em", max_epochs=1).fit(X, y)  # 1 of 5 slices validates
+        assert seg.calibration_.metric == "v_rand"
+        assert seg.instance_params_ == seg.calibration_.params
+        result = seg.calibrate_instances(X, [x.astype(int) for x in X])
+        assert result.metric == "v_rand" and result.score >= result.default_score
 
 
 def test_ap_monitor_reads_the_instance_labels_of_the_validation_images():

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from conftest import disks
 from skunet.instances import (
@@ -89,13 +90,64 @@ def test_membrane_instances_bridge_gaps_that_merge_components():
     assert membrane_instances(round_cell).max() == 1
 
 
+class TestMembraneInstances:
+    """The EM decoder never loses a cell and splits only at strong evidence of a gap."""
+
+    @staticmethod
+    def three_cells(gap_rows=None):
+        """A large cell, a 3-pixel-wide thin cell, a large cell, between 1-px membranes
+        (optionally with a gap in the left membrane at ``gap_rows``)."""
+        cells = np.full((40, 80), 0.95)
+        cells[:, 35] = cells[:, 39] = 0.05
+        if gap_rows is not None:
+            cells[gap_rows, 35] = 0.8
+        return cells
+
+    @pytest.mark.parametrize("split", [1.0, 2.0, 4.0, 8.0, 100.0])
+    def test_a_thin_cell_between_two_large_ones_survives(self, split):
+        from skunet.instances import membrane_instances
+
+        labels = membrane_instances(self.three_cells(), split=split)
+        assert labels.max() == 3
+        for columns in (slice(0, 35), slice(36, 39), slice(40, 80)):
+            values = np.unique(labels[:, columns])
+            assert len(values) == 1 and values[0] > 0
+
+    def test_two_cells_joined_by_a_one_pixel_gap_come_back_as_two(self):
+        from skunet.instances import membrane_instances
+
+        cells = np.full((40, 61), 0.95)
+        cells[:, 30] = 0.1
+        cells[20, 30] = 0.9  # one pixel of the membrane is missed
+        labels = membrane_instances(cells)
+        assert labels.max() == 2
+        assert len(np.unique(labels[:, :30])) == 1 and len(np.unique(labels[:, 31:])) == 1
+
+    @pytest.mark.parametrize("seed", range(4))
+    @pytest.mark.parametrize("split", [0.5, 2.0, 6.0])
+    def test_never_merged_across_an_intact_membrane(self, seed, split):
+        from skimage.measure import label
+
+        from conftest import membrane_cells
+        from skunet.instances import membrane_instances
+
+        rng = np.random.default_rng(seed)
+        cells = membrane_cells((96, 96), step=12, seed=seed) * 0.8 + rng.uniform(0, 0.15, (96, 96))
+        labels = membrane_instances(cells, threshold=0.5, split=split)
+        components = label(cells > 0.5, connectivity=1)
+        assert ((labels > 0) == (components > 0)).all()  # every cell pixel has a cell
+        for value in np.unique(labels[labels > 0]):  # each cell inside one component
+            assert len(np.unique(components[labels == value])) == 1
+        assert len(np.unique(labels[labels > 0])) >= components.max()  # none lost
+
+
 def test_em_models_give_membrane_instances():
     from conftest import membrane_cells, tiny
     from skunet.instances import membrane_instances
 
     y = [membrane_cells((64, 64), seed=s) for s in range(3)]
     X = [m.astype(np.float32) * 0.6 + 0.2 for m in y]
-    seg = tiny(max_epochs=1, task="em").fit(X, y)
+    seg = tiny(max_epochs=1, task="em", callbacks__calibration=None).fit(X, y)  # defaults
     cells = [p[1] for p in seg.predict_proba(X)]
     got = seg.predict_instances(X)
     for labels, c in zip(got, cells):

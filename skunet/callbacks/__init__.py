@@ -12,17 +12,21 @@ Each one is a small skorch callback that a user can replace or remove by name
 - :class:`SegmentationCheckpoint` (``checkpoint``): best epoch saved atomically into a
   directory unique to the fit, restored when training ends;
 - :class:`InstanceCalibrator` (``calibration``): after training, the instance threshold
-  and split of a 3-class model chosen on the validation images by mean AP.
+  and split of a model with an instance target (``"boundary"``, ``"distance"``) chosen on
+  the validation images by mean AP;
+- :class:`EncoderFreezer` (``freezer``): skorch's ``Freezer("conv*")`` for the VGG16
+  encoder.
 
-:class:`TimeLimit` stops a fit before it runs past a wall-clock budget.
+Optional: :class:`TimeLimit` stops a fit before it runs past a wall-clock budget;
+:class:`OneCycleLRScheduler` replaces the cyclic rate with one cycle.
 
 :class:`ProgressBar` is skorch's bar with the right number of batches per epoch (patches
 per image and whole-image validation batches make skorch's own count wrong); it is on by
 default in notebooks. :class:`LivePlot` redraws loss curves and predictions every epoch.
 
-The modules: :mod:`.training` (freezer, checkpoint), :mod:`.lr_scheduler` (cyclic and
-one-cycle rates), :mod:`.scoring` (validation IoU), :mod:`.logging` (progress bar, live
-plot), as skorch arranges its own.
+The modules: :mod:`.training` (freezer, checkpoint, time limit), :mod:`.lr_scheduler` (cyclic and
+one-cycle rates), :mod:`.scoring` (validation IoU and metrics, calibration), :mod:`.logging`
+(progress bar, live plot), as skorch arranges its own.
 """
 
 from __future__ import annotations

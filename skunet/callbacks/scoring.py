@@ -100,9 +100,10 @@ class MetricScoring(_ValidationScoring):
 
     It predicts the validation images whole, every ``every`` epochs (and after the
     last); other epochs record nan and are never "best". The truth is what the net
-    trains on (class maps), so the metrics of cells (``v_rand``, ``v_info``, their
-    ``_protocol`` forms) and of pixels fit it; object metrics count the connected
-    components of the foreground.
+    trains on (class maps) for the metrics of cells (``v_rand``, ``v_info``, their
+    ``_protocol`` forms) and of pixels; object metrics (``ap50`` ...) compare
+    ``predict_instances`` with the validation images' instance labels where the target
+    has them (connected components of the foreground otherwise).
 
     Parameters
     ----------
@@ -165,12 +166,12 @@ class InstanceCalibrator(Callback):
     """After training, choose ``predict_instances``' threshold and split on the
     validation images (``calibration``, a default callback).
 
-    For instance targets (``"boundary"``, ``"distance"``) trained with a ``train_split``:
-    the validation images are predicted once and decoded with every pair of
-    ``thresholds`` x ``splits`` (None: the target's grid,
-    :func:`~skunet.calibration.split_grid`);
-    the pair with the best mean AP over IoU 0.5-0.9 against their instance labels
-    becomes the model's ``instance_params_`` (the defaults win ties; see
+    For instance targets (``"boundary"``, ``"distance"``) and EM membrane models trained
+    with a ``train_split``: the validation images are predicted once and decoded with
+    every pair of ``thresholds`` x ``splits`` (None: the target's grid,
+    :func:`~skunet.calibration.split_grid`); the pair with the best mean AP over IoU
+    0.5-0.9 against their instance labels (membrane models: the best mean V_rand
+    against their cells) becomes the model's ``instance_params_`` (the defaults win ties; see
     :mod:`skunet.calibration`), and ``calibration_`` holds every candidate's score.
     Without validation images it does nothing (use
     :meth:`~skunet.UNetSegmenter.calibrate_instances` on held-out images); pass
@@ -183,7 +184,9 @@ class InstanceCalibrator(Callback):
         self.sink = sink
 
     def on_train_end(self, net, X=None, **kwargs) -> None:
-        if net.target not in INSTANCE_TARGETS or net.train_split is None:
+        if net.train_split is None:
+            return
+        if net.target not in INSTANCE_TARGETS and not net.predictor_.membranes:
             return
         _, valid = net.get_split_datasets(X, None)
         labels = _instance_labels(valid)
@@ -193,6 +196,7 @@ class InstanceCalibrator(Callback):
         result = calibrate_segmenter(net, images, labels, self.thresholds, self.splits)
         if net.verbose and self.sink is not None:
             self.sink(
-                f"instances: threshold {result.threshold}, split {result.split}, mean AP "
-                f"{result.score:.4f} on the validation images (defaults {result.default_score:.4f})"
+                f"instances: threshold {result.threshold}, split {result.split}, "
+                f"{result.metric.replace('_', ' ')} {result.score:.4f} on the validation "
+                f"images (defaults {result.default_score:.4f})"
             )
