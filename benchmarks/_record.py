@@ -89,6 +89,16 @@ def add_common_arguments(parser: argparse.ArgumentParser, data: Path, results: P
     )
 
 
+def add_trial_arguments(parser: argparse.ArgumentParser, default_name: str) -> None:
+    """The options of a benchmark that trains trials of a recipe: ``--set`` overrides,
+    ``--name`` of the record (default: ``default_name``), ``--verbose``."""
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="PARAM=EXPR", help="override a parameter"
+    )
+    parser.add_argument("--name", help=f"the record's key (default: {default_name})")
+    parser.add_argument("--verbose", type=int, default=0, help="1: skorch's epoch log")
+
+
 def with_time_limit(seg, minutes: float | None):
     """``seg`` with a ``TimeLimit(minutes)`` callback, if ``minutes``; it replaces a
     ``time_limit`` the configuration already has (skorch refuses two of one name)."""
@@ -98,10 +108,12 @@ def with_time_limit(seg, minutes: float | None):
     return seg
 
 
-def spread(values) -> dict:
-    """Mean, min and max of per-fold figures."""
+def spread(values, centre: str = "mean") -> dict:
+    """The ``centre`` (``"mean"`` of per-fold figures, or ``"median"`` of repeated
+    timings), min and max of ``values``."""
     values = list(values)
-    return {"mean": statistics.mean(values), "min": min(values), "max": max(values)}
+    middle = {"mean": statistics.mean, "median": statistics.median}[centre]
+    return {centre: middle(values), "min": min(values), "max": max(values)}
 
 
 def fit_seconds(seg, X: list, y: list, train) -> float:

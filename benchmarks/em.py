@@ -21,10 +21,13 @@ trains ``skunet.presets.em_segmenter`` with the configuration's recipe on the ot
 from their cell probabilities: V_rand and V_info by the challenge's protocol
 (:func:`skunet.metrics.challenge_scores`: the best threshold of 0.0-1.0, with the
 threshold), the same scores at the single threshold 0.5 (:func:`skunet.metrics.rand_scores`),
-the pixel error at 0.5, the protocol with and without flip averaging ("variants"; the
-recipe's ``tta`` gives the fold's figures), the scores of the seeded-watershed cells of
-``predict_instances`` (:func:`skunet.instances.membrane_instances`), and the training wall
-time. It saves a picture of the slice with
+the pixel error at 0.5, its best threshold and V_rand's threshold, the protocol with and
+without flip averaging ("variants"; the recipe's ``tta`` gives the fold's figures), V_rand
+and V_info of the cells of ``predict_instances`` (:func:`skunet.instances.membrane_instances`
+with the model's calibrated threshold and split; a recipe without validation slices, such
+as ``fast``, is calibrated on the fold's last training slice, held out of its training
+unless ``--no-calibration``) beside those of the uncalibrated defaults, and the training
+wall time. It saves a picture of the slice with
 the lowest V_rand at 0.5 (image, truth, prediction) beside the results. Records go under
 the configuration's key in ``benchmarks/results/em.json`` with the command, date and
 machine.
@@ -40,6 +43,7 @@ import numpy as np
 from _record import (
     RESULTS,
     add_common_arguments,
+    add_trial_arguments,
     device_of,
     fit_seconds,
     load,
@@ -99,6 +103,7 @@ SCORES = (
     "v_info_05",
     "v_rand_instances",
     "v_info_instances",
+    "v_rand_instances_defaults",
     "pixel_error",
     "pixel_error_best",
     "pixel_error_at_v_rand_threshold",
@@ -136,7 +141,12 @@ def run_fold(args: argparse.Namespace, X, y, train, test) -> tuple[dict, tuple]:
         params["max_epochs"] = args.epochs
     seg = em_segmenter(recipe, **{**params, **parse_settings(args.set)})
     with_time_limit(seg, args.minutes)
-    seconds = fit_seconds(seg, X, y, train)
+    # a recipe without validation slices (train_split=None) calibrates its cells'
+    # threshold and split by V_rand on the last training slice, held out of the training
+    held = int(train[-1]) if seg.train_split is None and not args.no_calibration else None
+    seconds = fit_seconds(seg, X, y, [i for i in train if i != held])
+    if held is not None:
+        seg.calibrate_instances([X[held]], [y[held]])
     truth = [y[i] for i in test]
     # the protocol with and without flip averaging, from one network; the recipe's own
     # setting gives the fold's figures
@@ -149,7 +159,9 @@ def run_fold(args: argparse.Namespace, X, y, train, test) -> tuple[dict, tuple]:
     variants = {"tta" if tta else "plain": scores(truth, c) for tta, c in probabilities.items()}
     protocol = variants["tta" if own else "plain"]
     at_05 = [rand_scores(t, (c > 0.5).astype(np.uint8)) for t, c in zip(truth, cells)]
-    cells_of = rand_scores(truth, [membrane_instances(c) for c in cells])
+    # the cells of predict_instances (its own threshold and split), and of the defaults
+    cells_of = rand_scores(truth, [seg.predictor_.instances(c[None]) for c in cells])
+    defaults = rand_scores(truth, [membrane_instances(c) for c in cells])
     worst = int(np.argmin([s.v_rand for s in at_05]))
     fold = {
         **protocol,
@@ -157,6 +169,9 @@ def run_fold(args: argparse.Namespace, X, y, train, test) -> tuple[dict, tuple]:
         "v_info_05": float(np.mean([s.v_info for s in at_05])),
         "v_rand_instances": cells_of.v_rand,
         "v_info_instances": cells_of.v_info,
+        "v_rand_instances_defaults": defaults.v_rand,
+        "instance_params": getattr(seg, "instance_params_", None),
+        "calibration_slice": held,
         "worst_slice": int(test[worst]),
         "fit_seconds": seconds,
         "epochs_run": len(seg.history),
@@ -242,11 +257,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
     parser.add_argument("--folds", type=int, nargs="+", help="run only these folds (0-4)")
-    parser.add_argument("--verbose", type=int, default=0)
+    add_trial_arguments(parser, "the configuration's name")
     parser.add_argument(
-        "--set", action="append", default=[], metavar="PARAM=EXPR", help="override a parameter"
+        "--no-calibration",
+        action="store_true",
+        help="train_split=None recipes: train on every training slice, keep the defaults",
     )
-    parser.add_argument("--name", help="the record's key (default: the configuration's name)")
     add_common_arguments(parser, DEFAULT_DATA, RESULTS_FILE)
     args = parser.parse_args()
     if args.table:
@@ -265,7 +281,9 @@ def main() -> None:
             f"{args.config} fold {k}: V_rand {fold['v_rand']:.4f} (t={fold['v_rand_threshold']}),"
             f" V_info {fold['v_info']:.4f}, @0.5 {fold['v_rand_05']:.4f} / "
             f"{fold['v_info_05']:.4f}, pixel error {fold['pixel_error']:.4f}, "
-            f"{fold['fit_seconds']:.0f} s; "
+            f"{fold['fit_seconds']:.0f} s; cells of predict_instances V_rand "
+            f"{fold['v_rand_instances']:.4f} / V_info {fold['v_info_instances']:.4f} "
+            f"({fold['instance_params']}; defaults {fold['v_rand_instances_defaults']:.4f}); "
             + ", ".join(
                 f"{name} {v['v_rand']:.4f} (t={v['v_rand_threshold']}) / {v['pixel_error']:.4f}"
                 for name, v in fold["variants"].items()

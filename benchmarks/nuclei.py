@@ -35,6 +35,7 @@ import numpy as np
 from _record import (
     RESULTS,
     add_common_arguments,
+    add_trial_arguments,
     device_of,
     load,
     parse_settings,
@@ -43,6 +44,7 @@ from _record import (
 )
 from skorch.dataset import ValidSplit
 
+from skunet.calibration import IOU_THRESHOLDS
 from skunet.callbacks import TimeLimit
 from skunet.dataset import ImageSet
 from skunet.datasets import load_dsb2018
@@ -50,7 +52,7 @@ from skunet.metrics import match_dataset
 from skunet.presets import nuclei_segmenter
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018"
-THRESHOLDS = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9]
+THRESHOLDS = list(IOU_THRESHOLDS)  # AP at IoU 0.5 ... 0.9, as the calibration scores it
 VARIANTS = {
     "2class": {"target": "mask"},  # binary U-Net, connected components
     "3class": {"target": "boundary"},  # background / interior / boundary, watershed
@@ -273,11 +275,7 @@ def main() -> None:
         help="python of the environment with stardist and tensorflow-cpu",
     )
     parser.add_argument("--limit", type=int, help="train on the first N training images only")
-    parser.add_argument("--verbose", type=int, default=0, help="1: skorch's epoch log")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="PARAM=EXPR", help="override a parameter"
-    )
-    parser.add_argument("--name", help="the record's key (default: the configuration's name)")
+    add_trial_arguments(parser, "the configuration's name")
     parser.add_argument("--save", type=Path, help="a folder to save each trained model in")
     args = parser.parse_args()
     if args.table:

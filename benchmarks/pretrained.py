@@ -37,12 +37,23 @@ from skunet.pretrained import CARDS_FILE, ModelCard, check_file
 SHIP_DIR = Path(__file__).resolve().parents[1] / "skunet" / "data" / "models"
 RESULTS_FILE = RESULTS / "pretrained.json"
 LIMITS = [
-    "fluorescence nuclei (DSB2018's stained nuclei); not H&E or other bright-field "
-    "histology, not phase contrast: DSB2018's few such images were in its training data, "
-    "too few to learn them",
+    "fluorescence nuclei (bright nuclei on a dark background): all its training images are "
+    "of that kind; not H&E or other bright-field histology, not phase contrast",
     "2-D gray images; colour images must be converted to one channel first",
     "nuclei of roughly 5-80 px across; rescale images of other magnifications",
 ]
+
+
+def instruction_set() -> str:
+    """The CPU's widest vector instructions that matter for torch here."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return "unknown"
+    for flag, name in (("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2")):
+        if flag in flags:
+            return name
+    return "no AVX2"
 
 
 def timed_instances(seg: UNetSegmenter, X: list, tta: bool) -> tuple[list, float]:
@@ -127,7 +138,8 @@ def ship(args: argparse.Namespace, figures: dict, training_images: int) -> Path:
             "f1_50": row["f1_50"],
             "seconds_per_megapixel": row["seconds_per_megapixel"],
             "tta": figures["tta"],
-            "machine": f"{machine()['cpu']}, {machine()['torch_threads']} threads",
+            "machine": f"{machine()['cpu']} ({instruction_set()}), "
+            f"{machine()['torch_threads']} torch threads, float32",
         },
         limits=tuple(LIMITS),
         description="U-Net (depth 4, 16 channels, batch norm) on 4 distance levels, "

@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 import torch
-from _record import RESULTS, write
+from _record import RESULTS, spread, write
 from _throughput import PRESETS, matmul_gflops, preset_throughput, timed, unet_gflops
 from torch.utils.data import DataLoader, Dataset
 
@@ -60,10 +60,6 @@ def images(n: int, size: int = 320, seed: int = 0) -> tuple[list, list]:
         X.append(np.clip(img, 0, 255).astype(np.uint8))
         y.append(mask)
     return X, y
-
-
-def spread(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 # ----------------------------------------------------------------------------- fit
@@ -228,10 +224,10 @@ def main() -> None:
         ratios_same.append(p / s_nchw)
     patches = len(X) * per_image * epochs
     figures["fit"] = {
-        "throughput_ratio_skunet_over_plain": spread(ratios),
-        "throughput_ratio_same_layout": spread(ratios_same),
-        "plain_patches_per_s": spread([patches / t for t in plain_s]),
-        "skunet_patches_per_s": spread([patches / t for t in ours_s]),
+        "throughput_ratio_skunet_over_plain": spread(ratios, "median"),
+        "throughput_ratio_same_layout": spread(ratios_same, "median"),
+        "plain_patches_per_s": spread([patches / t for t in plain_s], "median"),
+        "skunet_patches_per_s": spread([patches / t for t in ours_s], "median"),
         "setup": f"{len(X)} images 320^2, {per_image} patches each, {epochs} epochs, "
         f"patch {PATCH}+2x{PAD}, batch {BATCH}, UNet depth 4 base 16, Adam; skunet with its "
         "defaults (channels-last), the plain loop NCHW (the same_layout row: both NCHW)",
@@ -256,10 +252,10 @@ def main() -> None:
         ratios_same.append(t_m / t_s)
     figures["predict_vs_monai"] = {
         "image": f"{size}x{size}",
-        "throughput_ratio_skunet_over_monai": spread(ratios),
-        "throughput_ratio_same_layout": spread(ratios_same),
-        "skunet_seconds": spread(ours_t),
-        "monai_seconds": spread(theirs_t),
+        "throughput_ratio_skunet_over_monai": spread(ratios, "median"),
+        "throughput_ratio_same_layout": spread(ratios_same, "median"),
+        "skunet_seconds": spread(ours_t, "median"),
+        "monai_seconds": spread(theirs_t, "median"),
         "max_abs_diff_identical_settings": float(np.abs(ours_nchw - theirs).max()),
         "setup": "roi 256, overlap 0.25, gaussian, 4 tiles a batch; skunet with its defaults "
         "(channels-last), MONAI NCHW (the same_layout row: both NCHW)",
@@ -275,7 +271,9 @@ def main() -> None:
     grow = {}
     for n in sizes:
         im = np.random.default_rng(n).integers(0, 255, (n, n), dtype=np.uint8)
-        grow[f"{n}^2"] = spread([timed(fast.predict, [im])[0] for _ in range(max(1, r - 1))])
+        grow[f"{n}^2"] = spread(
+            [timed(fast.predict, [im])[0] for _ in range(max(1, r - 1))], "median"
+        )
     base = sizes[0]
     figures["predict_scaling"] = {
         "seconds": grow,
@@ -290,7 +288,7 @@ def main() -> None:
     per_epoch = {}
     for n in [4, 8, 16] if not args.quick else [2, 4]:
         Xn, yn = images(n, seed=n)
-        per_epoch[n] = spread([skunet_fit(Xn, yn, 1, 1) for _ in range(max(1, r - 1))])
+        per_epoch[n] = spread([skunet_fit(Xn, yn, 1, 1) for _ in range(max(1, r - 1))], "median")
     figures["fit_scaling"] = {"seconds_per_epoch_by_images": per_epoch}
     print("scaling done", flush=True)
 
@@ -308,7 +306,7 @@ def main() -> None:
     print("rss", figures["peak_rss"], flush=True)
 
     # compute efficiency
-    mm = spread([matmul_gflops() for _ in range(r)])
+    mm = spread([matmul_gflops() for _ in range(r)], "median")
     eff = {}
     for name, cl, train in [
         ("predict_nchw", False, False),
@@ -317,14 +315,19 @@ def main() -> None:
         ("train_channels_last", True, True),
     ]:
         g = [unet_gflops(cl, train)[0] for _ in range(r)]
-        eff[name] = {"gflops": spread(g), "fraction_of_matmul": statistics.median(g) / mm["median"]}
+        eff[name] = {
+            "gflops": spread(g, "median"),
+            "fraction_of_matmul": statistics.median(g) / mm["median"],
+        }
     figures["compute"] = {"matmul_2048_fp32_gflops": mm, "unet_depth4_base16_4x256": eff}
 
     # each task preset's training throughput, in the same run as the plain loop above
     # (a preset that trains in bfloat16 is held against the bfloat16 matmul)
     peak = {torch.float32: mm}
     if native_bfloat16("cpu"):
-        peak[torch.bfloat16] = spread([matmul_gflops(dtype=torch.bfloat16) for _ in range(r)])
+        peak[torch.bfloat16] = spread(
+            [matmul_gflops(dtype=torch.bfloat16) for _ in range(r)], "median"
+        )
         figures["compute"]["matmul_2048_bf16_gflops"] = peak[torch.bfloat16]
     presets = {}
     for task, recipe in PRESETS:
@@ -334,8 +337,8 @@ def main() -> None:
         presets[f"{task}:{recipe}"] = {
             **{k: v for k, v in runs[0].items() if k not in ("windows_per_s", "gflops")},
             "dtype": str(dtype).removeprefix("torch."),
-            "windows_per_s": spread([run["windows_per_s"] for run in runs]),
-            "gflops": spread(gflops),
+            "windows_per_s": spread([run["windows_per_s"] for run in runs], "median"),
+            "gflops": spread(gflops, "median"),
             "fraction_of_matmul": statistics.median(gflops) / peak[dtype]["median"],
         }
         print(task, recipe, json.dumps(presets[f"{task}:{recipe}"]["windows_per_s"]), flush=True)

@@ -43,6 +43,7 @@ import numpy as np
 from _record import (
     RESULTS,
     add_common_arguments,
+    add_trial_arguments,
     device_of,
     fit_seconds,
     load,
@@ -237,10 +238,7 @@ def main() -> None:
     )
     add_common_arguments(parser, DEFAULT_DATA, RESULTS_FILE)
     parser.add_argument("--folds", type=int, nargs="+", help="run only these folds (0-4)")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="PARAM=EXPR", help="override a parameter"
-    )
-    parser.add_argument("--name", help="the record's key (default: the recipe's name)")
+    add_trial_arguments(parser, "the recipe's name")
     parser.add_argument("--keep", type=Path, help="save the held-out TTA class maps here")
     parser.add_argument(
         "--study-postprocess",

@@ -13,7 +13,6 @@ runs it in tiles, and crops back (:mod:`skunet.inference`, :mod:`skunet.tiling`)
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.exceptions import NotFittedError
 from skorch import NeuralNet
 from skorch.dataset import ValidSplit
 
@@ -36,20 +34,19 @@ from .callbacks import (
 )
 from .evaluation import evaluate
 from .export import export_onnx
-from .inference import InferenceSettings
 from .mixed_precision import MixedPrecisionMixin
 from .models import UNet
 from .persistence import load_segmenter, save_segmenter
-from .predictor import Predictor
+from .predictor import PredictorMixin
 from .progress import in_notebook
-from .tasks import TASKS, task_of
+from .tasks import TASKS
 from .training import TrainingMixin
 from .validation import TARGETS, Interval, Options, check_masks, check_params, check_target
 
 __all__ = ["UNetSegmenter"]
 
 
-class UNetSegmenter(TrainingMixin, MixedPrecisionMixin, NeuralNet):
+class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNet):
     """Semantic segmentation of images of any size with a U-Net, as an sklearn estimator.
 
     Parameters
@@ -266,45 +263,6 @@ class UNetSegmenter(TrainingMixin, MixedPrecisionMixin, NeuralNet):
         check_target(self.target, self.n_classes)
 
     # ---------------------------------------------------------------- predict
-    @property
-    def predictor_(self) -> Predictor:
-        """The fitted network as a :class:`~skunet.predictor.Predictor`, with the current
-        prediction settings (``tile_size``, ``tta``, ``postprocess`` ...).
-
-        Raises ``NotFittedError`` before ``fit``.
-        """
-        if not hasattr(self, "classes_") or not getattr(self, "initialized_", False):
-            raise NotFittedError(
-                f"This {type(self).__name__} is not fitted yet; call fit(X, y) first"
-            )
-        geometry = self.geometry_
-        window = self.patch_size + 2 * geometry.context
-        settings = InferenceSettings(
-            device=self._device(),
-            tile_size=self.tile_size,
-            tile_overlap=self.tile_overlap,
-            blend=self.blend,
-            tta=self.tta,
-            channels_last=self._channels_last(),
-            autocast=self.autocast,
-            pixels_per_batch=self.batch_size * window**2,
-            progress=bool(self.verbose),
-        )
-        return Predictor(
-            module=self.module_,
-            geometry=geometry,
-            settings=settings,
-            n_channels=self.n_channels_in_,
-            n_classes=self.n_classes,
-            target=self.target,
-            normalize=self.normalize,
-            postprocess=self.postprocess,
-            # one batch of tiles holds no more pixels than a training batch
-            default_tile=max(window, math.isqrt(settings.pixels_per_batch)),
-            membranes=self.n_classes == 2 and task_of(self).membranes,
-            **{f"instance_{k}": v for k, v in getattr(self, "instance_params_", {}).items()},
-        )
-
     def predict_proba(self, X: Any) -> np.ndarray | list[np.ndarray]:
         """Class probabilities, class axis first: ``(K, H, W)`` per image.
 

@@ -101,8 +101,10 @@ def plot_instances(
     path: str | os.PathLike | None = None,
     *,
     titles: Sequence[str] | None = None,
+    more: dict[str, Sequence[np.ndarray]] | None = None,
 ):
-    """One row per image: input, true and predicted instances (each if given) as overlays.
+    """One row per image: input, true and predicted instances (each if given) as overlays,
+    then the columns of ``more`` (name -> label images), e.g. a second model's.
 
     Each object gets its own colour (``skimage.color.label2rgb`` over the image), so
     merged or split nuclei are visible. Saves a PNG when ``path`` is given.
@@ -116,7 +118,7 @@ def plot_instances(
         ax.imshow(label2rgb(labels, gray, bg_label=0, alpha=0.35, image_alpha=1.0))
 
     columns = [("true instances", y_true), ("predicted instances", y_pred)]
-    return _grid(images, columns, draw, path, titles)
+    return _grid(images, columns + list((more or {}).items()), draw, path, titles)
 
 
 def plot_history(net, path: str | os.PathLike | None = None, *, ax=None):

@@ -11,11 +11,13 @@ evaluation, the command line and the ONNX export all predict through it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.exceptions import NotFittedError
 from torch import nn
 
 from .inference import InferenceSettings, classes, expand, predict_compact
@@ -27,10 +29,11 @@ from .instances import (
 )
 from .preprocessing import normalize_images
 from .targets import INSTANCE_TARGETS
+from .tasks import task_of
 from .tiling import Geometry
 from .validation import check_images
 
-__all__ = ["Predictor", "stack_or_list"]
+__all__ = ["Predictor", "PredictorMixin", "stack_or_list"]
 
 
 def stack_or_list(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
@@ -188,3 +191,74 @@ class Predictor:
         if self.membranes and split is not None:
             return membrane_instances(foreground, threshold, 2.0 if split == "auto" else split)
         return label_components(foreground, threshold)
+
+
+# the parameters a Predictor is built from (with the network, its device and layout)
+_PREDICTOR_PARAMS = (
+    "tile_size", "tile_overlap", "blend", "tta", "autocast", "batch_size", "verbose",
+    "patch_size", "padding", "n_classes", "target", "normalize", "postprocess", "task",
+    "criterion",
+)  # fmt: skip
+
+
+class PredictorMixin:
+    """The estimator's side of prediction: its :class:`Predictor`, built from the fitted
+    network and the current settings, and kept until one of them changes."""
+
+    @property
+    def predictor_(self) -> Predictor:
+        """The fitted network as a :class:`~skunet.predictor.Predictor`, with the current
+        prediction settings (``tile_size``, ``tta``, ``postprocess`` ...); built once and
+        kept until the network or a setting it depends on changes.
+
+        Raises ``NotFittedError`` before ``fit``.
+        """
+        if not hasattr(self, "classes_") or not getattr(self, "initialized_", False):
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet; call fit(X, y) first"
+            )
+        key = (
+            self.module_,
+            self._device(),
+            self._channels_last(),
+            self.n_channels_in_,
+            getattr(self, "instance_params_", None),
+            *(getattr(self, name) for name in _PREDICTOR_PARAMS),
+        )
+        cached = self.__dict__.get("_predictor_cache_")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        geometry = self.geometry_
+        window = self.patch_size + 2 * geometry.context
+        settings = InferenceSettings(
+            device=key[1],
+            tile_size=self.tile_size,
+            tile_overlap=self.tile_overlap,
+            blend=self.blend,
+            tta=self.tta,
+            channels_last=key[2],
+            autocast=self.autocast,
+            pixels_per_batch=self.batch_size * window**2,
+            progress=bool(self.verbose),
+        )
+        predictor = Predictor(
+            module=self.module_,
+            geometry=geometry,
+            settings=settings,
+            n_channels=self.n_channels_in_,
+            n_classes=self.n_classes,
+            target=self.target,
+            normalize=self.normalize,
+            postprocess=self.postprocess,
+            # one batch of tiles holds no more pixels than a training batch
+            default_tile=max(window, math.isqrt(settings.pixels_per_batch)),
+            membranes=self.n_classes == 2 and task_of(self).membranes,
+            **{f"instance_{k}": v for k, v in getattr(self, "instance_params_", {}).items()},
+        )
+        self._predictor_cache_ = (key, predictor)
+        return predictor
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_predictor_cache_", None)  # rebuilt on demand; it holds the network
+        return state

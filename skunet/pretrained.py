@@ -162,7 +162,11 @@ def _register_shipped() -> None:
 
 
 def list_models(name: str | None = None) -> list[ModelCard]:
-    """The registered model cards, every version, oldest first (only ``name``'s if given)."""
+    """The registered model cards, every version, oldest first (only ``name``'s if given).
+
+    >>> [card.key for card in list_models("nuclei")][:1]
+    ['nuclei@0.1.0']
+    """
     cards = [c for c in _REGISTRY.values() if name is None or c.name == name]
     return sorted(cards, key=lambda c: (c.name, _version_key(c)))
 
@@ -267,6 +271,14 @@ def load_model(name: str, **params: Any):
         Ready for ``predict``, ``predict_instances``, ``score``, ``calibrate_instances``
         and ``save``, with its calibrated instance thresholds; ``pretrained_`` holds the
         card.
+
+    Examples
+    --------
+    >>> from skunet.datasets import load_sample
+    >>> X, _ = load_sample("nuclei")
+    >>> seg = load_model("nuclei", tta=False)
+    >>> int(seg.predict_instances(X[:1])[0].max()) > 10
+    True
     """
     card = get_card(name)
     fixed = sorted(k for k in params if k in _FIXED or k.startswith("module__"))

@@ -40,6 +40,10 @@ def test_demo_reaches_held_out_iou(tmp_path):
     picture = tmp_path / "demo" / "predictions.png"
     assert picture.stat().st_size > 10_000
     assert str(picture) in out.stdout
+    # the pretrained model's nuclei beside the trained model's, and on images it never saw
+    assert metrics["pretrained_model"].startswith("nuclei@")
+    assert metrics["pretrained_ap50_unseen"] >= 0.6, metrics
+    assert (tmp_path / "demo" / "nuclei.png").stat().st_size > 10_000
     assert "%|" in out.stderr  # progress bar
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
 

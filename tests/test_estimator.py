@@ -368,3 +368,26 @@ class TestErrors:
         X = [(np.clip(x, 0, 1) * (255 if dtype == np.uint8 else 1000)).astype(dtype) for x in X]
         seg = tiny(max_epochs=1).fit(X, y)
         assert seg.predict(X[:1])[0].shape == X[0].shape
+
+
+class TestPredictorCache:
+    def test_kept_until_the_network_or_a_setting_changes(self, blobs):
+        import pickle
+
+        from conftest import tiny
+
+        X, y = blobs
+        seg = tiny(n_classes=3, target="boundary").fit(X, y)
+        first = seg.predictor_
+        assert seg.predictor_ is first  # no rebuild per call
+        seg.set_params(tta=True)
+        assert seg.predictor_ is not first and seg.predictor_.settings.tta
+        tta = seg.predictor_
+        seg.instance_params_ = {"threshold": 0.45, "split": 2.0}  # not on the grid
+        assert seg.predictor_ is not tta and seg.predictor_.instance_threshold == 0.45
+        calibrated = seg.predictor_
+        seg.fit(X, y)  # a new network
+        assert seg.predictor_ is not calibrated and seg.predictor_.module is seg.module_
+        restored = pickle.loads(pickle.dumps(seg))
+        assert "_predictor_cache_" not in restored.__dict__
+        np.testing.assert_allclose(restored.predict_proba(X[:1])[0], seg.predict_proba(X[:1])[0])

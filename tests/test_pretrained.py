@@ -63,6 +63,26 @@ def cached(trained, home, **extra) -> ModelCard:
 
 
 class TestRegistry:
+    def test_the_shipped_nuclei_card_is_complete(self):
+        card = get_card("nuclei")
+        assert card.task == "nuclei" and card.licence and card.command
+        assert card.training_data["licence"] == "CC0-1.0"
+        assert set(card.figures["ap"]) >= {"0.50", "0.75", "0.90"}
+        assert card.figures["seconds_per_megapixel"] > 0
+        assert any("bright" in limit for limit in card.limits)
+
+    def test_the_shipped_model_segments_sample_images_it_never_saw(self, monkeypatch, tmp_path):
+        from skunet.datasets import load_sample
+        from skunet.demo import UNSEEN
+        from skunet.metrics import match_dataset
+
+        monkeypatch.setenv("SKUNET_HOME", str(tmp_path))  # nothing cached: the shipped file
+        X, y = load_sample("nuclei")
+        model = load_model("nuclei")
+        assert model.instance_params_ and model.tta  # calibrated, flips averaged
+        nuclei = model.predict_instances([X[i] for i in UNSEEN])
+        assert match_dataset([y[i] for i in UNSEEN], list(nuclei)).accuracy >= 0.6
+
     def test_newest_version_and_pinned_versions(self, trained, home):
         old = cached(trained, home, version="1.0.0")
         new = register_model(card_for(trained[1], version="1.10.0"))

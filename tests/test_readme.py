@@ -18,7 +18,7 @@ def test_readme_starts_with_install_demo_and_test_commands():
 
 @pytest.mark.slow
 def test_quickstart_runs(monkeypatch, tmp_path):
-    code = re.search(r"## Quickstart\n\n```python\n(.*?)```", README.read_text(), re.S).group(1)
+    code = re.search(r"## Quickstart\n.*?```python\n(.*?)```", README.read_text(), re.S).group(1)
     assert "max_epochs=30" in code
     code = code.replace("max_epochs=30", "max_epochs=1")
     monkeypatch.chdir(tmp_path)
@@ -26,3 +26,15 @@ def test_quickstart_runs(monkeypatch, tmp_path):
     exec(compile(code, "README quickstart", "exec"), namespace)
     assert 0 <= namespace["grid"].best_score_ <= 1
     assert [m.shape for m in namespace["masks"]] == [x.shape for x in namespace["X"][9:]]
+
+
+def test_pretrained_example_runs_offline(monkeypatch, tmp_path):
+    """The README's first Python example: the shipped model, no network, no training."""
+    code = re.search(r"## Pretrained models\n.*?```python\n(.*?)```", README.read_text(), re.S)
+    monkeypatch.setenv("SKUNET_HOME", str(tmp_path))  # an empty cache: the shipped file
+    namespace = {}
+    exec(compile(code.group(1), "README pretrained", "exec"), namespace)
+    from skunet.metrics import match_dataset
+
+    found = match_dataset(namespace["y"][:3], list(namespace["nuclei"]))
+    assert found.accuracy > 0.7, found  # (images of its training set: a sanity check)
