@@ -132,13 +132,14 @@ def run(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(args.seed)
     order = [of_type[i] for i in rng.permutation(len(of_type))]
     figures = {"type": held_out, "type_images": len(of_type), "base": str(args.base), "k": {}}
+    test = order[max(args.k) :]  # one test set for every k
+    test = test[:4] if args.smoke else test
+    X_test, y_test = [X[i] for i in test], [y[i] for i in test]
+    base = UNetSegmenter.load(args.base)  # as it is: the same for every k
+    as_is = object_scores(y_test, list(base.predict_instances(X_test)))
     for k in args.k:
-        shots, test = order[:k], order[max(args.k) :]  # one test set for every k
-        test = test[:4] if args.smoke else test
-        X_k, y_k = [X[i] for i in shots], [y[i] for i in shots]
-        X_test, y_test = [X[i] for i in test], [y[i] for i in test]
-        base = UNetSegmenter.load(args.base)
-        rows = {"pretrained": object_scores(y_test, list(base.predict_instances(X_test)))}
+        X_k, y_k = [X[i] for i in order[:k]], [y[i] for i in order[:k]]
+        rows = {"pretrained": as_is}
         tuned = UNetSegmenter.load(args.base).set_params(
             **{**FINE_TUNING, "max_epochs": args.epochs}
         )

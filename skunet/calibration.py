@@ -86,7 +86,7 @@ def mean_ap(
 
 def mean_v_rand(ys_true: Sequence[np.ndarray], ys_pred: Sequence[np.ndarray]) -> float:
     """The challenge's foreground-restricted V_rand (border thinning), mean over images."""
-    return float(np.mean([rand_scores(t, p).v_rand for t, p in zip(ys_true, ys_pred)]))
+    return rand_scores(list(ys_true), list(ys_pred)).v_rand
 
 
 def split_grid(target: str, membranes: bool = False) -> tuple:

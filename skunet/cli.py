@@ -88,13 +88,13 @@ def _load(args: argparse.Namespace):
     from .pretrained import list_models, load_model
 
     model = Path(args.model)
-    names = {c.name for c in list_models()} | {c.key for c in list_models()}
-    if not model.is_file() and args.model in names:
+    cards = list_models()
+    if not model.is_file() and args.model in {k for c in cards for k in (c.name, c.key)}:
         seg = load_model(args.model, device=args.device)
     elif not model.is_file():
         raise FileNotFoundError(
             f"model file {str(model)!r} does not exist, and it is not a pretrained model "
-            f"({', '.join(sorted(c.name for c in list_models()))}: see skunet models)"
+            f"({', '.join(sorted({c.name for c in cards}))}: see skunet models)"
         )
     else:
         seg = UNetSegmenter.load(model, device=args.device)

@@ -29,7 +29,6 @@ from .instances import (
 )
 from .preprocessing import normalize_images
 from .targets import INSTANCE_TARGETS
-from .tasks import task_of
 from .tiling import Geometry
 from .validation import check_images
 
@@ -252,7 +251,7 @@ class PredictorMixin:
             postprocess=self.postprocess,
             # one batch of tiles holds no more pixels than a training batch
             default_tile=max(window, math.isqrt(settings.pixels_per_batch)),
-            membranes=self.n_classes == 2 and task_of(self).membranes,
+            membranes=self._membranes(),
             **{f"instance_{k}": v for k, v in getattr(self, "instance_params_", {}).items()},
         )
         self._predictor_cache_ = (key, predictor)

@@ -134,9 +134,7 @@ class TrainingMixin:
         self.classes_ = np.arange(self.n_classes)
         targets = [mask_classes(m, self.n_classes, self.target) for m in masks]
         # kept for the calibration: objects of instance targets, cells of membrane models
-        calibrated = self.target in INSTANCE_TARGETS or (
-            self.n_classes == 2 and task_of(self).membranes
-        )
+        calibrated = self.target in INSTANCE_TARGETS or self._membranes()
         labels = masks if calibrated else None
         return ImageSet(images, targets, labels)
 
@@ -177,6 +175,10 @@ class TrainingMixin:
         module = getattr(self, "module_", None)
         first = next(module.parameters(), None) if module is not None else None
         return first.device if first is not None else torch.device("cpu")
+
+    def _membranes(self) -> bool:
+        """A binary model of a task whose background is membrane between cells (EM)."""
+        return self.n_classes == 2 and task_of(self).membranes
 
     def _channels_last(self) -> bool:
         if self.channels_last is None:  # on for the networks known to support it
