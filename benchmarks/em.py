@@ -134,7 +134,7 @@ def scores(truth: list, cells: list) -> dict:
     }
 
 
-def run_fold(args: argparse.Namespace, X, y, train, test) -> tuple[dict, tuple]:
+def run_fold(args: argparse.Namespace, X, y, k: int, train, test) -> tuple[dict, tuple]:
     recipe, overrides = CONFIGS[args.config]
     params = {**overrides, "device": args.device, "random_state": 0, "verbose": args.verbose}
     if args.epochs:
@@ -147,6 +147,10 @@ def run_fold(args: argparse.Namespace, X, y, train, test) -> tuple[dict, tuple]:
     seconds = fit_seconds(seg, X, y, [i for i in train if i != held])
     if held is not None:
         seg.calibrate_instances([X[held]], [y[held]])
+    if args.keep:
+        # the fold's network, for decoder and post-processing trials without retraining
+        args.keep.mkdir(parents=True, exist_ok=True)
+        seg.save(args.keep / f"em_{args.name or args.config}_fold{k}.skunet", overwrite=True)
     truth = [y[i] for i in test]
     # the protocol with and without flip averaging, from one network; the recipe's own
     # setting gives the fold's figures
@@ -263,6 +267,7 @@ def main() -> None:
         action="store_true",
         help="train_split=None recipes: train on every training slice, keep the defaults",
     )
+    parser.add_argument("--keep", type=Path, help="save each fold's fitted model in this folder")
     add_common_arguments(parser, DEFAULT_DATA, RESULTS_FILE)
     args = parser.parse_args()
     if args.table:
@@ -273,7 +278,7 @@ def main() -> None:
     for k, (train, test) in enumerate(KFold(5).split(X)):  # consecutive slices
         if args.folds is not None and k not in args.folds:
             continue
-        fold, slice_ = run_fold(args, X, y, train, test)
+        fold, slice_ = run_fold(args, X, y, k, train, test)
         folds.append({"fold": k, **fold})
         if worst is None or slice_[-1] < worst[-1]:
             worst = slice_

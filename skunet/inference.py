@@ -28,6 +28,7 @@ from .tiling import Geometry, blend_weights, tile_starts, window
 from .validation import as_float32
 
 __all__ = [
+    "FLIPS",
     "InferenceSettings",
     "autocast_context",
     "autocast_dtype",
@@ -39,7 +40,8 @@ __all__ = [
     "predict_compact",
 ]
 
-_FLIPS = ((), (-1,), (-2,), (-2, -1))
+FLIPS = ((), (-1,), (-2,), (-2, -1))
+"""The flips whose probabilities ``tta`` averages (dims of a ``(N, C, H, W)`` batch)."""
 
 
 @dataclass
@@ -140,13 +142,13 @@ def forward(module: nn.Module, xb: np.ndarray, s: InferenceSettings) -> torch.Te
     if s.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     total = None
-    for dims in _FLIPS if s.tta else _FLIPS[:1]:
+    for dims in FLIPS if s.tta else FLIPS[:1]:
         xi = torch.flip(x, dims) if dims else x
         with s.autocast_context():
             p = compact_probabilities(module(xi).float())
         p = torch.flip(p, dims) if dims else p
         total = p if total is None else total + p
-    return total / (len(_FLIPS) if s.tta else 1)
+    return total / (len(FLIPS) if s.tta else 1)
 
 
 def _tile_input_size(g: Geometry, s: InferenceSettings, default: int) -> int:

@@ -30,7 +30,14 @@ from skorch.history import History
 from .validation import lookup
 from .version import __version__
 
-__all__ = ["FORMAT_VERSION", "atomic_path", "load_segmenter", "save_segmenter"]
+__all__ = [
+    "FORMAT_VERSION",
+    "atomic_path",
+    "load_segmenter",
+    "save_segmenter",
+    "segmenter_from_metadata",
+    "segmenter_metadata",
+]
 
 FORMAT_VERSION = 1
 ALLOWED_PREFIXES = ("skunet.", "torch.nn.", "torch.optim.", "torch.utils.data.", "skorch.")
@@ -104,18 +111,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
 WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def save_segmenter(
-    net, path: str | os.PathLike, overwrite: bool = False, weights: str = "float32"
-) -> Path:
-    """Write a fitted segmenter to ``path`` atomically (see the module docstring).
-
-    ``weights`` is the storage precision of the floating-point tensors ("float32",
-    "float16" or "bfloat16"); they load back into the network's own precision.
-    """
-    path = Path(path)
-    dtype = lookup(WEIGHT_DTYPES, weights, "weights precision")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True to replace it")
+def segmenter_metadata(net) -> dict[str, str]:
+    """A fitted segmenter's parameters, fitted attributes and history as the JSON strings
+    a model file's metadata holds (classes by import path; parameters that cannot be
+    stored are listed under ``dropped_params``)."""
     params, dropped = {}, []
     for key, value in net.get_params(deep=False).items():
         if key.startswith("_"):  # private state that skorch lists among parameters
@@ -142,6 +141,22 @@ def save_segmenter(
         "fitted": json.dumps(fitted),
         "dropped_params": json.dumps(dropped),
     }
+    return metadata
+
+
+def save_segmenter(
+    net, path: str | os.PathLike, overwrite: bool = False, weights: str = "float32"
+) -> Path:
+    """Write a fitted segmenter to ``path`` atomically (see the module docstring).
+
+    ``weights`` is the storage precision of the floating-point tensors ("float32",
+    "float16" or "bfloat16"); they load back into the network's own precision.
+    """
+    path = Path(path)
+    dtype = lookup(WEIGHT_DTYPES, weights, "weights precision")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True to replace it")
+    metadata = segmenter_metadata(net)
     tensors = {
         k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
         for k, v in net.module_.state_dict().items()
@@ -173,18 +188,32 @@ def load_segmenter(cls, path: str | os.PathLike, device: str = "cpu", trust: tup
             f"{str(path)!r} is not a skunet model file (a safetensors file written by "
             f"UNetSegmenter.save): {exc}"
         ) from None
+    return segmenter_from_metadata(cls, metadata, tensors, repr(str(path)), device, trust)
+
+
+def segmenter_from_metadata(
+    cls,
+    metadata: dict[str, str],
+    tensors: dict[str, torch.Tensor] | None,
+    source: str,
+    device: str = "cpu",
+    trust: tuple[str, ...] = (),
+):
+    """A fitted ``cls`` from :func:`segmenter_metadata`'s strings and the module's
+    ``tensors`` (a randomly initialised network when None); ``source`` names where they
+    came from in errors."""
     if metadata.get("format") != "skunet":
-        raise ValueError(f"{str(path)!r} is a safetensors file but not a skunet model")
+        raise ValueError(f"{source} is not a skunet model (it has no skunet metadata)")
     if metadata.get("format_version") != str(FORMAT_VERSION):
         raise ValueError(
-            f"{str(path)!r} uses skunet model format {metadata.get('format_version')}, "
+            f"{source} uses skunet model format {metadata.get('format_version')}, "
             f"written by skunet {metadata.get('skunet_version')}; this skunet ({__version__}) "
             f"reads format {FORMAT_VERSION}"
         )
     written_by = metadata.get("skunet_version", "0")
     if _version_tuple(written_by) > _version_tuple(__version__):
         raise ValueError(
-            f"{str(path)!r} was written by skunet {written_by}, newer than this skunet "
+            f"{source} was written by skunet {written_by}, newer than this skunet "
             f"({__version__}); upgrade skunet to load it"
         )
     params = {k: _decode(v, tuple(trust)) for k, v in json.loads(metadata["params"]).items()}
@@ -200,6 +229,8 @@ def load_segmenter(cls, path: str | os.PathLike, device: str = "cpu", trust: tup
     net.classes_ = np.asarray(fitted["classes_"])
     net.initialize()
     expected = net.module_.state_dict()
+    if tensors is None:
+        tensors = expected
     problems = sorted(set(expected) ^ set(tensors))
     problems += [k for k in expected if k in tensors and expected[k].shape != tensors[k].shape]
     if problems:
@@ -210,7 +241,7 @@ def load_segmenter(cls, path: str | os.PathLike, device: str = "cpu", trust: tup
             else f"{k} only in the {'model' if k in expected else 'file'}"
         )
         raise ValueError(
-            f"{str(path)!r} holds weights for a different architecture than its parameters "
+            f"{source} holds weights for a different architecture than its parameters "
             f"build ({metadata.get('module')}); {len(problems)} mismatched tensor(s), e.g. {detail}"
         )
     net.module_.load_state_dict({k: t.to(device) for k, t in tensors.items()})

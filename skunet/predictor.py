@@ -180,16 +180,36 @@ class Predictor:
         boundary models, level 0.5 for distance models, 2 px for membrane models);
         ``split=None`` never splits.
         """
+        decoder, threshold, split = self.instance_settings(threshold, split).values()
+        if decoder == "watershed_instances":
+            return watershed_instances(1 - p[0], p[2], threshold, split)
+        if decoder == "distance_instances":
+            return distance_instances(p, threshold, split)
+        if decoder == "membrane_instances":
+            return membrane_instances(expand(p)[1], threshold, split)
+        return label_components(expand(p)[1], threshold)
+
+    def instance_settings(
+        self, threshold: float | None = None, split: float | str | None = "auto"
+    ) -> dict[str, Any]:
+        """``{"decoder", "threshold", "split"}``: the :mod:`skunet.instances` function
+        :meth:`instances` runs and the settings it gives it (the model's own for
+        ``threshold=None`` and ``split="auto"``)."""
         threshold = self.instance_threshold if threshold is None else threshold
         split = self.instance_split if split == "auto" else split
         if self.target == "boundary":
-            return watershed_instances(1 - p[0], p[2], threshold, 0.5 if split == "auto" else split)
-        if self.target == "distance":
-            return distance_instances(p, threshold, 0.5 if split == "auto" else split)
-        foreground = expand(p)[1]
-        if self.membranes and split is not None:
-            return membrane_instances(foreground, threshold, 2.0 if split == "auto" else split)
-        return label_components(foreground, threshold)
+            decoder, default = "watershed_instances", 0.5
+        elif self.target == "distance":
+            decoder, default = "distance_instances", 0.5
+        elif self.membranes and split is not None:
+            decoder, default = "membrane_instances", 2.0
+        else:
+            decoder, default = "label_components", None
+        return {
+            "decoder": decoder,
+            "threshold": threshold,
+            "split": default if split == "auto" else split,
+        }
 
 
 # the parameters a Predictor is built from (with the network, its device and layout)

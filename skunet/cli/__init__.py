@@ -1,0 +1,212 @@
+"""The ``skunet`` command line: ``train``, ``predict``, ``models``, ``evaluate``, ``export``
+and ``demo``.
+
+Every command prints a one-line message and exits with status 2 on bad input (a missing
+folder, an unreadable file, a model that does not fit the images or the request), and
+with 0 on success. Progress bars go to stderr; results to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import commands
+
+__all__ = ["build_parser", "main"]
+
+
+_OPTIONS = {
+    "images": dict(required=True, help="folder of images"),
+    "masks": dict(required=True, help="folder of masks, same file names"),
+    "model": dict(
+        required=True,
+        help="a file written by skunet train / save, or a pretrained model's name (skunet models)",
+    ),
+    "device": dict(default="cpu", help="torch device (default cpu)"),
+    "seed": dict(type=int, default=0, help="random seed (default 0)"),
+}
+
+
+def _add(parser: argparse.ArgumentParser, *names: str) -> None:
+    """The options several commands share, spelled and explained once."""
+    for name in names:
+        parser.add_argument(f"--{name}", **_OPTIONS[name])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..tasks import TASKS
+
+    parser = argparse.ArgumentParser(
+        prog="skunet", description="U-Net image segmentation as a scikit-learn estimator."
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser(
+        "demo",
+        help="train on the bundled nuclei sample, report held-out IoU, save a picture",
+        description="Train a small U-Net on 9 bundled DSB2018 nuclei images (about two "
+        "minutes on 2 CPU cores), print the IoU on 3 held-out images and write "
+        "metrics.json and predictions.png.",
+    )
+    demo.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    demo.add_argument("--out", default="skunet-demo", help="output folder (default skunet-demo)")
+    _add(demo, "seed", "device")
+    demo.set_defaults(func=commands.demo)
+
+    tasks = TASKS.values()
+    train = sub.add_parser(
+        "train",
+        help="train a task preset on folders of images and masks, save the model",
+        description="Train a task preset on images and masks paired by file name and save "
+        "the fitted model to one .skunet file. Masks: "
+        + "; ".join(f"{t.masks} ({t.name})" for t in tasks)
+        + ".",
+    )
+    train.add_argument(
+        "--preset",
+        required=True,
+        choices=sorted(TASKS),
+        help="; ".join(f"{t.name}: {t.summary}" for t in tasks),
+    )
+    train.add_argument("--recipe", help="the preset's recipe (default: its first)")
+    train.add_argument(
+        "--classes", type=int, help="generic preset: classes of the masks (default 2)"
+    )
+    train.add_argument(
+        "--instance-masks",
+        action="store_true",
+        help="generic preset: the masks hold instance labels (train boundaries, predict objects)",
+    )
+    _add(train, "images", "masks")
+    train.add_argument("--out", required=True, help="model file to write (e.g. model.skunet)")
+    train.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
+    train.add_argument("--patch-size", type=int, help="training patch side (pixels)")
+    _add(train, "device", "seed")
+    train.add_argument(
+        "--param",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any segmenter parameter, e.g. module__base_channels=16 or lr=3e-4 (repeatable; "
+        "values are read as JSON, else as text)",
+    )
+    train.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    train.set_defaults(func=commands.train)
+
+    predict = sub.add_parser(
+        "predict",
+        help="segment images with a saved model, masks written under the inputs' names",
+        description="Write one mask per input image into --out, named like the input: "
+        "PNG (TIFF for TIFF inputs or more than 65535 objects), 8-bit or 16-bit as the "
+        "values need.",
+    )
+    _add(predict, "model")
+    predict.add_argument("inputs", nargs="+", help="image files or folders of images")
+    predict.add_argument("--out", required=True, help="output folder")
+    predict.add_argument(
+        "--instances",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="instance labels, not classes (the default for a pretrained instance model)",
+    )
+    predict.add_argument("--tile-size", type=int, help="network input size for tiled prediction")
+    _add(predict, "device")
+    predict.add_argument("--overwrite", action="store_true", help="replace existing masks")
+    predict.set_defaults(func=commands.predict)
+
+    models = sub.add_parser(
+        "models",
+        help="the pretrained models: cards with data, licence and held-out figures",
+        description="List the registered pretrained models (skunet.pretrained.list_models), "
+        "for skunet predict --model NAME.",
+    )
+    models.add_argument("--json", action="store_true", help="print the cards as JSON")
+    models.set_defaults(func=commands.models)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score a saved model on images and masks: the task's metrics as a table",
+        description="The metrics of the model's task: "
+        + "; ".join(
+            f"{t.name}: {', '.join([*t.metrics, *t.label_metrics])}"
+            + (" (objects when the masks hold labels)" if t.label_metrics else "")
+            for t in tasks
+        )
+        + ".",
+    )
+    _add(evaluate, "model", "images", "masks", "device")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    evaluate.set_defaults(func=commands.evaluate)
+
+    export = sub.add_parser(
+        "export",
+        help="write a model for other tools: a BioImage Model Zoo package or ONNX",
+        description="A BioImage Model Zoo package (format 0.5 zip: state dict, TorchScript "
+        "and ONNX weights, each checked with bioimageio.core's test_model) that napari, Fiji "
+        "(deepImageJ), ilastik and QuPath run; or the network as one ONNX file. Needs "
+        'pip install "skunet[export]".',
+    )
+    _add(export, "model")
+    export.add_argument("out", help="file to write (.zip for bioimageio, .onnx for onnx)")
+    export.add_argument("--format", choices=("bioimageio", "onnx"), default="bioimageio")
+    export.add_argument(
+        "--author",
+        action="append",
+        help="who trained the model (repeatable; required "
+        "for a model file, a pretrained model has its own)",
+    )
+    export.add_argument("--name", help="the model's name")
+    export.add_argument("--description", help="one paragraph on what the model does")
+    export.add_argument("--licence", help="SPDX licence (default CC-BY-4.0, or the card's)")
+    export.add_argument(
+        "--test-image", help="an image for the test tensors and cover (default: the bundled sample)"
+    )
+    export.add_argument(
+        "--input-dtype",
+        choices=("float32", "uint8", "uint16"),
+        default="float32",
+        help="models without normalize: the dtype consumers hand in (default float32 in [0, 1])",
+    )
+    _add(export, "device")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    export.set_defaults(func=commands.export)
+    return parser
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _version() -> str:
+    from ..version import __version__
+
+    return f"skunet {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for option in ("epochs", "patch_size", "tile_size", "classes"):
+        value = getattr(args, option, None)
+        if value is not None and value < 1:
+            parser.error(f"--{option.replace('_', '-')} must be at least 1")
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, KeyError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"skunet {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

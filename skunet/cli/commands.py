@@ -1,0 +1,172 @@
+"""What each ``skunet`` command does, given its parsed arguments; 0 on success."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .files import input_files, naming_files, output_path, read_pairs, write_mask
+
+__all__ = ["demo", "evaluate", "export", "load", "models", "predict", "train"]
+
+
+def demo(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
+
+    run_demo(args.out, epochs=args.epochs, seed=args.seed, device=args.device)
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    from ..callbacks import ProgressBar
+    from ..presets import PRESETS
+    from ..tasks import get_task
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{str(out)!r} exists; pass --overwrite to replace it")
+    task = get_task(args.preset)
+    params = {"device": args.device, "random_state": args.seed, "verbose": 1}
+    for option, param in (("epochs", "max_epochs"), ("patch_size", "patch_size")):
+        if getattr(args, option) is not None:
+            params[param] = getattr(args, option)
+    if args.recipe:
+        params["recipe"] = args.recipe
+    if args.classes is not None or args.instance_masks:
+        if task.name != "generic":
+            raise ValueError(
+                f"--classes and --instance-masks are for --preset generic, not {task.name}"
+            )
+        params.update(n_classes=args.classes or 2, instances=args.instance_masks)
+    params.update(args.param)
+    X, y, files = read_pairs(args.images, args.masks, task.channels)
+    seg = PRESETS[task.name](**params)
+    seg.set_params(callbacks=[*(seg.callbacks or []), ("progress_bar", ProgressBar())])
+    print(f"training the {args.preset} preset on {len(X)} images", file=sys.stderr)
+    with naming_files(files):
+        seg.fit(X, y)
+    seg.save(out, overwrite=args.overwrite)
+    print(f"saved {out}")
+    return 0
+
+
+def load(args: argparse.Namespace):
+    from ..estimator import UNetSegmenter
+    from ..pretrained import list_models, load_model
+
+    model = Path(args.model)
+    cards = list_models()
+    if not model.is_file() and args.model in {k for c in cards for k in (c.name, c.key)}:
+        seg = load_model(args.model, device=args.device)
+    elif not model.is_file():
+        raise FileNotFoundError(
+            f"model file {str(model)!r} does not exist, and it is not a pretrained model "
+            f"({', '.join(sorted({c.name for c in cards}))}: see skunet models)"
+        )
+    else:
+        seg = UNetSegmenter.load(model, device=args.device)
+    if getattr(args, "tile_size", None) is not None:
+        seg.set_params(tile_size=args.tile_size)
+    return seg.set_params(verbose=1)
+
+
+def predict(args: argparse.Namespace) -> int:
+    from ..datasets import read_image
+    from ..progress import tqdm
+    from ..tasks import as_task_color
+
+    seg = load(args)
+    if args.instances is None:  # a pretrained model's objects by default, a file's classes
+        args.instances = hasattr(seg, "pretrained_") and seg.predictor_.gives_instances
+    if args.instances and not seg.predictor_.gives_instances:
+        raise ValueError(
+            f"--instances needs a binary or nuclei (boundary / distance) model; {args.model} has "
+            f"{seg.n_classes} classes"
+        )
+    files = input_files(args.inputs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for source in tqdm(files, desc="predict", unit="image", disable=len(files) < 2):
+        image = as_task_color(read_image(source), seg.n_channels_in_)
+        predict = seg.predict_instances if args.instances else seg.predict
+        mask = predict([image])[0]
+        target = output_path(out, source, mask)
+        if target.exists() and not args.overwrite:
+            raise FileExistsError(f"{str(target)!r} exists; pass --overwrite to replace it")
+        write_mask(target, mask)
+        written += 1
+    print(f"wrote {written} mask(s) to {out}")
+    return 0
+
+
+def models(args: argparse.Namespace) -> int:
+    from ..pretrained import list_models
+
+    cards = list_models()
+    if args.json:
+        print(json.dumps([c.to_dict() for c in cards], indent=2))
+        return 0
+    for card in cards:
+        ap = card.figures.get("ap", {})
+        figures = ", ".join(f"AP@{t} {ap[t]:.3f}" for t in ("0.50", "0.75", "0.90") if t in ap)
+        print(f"{card.key}  {card.task}  {card.size / 1e6:.1f} MB  {card.licence}")
+        print(f"  {card.description}")
+        data = card.training_data
+        print(f"  trained on {data.get('images')} images of {data.get('source')}")
+        if figures:
+            print(
+                f"  held out ({card.figures.get('images')} images): {figures}; "
+                f"{card.figures.get('seconds_per_megapixel', 0):.1f} s per megapixel"
+            )
+        for limit in card.limits:
+            print(f"  limit: {limit}")
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from ..evaluation import task_metrics
+
+    seg = load(args)
+    X, y, files = read_pairs(args.images, args.masks, seg.n_channels_in_)
+    with naming_files(files):
+        metrics = task_metrics(seg, X, y)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+        return 0
+    width = max(len(k) for k in metrics)
+    print(f"{'metric':<{width}}  value")
+    for key, value in metrics.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        print(f"{key:<{width}}  {shown}")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{str(out)!r} exists; pass --overwrite to replace it")
+    seg = load(args).set_params(verbose=0)
+    if args.format == "onnx":
+        seg.export_onnx(out, overwrite=args.overwrite)
+    else:
+        from ..datasets import read_image
+        from ..export import to_bioimageio
+        from ..tasks import as_task_color
+
+        image = args.test_image and as_task_color(read_image(args.test_image), seg.n_channels_in_)
+        to_bioimageio(
+            seg,
+            out,
+            name=args.name,
+            description=args.description,
+            authors=args.author or None,
+            licence=args.licence,
+            test_image=image,
+            input_dtype=args.input_dtype,
+            overwrite=args.overwrite,
+        )
+    print(f"wrote {out}")
+    return 0
