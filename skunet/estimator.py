@@ -33,7 +33,7 @@ from .callbacks import (
     SegmentationCheckpoint,
 )
 from .evaluation import evaluate
-from .export import export_onnx
+from .export.network import export_onnx
 from .mixed_precision import MixedPrecisionMixin
 from .models import UNet
 from .persistence import load_segmenter, save_segmenter

@@ -33,8 +33,9 @@ import torch
 
 from ..persistence import segmenter_from_metadata, segmenter_metadata
 from ..preprocessing import normalize_images
-from ..validation import as_float32, check_images, lookup
+from ..validation import as_float32, lookup
 from ..version import __version__
+from . import parts
 from .network import (
     ONNX_OPSET,
     ProbabilityNetwork,
@@ -48,14 +49,11 @@ __all__ = ["WEIGHT_FORMATS", "from_bioimageio", "network", "to_bioimageio"]
 WEIGHT_FORMATS = ("pytorch_state_dict", "torchscript", "onnx")
 """The weight formats :func:`to_bioimageio` writes; the first is the others' parent."""
 
-_INPUT_DTYPES = {"float32": None, "uint8": 255.0, "uint16": 65535.0}
 _UNET_CITATION = {
     "text": "Ronneberger, Fischer and Brox. U-Net: Convolutional Networks for Biomedical "
     "Image Segmentation. MICCAI 2015",
     "doi": "10.1007/978-3-319-24574-4_28",
 }
-_SKUNET_CITATION = {"text": "skunet: U-Net segmentation as a scikit-learn estimator"}
-_TEST_SIDE = 256  # the test image's largest side
 
 
 def _spec() -> Any:
@@ -88,116 +86,6 @@ def _metadata(seg: Any, epochs: bool) -> dict[str, str]:
     history = [{k: v for k, v in row.items() if k != "batches"} for row in fitted["history"]]
     fitted["history"] = history if epochs else []
     return {**metadata, "fitted": json.dumps(fitted)}
-
-
-def _test_image(seg: Any, image: Any, first: int, step: int) -> np.ndarray:
-    """``(C, H, W)`` test image in its own dtype, cropped to a side the package accepts."""
-    if image is None:
-        from ..datasets import load_sample
-
-        image = load_sample("nuclei")[0][0]
-        if seg.n_channels_in_ > 1:
-            image = np.repeat(image[..., None], seg.n_channels_in_, axis=-1)
-    (image,) = check_images(
-        [image], n_channels=seg.n_channels_in_, name="test_image", as_float=False
-    )
-    sides = []
-    for n in image.shape[1:]:
-        if n < first:
-            raise ValueError(
-                f"test_image has a side of {n} pixels; the package needs at least {first}"
-            )
-        sides.append(first + (min(n, max(_TEST_SIDE, first)) - first) // step * step)
-    return image[:, : sides[0], : sides[1]]
-
-
-def _raw_input(image: np.ndarray, normalize: str | None, input_dtype: str) -> np.ndarray:
-    """The test input as a consumer hands it to the package, ``(1, C, H, W)``: the image
-    in its own dtype when the package scales it (percentiles, or ``input_dtype``),
-    else in [0, 1] as float32."""
-    if normalize is None and input_dtype != "float32" and image.dtype != np.dtype(input_dtype):
-        raise ValueError(
-            f"input_dtype={input_dtype!r} needs a test_image of that dtype, got {image.dtype}"
-        )
-    if normalize is None and input_dtype == "float32":
-        return as_float32(image)[None]
-    return image[None]
-
-
-def _preprocessing(spec: Any, normalize: str | None, input_dtype: str) -> list:
-    if normalize == "percentile":
-        kwargs = spec.ScaleRangeKwargs(
-            axes=[spec.AxisId("y"), spec.AxisId("x")], min_percentile=1.0, max_percentile=99.8
-        )
-        return [spec.ScaleRangeDescr(kwargs=kwargs)]
-    if _INPUT_DTYPES[input_dtype] is None:
-        return []
-    return [
-        spec.EnsureDtypeDescr(kwargs=spec.EnsureDtypeKwargs(dtype="float32")),
-        spec.ScaleLinearDescr(kwargs=spec.ScaleLinearKwargs(gain=1 / _INPUT_DTYPES[input_dtype])),
-    ]
-
-
-def _cover(seg: Any, image: np.ndarray, path: Path) -> None:
-    """The test image and its instances (or classes) side by side: a 2:1 picture."""
-    from ..plotting import plot_instances, plot_predictions
-
-    shown = image[0] if image.shape[0] == 1 else np.moveaxis(image, 0, -1)
-    p = seg.predictor_
-    if p.gives_instances:
-        plot_instances([shown], None, [p.predict_instances([shown])[0]], path)
-    else:
-        plot_predictions([shown], None, [p.predict([shown])[0]], path, n_classes=p.n_classes)
-
-
-def _documentation(seg: Any, instances: dict | None, description: str) -> str:
-    """The package's README: the model card, what goes in and out, the instances."""
-    card = getattr(seg, "pretrained_", None)
-    lines = [f"# {card.key if card else 'skunet model'}", "", description, ""]
-    if card is not None:
-        d = card.to_dict()
-        lines += [
-            "## Model card",
-            "",
-            f"- training data: {json.dumps(d['training_data'])}",
-            f"- command: `{d['command']}`",
-            f"- held-out figures: {json.dumps(d['figures'])}",
-            *(f"- limit: {limit}" for limit in d["limits"]),
-            "",
-        ]
-    history = list(seg.history)
-    lines += [
-        "## The network",
-        "",
-        f"- written by skunet {__version__}; task {seg.task!r}, target {seg.target!r}, "
-        f"{seg.n_classes} classes, {seg.n_channels_in_} input channel(s)",
-        f"- trained {len(history)} epochs"
-        + (f", last train loss {history[-1].get('train_loss'):.4g}" if history else ""),
-        f"- input normalisation: {seg.normalize or 'none (values in [0, 1])'}; "
-        f"flip averaging in the graph: {bool(seg.tta)}",
-        "- output: class probabilities (softmax; a binary model's sigmoid as background / "
-        "foreground), the same height and width as the input; tile with the halo.",
-        "",
-    ]
-    if instances is not None:
-        lines += [
-            "## Instances",
-            "",
-            f"`config.skunet.instances` holds the decoder: `skunet.instances."
-            f"{instances['decoder']}` with threshold {instances['threshold']} and split "
-            f"{instances['split']}, as `predict_instances` runs it. In Python, "
-            "`skunet.export.from_bioimageio(path).predict_instances(images)` rebuilds them.",
-            "",
-        ]
-    return "\n".join(lines)
-
-
-def _authors(spec: Any, authors: Any) -> list:
-    out = []
-    for a in authors:
-        fields = {"name": a} if isinstance(a, str) else dict(a)
-        out.append(spec.Author(**fields))
-    return out
 
 
 def to_bioimageio(
@@ -268,7 +156,7 @@ def to_bioimageio(
     formats = tuple(dict.fromkeys(("pytorch_state_dict", *weight_formats)))
     for f in formats:
         lookup(dict.fromkeys(WEIGHT_FORMATS), f, "weight format")
-    lookup(_INPUT_DTYPES, input_dtype, "input_dtype")
+    lookup(parts.INPUT_DTYPES, input_dtype, "input_dtype")
     if path.suffix != ".zip":
         raise ValueError(f"path={str(path)!r}: a BioImage Model Zoo package is a .zip file")
     if path.exists() and not overwrite:
@@ -280,8 +168,8 @@ def to_bioimageio(
     with cpu_graph(seg) as graph:
         # the smallest side both the graph and the spec (more than twice the halo) take
         first = -(-max(graph.min_side, 2 * graph.context + 1) // graph.step) * graph.step
-        image = _test_image(seg, test_image, first, graph.step)
-        raw = _raw_input(image, seg.normalize, input_dtype)
+        image = parts.test_image(seg, test_image, first, graph.step)
+        raw = parts.raw_input(image, seg.normalize, input_dtype)
         x = normalize_images([as_float32(image)], seg.normalize)[0]
         with torch.no_grad():
             output = graph(torch.from_numpy(np.ascontiguousarray(x[None]))).numpy()
@@ -293,9 +181,9 @@ def to_bioimageio(
         tmp = Path(tmp)
         np.save(tmp / "test_input.npy", raw)
         np.save(tmp / "test_output.npy", output)
-        _cover(seg, image, tmp / "cover.png")
+        parts.cover(seg, image, tmp / "cover.png")
         description = description or (card.description if card else "A skunet U-Net.")
-        (tmp / "README.md").write_text(_documentation(seg, instances, description))
+        (tmp / "README.md").write_text(parts.documentation(seg, instances, description))
         torch.save(state, tmp / "weights.pt")
         weights = {
             "pytorch_state_dict": spec.PytorchStateDictWeightsDescr(
@@ -325,7 +213,7 @@ def to_bioimageio(
         descr = spec.ModelDescr(
             name=name or (f"skunet {card.name}" if card else "skunet model"),
             description=description,
-            authors=_authors(spec, authors or [{"name": "skunet developers"}]),
+            authors=parts.authors(spec, authors or [{"name": "skunet developers"}]),
             cite=[spec.CiteEntry(**c) for c in [_UNET_CITATION, *(cite or [])]],
             license=spec.LicenseId(licence or (card.licence if card else "CC-BY-4.0")),
             version=spec.Version(card.version if card and version == "0.1.0" else version),
@@ -342,8 +230,8 @@ def to_bioimageio(
                 }
                 | set(tags or [])
             ),
-            inputs=[_input(spec, tmp, raw, first, graph.step, seg, input_dtype)],
-            outputs=[_output(spec, tmp, output, graph.context)],
+            inputs=[parts.input_tensor(spec, tmp, raw, first, graph.step, seg, input_dtype)],
+            outputs=[parts.output_tensor(spec, tmp, output, graph.context)],
             weights=spec.WeightsDescr(**weights),
             config={"skunet": {"version": __version__, "instances": instances, "model": metadata}},
         )
@@ -356,53 +244,6 @@ def to_bioimageio(
         finally:
             partial.unlink(missing_ok=True)
     return path
-
-
-def _input(spec: Any, tmp: Path, raw: np.ndarray, first: int, step: int, seg, dtype: str):
-    return spec.InputTensorDescr(
-        id=spec.TensorId("image"),
-        description="the image, channels first"
-        + ("" if seg.normalize or dtype != "float32" else ", values in [0, 1]"),
-        axes=[
-            spec.BatchAxis(),
-            spec.ChannelAxis(
-                channel_names=[spec.Identifier(f"channel{i}") for i in range(raw.shape[1])]
-            ),
-            spec.SpaceInputAxis(
-                id=spec.AxisId("y"), size=spec.ParameterizedSize(min=first, step=step)
-            ),
-            spec.SpaceInputAxis(
-                id=spec.AxisId("x"), size=spec.ParameterizedSize(min=first, step=step)
-            ),
-        ],
-        test_tensor=spec.FileDescr(source=tmp / "test_input.npy"),
-        # the tensor the network gets: the spec ends the preprocessing in this dtype
-        data=spec.IntervalOrRatioDataDescr(type="float32"),
-        preprocessing=_preprocessing(spec, seg.normalize, dtype),
-    )
-
-
-def _output(spec: Any, tmp: Path, output: np.ndarray, halo: int):
-    def space(axis: str):
-        size = spec.SizeReference(tensor_id=spec.TensorId("image"), axis_id=spec.AxisId(axis))
-        if halo:
-            return spec.SpaceOutputAxisWithHalo(id=spec.AxisId(axis), size=size, halo=halo)
-        return spec.SpaceOutputAxis(id=spec.AxisId(axis), size=size)
-
-    return spec.OutputTensorDescr(
-        id=spec.TensorId("probabilities"),
-        description="class probabilities (class 0: background)",
-        axes=[
-            spec.BatchAxis(),
-            spec.ChannelAxis(
-                channel_names=[spec.Identifier(f"class{k}") for k in range(output.shape[1])]
-            ),
-            space("y"),
-            space("x"),
-        ],
-        test_tensor=spec.FileDescr(source=tmp / "test_output.npy"),
-        data=spec.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
-    )
 
 
 def _test(descr: Any, formats: tuple[str, ...]) -> None:
