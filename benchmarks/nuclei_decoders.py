@@ -14,6 +14,7 @@ The figures go to ``benchmarks/results/nuclei_trials.json`` under ``--name``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from functools import partial
 from pathlib import Path
@@ -46,8 +47,11 @@ class Decoded:
     def instances(self, p, threshold=None, split="auto"):
         if self.decode is None:
             return self.predictor.instances(p, threshold, split)
-        threshold = 0.5 if threshold is None else threshold
-        return self.decode(p, threshold, 0.5 if split == "auto" else split)
+        # the uncalibrated defaults of the model's target (its record's split)
+        settings = dataclasses.replace(
+            self.predictor, instance_threshold=0.5, instance_split="auto"
+        ).instance_settings(threshold, split)
+        return self.decode(p, settings["threshold"], settings["split"])
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .metrics import match_dataset, rand_scores
+from .targets import decoding
 
 __all__ = [
     "IOU_THRESHOLDS",
@@ -43,9 +44,6 @@ IOU_THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 # The nuclei benchmark's first calibrated model chose 0.3 and 2 px, both at the edge of
 # the grid it had (0.3-0.7 x None-2 px), so the grid reaches further now.
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
-SPLITS = (None, 0.5, 1.0, 2.0, 3.0)  # heights in pixels (target="boundary")
-SEED_LEVELS = (None, 0.3, 0.4, 0.5, 0.6, 0.7)  # normalised distance (target="distance")
-MEMBRANE_SPLITS = (None, 1.0, 2.0, 4.0, 8.0)  # heights in pixels (EM cells)
 DEFAULT = (0.5, "auto")
 
 
@@ -90,16 +88,14 @@ def mean_v_rand(ys_true: Sequence[np.ndarray], ys_pred: Sequence[np.ndarray]) ->
 
 
 def split_grid(target: str, membranes: bool = False) -> tuple:
-    """The splits tried for a model's ``target`` when none are given: heights in pixels
-    for ``"boundary"`` and for membrane models, seed levels for ``"distance"``, none (no
-    split) otherwise.
+    """The splits tried for a model's ``target`` when none are given (the ``splits`` of
+    its :func:`~skunet.targets.decoding` record): heights in pixels for ``"boundary"``
+    and membrane models, seed levels for ``"distance"``, none (no split) otherwise.
 
     >>> split_grid("distance")
     (None, 0.3, 0.4, 0.5, 0.6, 0.7)
     """
-    if membranes:
-        return MEMBRANE_SPLITS
-    return {"boundary": SPLITS, "distance": SEED_LEVELS}.get(target, (None,))
+    return decoding(target, membranes).splits
 
 
 def calibrate_instances(

@@ -39,9 +39,10 @@ from .models import UNet
 from .persistence import load_segmenter, save_segmenter
 from .predictor import PredictorMixin
 from .progress import in_notebook
+from .targets import TARGETS
 from .tasks import TASKS
 from .training import TrainingMixin
-from .validation import TARGETS, Interval, Options, check_masks, check_params, check_target
+from .validation import Interval, Options, check_masks, check_params, check_target
 
 __all__ = ["UNetSegmenter"]
 
@@ -219,7 +220,7 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
     # see :func:`skunet.validation.check_params`). skorch checks its own.
     _parameter_constraints: dict[str, list[Any]] = {
         "n_classes": [Interval(int, 2)],
-        "target": [Options(TARGETS)],
+        "target": [Options(TARGETS)],  # live: a registered target is accepted
         "patch_size": [Interval(int, 1)],
         "padding": [Interval(int, 0)],
         "patches_per_image": [Interval(int, 1)],
@@ -302,7 +303,8 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
         pair becomes ``instance_params_`` (used by ``predict_instances`` and the AP
         scorers, kept by :meth:`save`); the result holds every candidate's score."""
         images = self.predictor_.check_images(X)
-        labels = check_masks(y, images, n_classes=3, target="distance")  # instance labels
+        # membrane models judge cell masks (their cells: 4-connected components)
+        labels = check_masks(y, images, n_classes=2, instances=not self._membranes())
         return calibrate_segmenter(self, images, labels, thresholds, splits)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:

@@ -103,7 +103,7 @@ def distance_instances(
 
 
 def membrane_instances(
-    cell_prob: np.ndarray, threshold: float = 0.5, split: float = 2.0
+    cell_prob: np.ndarray, threshold: float = 0.5, split: float | None = 2.0
 ) -> np.ndarray:
     """Cells from a membrane prediction (EM: cell probability, membrane = 1 - it).
 
@@ -116,6 +116,7 @@ def membrane_instances(
     membrane of a gap. A component with no such maximum (a thin cell) is its own seed:
     no cell is ever lost, and the flooding never crosses a membrane that is intact
     (``cell_prob <= threshold`` all along), so cells are never merged across one.
+    ``split=None`` never splits: :func:`label_components`.
 
     >>> cells = np.ones((9, 15))
     >>> cells[:, 7] = 0.2                 # a membrane ...
@@ -123,6 +124,8 @@ def membrane_instances(
     >>> int(label_components(cells).max()), int(membrane_instances(cells).max())
     (1, 2)
     """
+    if split is None:
+        return label_components(cell_prob, threshold)
     mask = cell_prob > threshold
     components = label(mask, connectivity=1)  # what the watershed floods (4-connected)
     distance = ndi.gaussian_filter(ndi.distance_transform_edt(mask), 1.0)

@@ -21,14 +21,8 @@ from sklearn.exceptions import NotFittedError
 from torch import nn
 
 from .inference import InferenceSettings, classes, expand, predict_compact
-from .instances import (
-    distance_instances,
-    label_components,
-    membrane_instances,
-    watershed_instances,
-)
 from .preprocessing import normalize_images
-from .targets import INSTANCE_TARGETS
+from .targets import TARGETS, decoding
 from .tiling import Geometry
 from .validation import check_images
 
@@ -131,14 +125,15 @@ class Predictor:
     @property
     def gives_instances(self) -> bool:
         """Whether the model can give instances (binary, or an instance target)."""
-        return self.target in INSTANCE_TARGETS or self.n_classes == 2
+        return TARGETS[self.target].instance_labels or self.n_classes == 2
 
     def check_instances(self) -> None:
         """Raise ValueError unless the model can give instances."""
         if not self.gives_instances:
+            instance_targets = " / ".join(t for t in TARGETS if TARGETS[t].instance_labels)
             raise ValueError(
                 f"predict_instances needs a binary (n_classes=2) model or one of target "
-                f"{' / '.join(INSTANCE_TARGETS)}; this one has n_classes={self.n_classes}"
+                f"{instance_targets}; this one has n_classes={self.n_classes}"
             )
 
     # ---------------------------------------------------------- unchecked core
@@ -180,36 +175,22 @@ class Predictor:
         boundary models, level 0.5 for distance models, 2 px for membrane models);
         ``split=None`` never splits.
         """
-        decoder, threshold, split = self.instance_settings(threshold, split).values()
-        if decoder == "watershed_instances":
-            return watershed_instances(1 - p[0], p[2], threshold, split)
-        if decoder == "distance_instances":
-            return distance_instances(p, threshold, split)
-        if decoder == "membrane_instances":
-            return membrane_instances(expand(p)[1], threshold, split)
-        return label_components(expand(p)[1], threshold)
+        settings = self.instance_settings(threshold, split)
+        decode = decoding(self.target, self.membranes).decode
+        return decode(p, settings["threshold"], settings["split"])
 
     def instance_settings(
         self, threshold: float | None = None, split: float | str | None = "auto"
     ) -> dict[str, Any]:
         """``{"decoder", "threshold", "split"}``: the :mod:`skunet.instances` function
-        :meth:`instances` runs and the settings it gives it (the model's own for
-        ``threshold=None`` and ``split="auto"``)."""
+        :meth:`instances` runs (the :func:`~skunet.targets.decoding` record's) and the
+        settings it gives it (the model's own for ``threshold=None`` and
+        ``split="auto"``)."""
+        record = decoding(self.target, self.membranes)
         threshold = self.instance_threshold if threshold is None else threshold
         split = self.instance_split if split == "auto" else split
-        if self.target == "boundary":
-            decoder, default = "watershed_instances", 0.5
-        elif self.target == "distance":
-            decoder, default = "distance_instances", 0.5
-        elif self.membranes and split is not None:
-            decoder, default = "membrane_instances", 2.0
-        else:
-            decoder, default = "label_components", None
-        return {
-            "decoder": decoder,
-            "threshold": threshold,
-            "split": default if split == "auto" else split,
-        }
+        split = record.split if split == "auto" else split
+        return {"decoder": record.decoder, "threshold": threshold, "split": split}
 
 
 # the parameters a Predictor is built from (with the network, its device and layout)

@@ -1,25 +1,110 @@
-"""Masks to training targets: class maps, the instance encodings (boundary classes,
-distance levels), weight maps."""
+"""Training targets: how masks become class maps and predictions become objects.
+
+:data:`TARGETS` is the one registry of targets (``"mask"``, ``"boundary"``,
+``"distance"``): each :class:`Target` record declares how validated masks become the
+classes the network learns, how many classes that takes, whether the masks must hold
+instance labels, and how compact probabilities become instance labels (decoder, default
+split, calibration grid). :data:`MEMBRANES` is the decoding of binary models whose
+background is membrane between touching cells (a task's ``membranes``). Validation, the
+:class:`~skunet.predictor.Predictor`, the calibration and the presets read them; a new
+target is one record. Also here: the encodings themselves and the U-Net weight map.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import label
 from skimage.segmentation import find_boundaries
 
+from .instances import (
+    distance_instances,
+    label_components,
+    membrane_instances,
+    watershed_instances,
+)
+
 __all__ = [
-    "INSTANCE_TARGETS",
+    "MEMBRANES",
+    "TARGETS",
+    "Target",
     "boundary_classes",
+    "decoding",
     "distance_classes",
     "mask_classes",
     "unet_weight_map",
 ]
 
-INSTANCE_TARGETS = ("boundary", "distance")
-"""Targets trained from instance labels, whose models give instances by a watershed."""
+
+def _foreground(p: np.ndarray) -> np.ndarray:
+    """The foreground probability of compact probabilities (one logit, or class 1 of K)."""
+    return p[0] if p.shape[0] == 1 else p[1]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A training target.
+
+    Parameters
+    ----------
+    name : str
+    encode : callable
+        ``encode(mask, n_classes) -> uint8 classes`` of a validated mask.
+    decode : callable
+        ``decode(p, threshold, split) -> labels`` of an image's compact probabilities
+        ``(K', H, W)``.
+    decoder : str
+        The :mod:`skunet.instances` function ``decode`` runs (named in exported models).
+    instance_labels : bool
+        The masks must hold instance labels (kept for the calibration).
+    split : float or None
+        The decoder's split when the model has no calibrated one.
+    splits : tuple
+        The splits the calibration tries (None: no split).
+    n_classes : int or None
+        The classes the target derives (None: as many as the masks have).
+    min_classes : int, default=2
+    classes : str
+        What the classes are, for error messages.
+    """
+
+    name: str
+    encode: Callable[[np.ndarray, int], np.ndarray]
+    decode: Callable[[np.ndarray, float, float | None], np.ndarray]
+    decoder: str
+    instance_labels: bool
+    split: float | None
+    splits: tuple
+    n_classes: int | None = None
+    min_classes: int = 2
+    classes: str = ""
+
+    def check_classes(self, n_classes: int) -> None:
+        """ValueError unless ``n_classes`` is what this target derives."""
+        if self.n_classes is not None and n_classes != self.n_classes:
+            raise ValueError(
+                f"target={self.name!r} derives {self.n_classes} classes ({self.classes}); "
+                f"set n_classes={self.n_classes}, not {n_classes}"
+            )
+        if n_classes < self.min_classes:
+            raise ValueError(
+                f"target={self.name!r} derives {self.classes}; set n_classes to "
+                f"{self.min_classes} or more, not {n_classes}"
+            )
+
+
+def decoding(target: str, membranes: bool = False) -> Target:
+    """The record whose decoder a model with this ``target`` uses: :data:`MEMBRANES` for
+    a binary membrane model (``membranes``), else the target's own.
+
+    >>> decoding("mask", membranes=True).name, decoding("distance").split
+    ('membranes', 0.5)
+    """
+    return MEMBRANES if membranes and target == "mask" else TARGETS[target]
 
 
 def boundary_classes(labels: np.ndarray) -> np.ndarray:
@@ -76,19 +161,71 @@ def distance_classes(labels: np.ndarray, levels: int) -> np.ndarray:
     return out
 
 
+def _classes_of_mask(mask: np.ndarray, n_classes: int) -> np.ndarray:
+    if n_classes == 2:
+        return (mask > 0).astype(np.uint8)
+    return mask.astype(np.uint8 if n_classes <= 256 else np.int32)
+
+
 def mask_classes(mask: np.ndarray, n_classes: int, target: str = "mask") -> np.ndarray:
-    """A validated mask as the class map (uint8) the network is trained on.
+    """A validated mask as the class map (uint8) the network is trained on (the
+    target's ``encode``).
 
     >>> mask_classes(np.array([[0, 7]]), n_classes=2)
     array([[0, 1]], dtype=uint8)
     """
-    if target == "boundary":
-        return boundary_classes(mask)
-    if target == "distance":
-        return distance_classes(mask, n_classes - 1)
-    if n_classes == 2:
-        return (mask > 0).astype(np.uint8)
-    return mask.astype(np.uint8 if n_classes <= 256 else np.int32)
+    return TARGETS[target].encode(mask, n_classes)
+
+
+TARGETS: dict[str, Target] = {
+    "mask": Target(
+        name="mask",
+        encode=_classes_of_mask,
+        decode=lambda p, threshold, split: label_components(_foreground(p), threshold),
+        decoder="label_components",
+        instance_labels=False,
+        split=None,
+        splits=(None,),
+        classes="class indices; binary masks: background / foreground",
+    ),
+    "boundary": Target(
+        name="boundary",
+        encode=lambda mask, n_classes: boundary_classes(mask),
+        decode=lambda p, threshold, split: watershed_instances(1 - p[0], p[2], threshold, split),
+        decoder="watershed_instances",
+        instance_labels=True,
+        split=0.5,  # pixels of distance-transform height
+        splits=(None, 0.5, 1.0, 2.0, 3.0),
+        n_classes=3,
+        min_classes=3,
+        classes="background, interior, boundary",
+    ),
+    "distance": Target(
+        name="distance",
+        encode=lambda mask, n_classes: distance_classes(mask, n_classes - 1),
+        decode=distance_instances,
+        decoder="distance_instances",
+        instance_labels=True,
+        split=0.5,  # normalised distance of the seeds
+        splits=(None, 0.3, 0.4, 0.5, 0.6, 0.7),
+        min_classes=3,
+        classes="the background and n_classes - 1 >= 2 distance levels",
+    ),
+}
+"""The targets by name (see :class:`Target`)."""
+
+MEMBRANES = Target(
+    name="membranes",
+    encode=_classes_of_mask,
+    decode=lambda p, threshold, split: membrane_instances(_foreground(p), threshold, split),
+    decoder="membrane_instances",
+    instance_labels=True,  # the cells, judged by V_rand in the calibration
+    split=2.0,  # pixels of distance-transform height of the cell mask
+    splits=(None, 1.0, 2.0, 4.0, 8.0),
+    n_classes=2,
+    classes="membrane / cell",
+)
+"""The decoding of binary membrane models (EM cells, :func:`decoding`)."""
 
 
 def cell_instances(labels_or_mask: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from .datasets import to_color
 from .instances import LargestObject
 from .losses import PaddedBCEWithLogitsLoss, WeightMapLoss
 from .models import UNet, VGG16UNet
-from .targets import INSTANCE_TARGETS
+from .targets import TARGETS
 from .validation import lookup
 
 __all__ = ["TASKS", "Task", "as_task_color", "get_task", "task_of"]
@@ -346,7 +346,7 @@ def task_of(seg: Any) -> Task:
     name = getattr(seg, "task", None)
     if name is not None:
         return get_task(name)
-    if seg.target in INSTANCE_TARGETS:
+    if TARGETS[seg.target].instance_labels:
         return TASKS["nuclei"]
     if seg.n_classes == 3:
         return TASKS["blood-cells"]

@@ -7,15 +7,16 @@ Everything behind it (datasets, tiling, losses) assumes clean input: images as f
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
+from .targets import TARGETS
+
 __all__ = [
-    "TARGETS",
     "Interval",
     "Options",
     "as_float32",
@@ -27,8 +28,6 @@ __all__ = [
     "lookup",
     "to_float_image",
 ]
-
-TARGETS = ("mask", "boundary", "distance")
 
 
 def _describe(obj: Any) -> str:
@@ -189,7 +188,8 @@ def lookup(registry: dict[str, Any], name: str, kind: str) -> Any:
 
 
 def check_target(target: str, n_classes: int) -> None:
-    """Check the ``target`` / ``n_classes`` pair of a segmenter."""
+    """Check the ``target`` / ``n_classes`` pair of a segmenter (the target's record in
+    :data:`~skunet.targets.TARGETS` says what it derives)."""
     if target not in TARGETS:
         raise ValueError(f"target={target!r} is not supported; use one of {list(TARGETS)}")
     if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)):
@@ -198,16 +198,7 @@ def check_target(target: str, n_classes: int) -> None:
         raise ValueError(
             f"n_classes must be at least 2 (background and one class), got {n_classes}"
         )
-    if target == "boundary" and n_classes != 3:
-        raise ValueError(
-            f"target='boundary' derives 3 classes (background, interior, boundary); "
-            f"set n_classes=3, not {n_classes}"
-        )
-    if target == "distance" and n_classes < 3:
-        raise ValueError(
-            f"target='distance' derives the background and n_classes - 1 >= 2 distance "
-            f"levels; set n_classes to 3 or more, not {n_classes}"
-        )
+    TARGETS[target].check_classes(n_classes)
 
 
 def check_masks(
@@ -217,14 +208,16 @@ def check_masks(
     n_classes: int,
     target: str = "mask",
     name: str = "y",
+    instances: bool | None = None,
 ) -> list[np.ndarray]:
     """Validate masks against their (already checked) images.
 
     Returns the masks as integer ``(H, W)`` arrays. Class masks (``target="mask"``)
     must hold ``0..n_classes-1``; with ``n_classes == 2`` any value above 0 counts as
     foreground, and a boolean mask (e.g. ``image > threshold``) is accepted as
-    False = background, True = foreground. Instance masks (``target="boundary"`` or
-    ``"distance"``) must be non-negative.
+    False = background, True = foreground. Instance masks (``instances``; by default
+    whether the target needs instance labels, as ``"boundary"`` and ``"distance"`` do)
+    must be non-negative.
 
     Examples
     --------
@@ -239,6 +232,8 @@ def check_masks(
     items = _as_items(y, name)
     if len(items) != len(images):
         raise ValueError(f"X has {len(images)} images but {name} has {len(items)} masks")
+    if instances is None:
+        instances = TARGETS[target].instance_labels
     masks = []
     for i, (item, image) in enumerate(zip(items, images)):
         label = f"{name}[{i}]"
@@ -246,10 +241,10 @@ def check_masks(
         if mask.ndim == 3 and mask.shape[2] == 1:
             mask = mask[..., 0]
         if mask.dtype == bool:
-            if target != "mask" or n_classes != 2:
+            if instances or n_classes != 2:
                 raise TypeError(
                     f"{label} is a boolean mask, which says foreground or not, but this "
-                    f"segmenter needs {'instance labels' if target != 'mask' else 'class indices'} "
+                    f"segmenter needs {'instance labels' if instances else 'class indices'} "
                     f"(n_classes={n_classes}, target={target!r}); pass integer labels"
                 )
             mask = mask.view(np.uint8)  # False = background, True = foreground
@@ -268,7 +263,7 @@ def check_masks(
         low, high = int(mask.min()), int(mask.max())
         if low < 0:
             raise ValueError(f"{label} holds negative label {low}; labels must be >= 0")
-        if target == "mask" and n_classes > 2 and high >= n_classes:
+        if not instances and n_classes > 2 and high >= n_classes:
             raise ValueError(
                 f"{label} holds label {high} but n_classes={n_classes} allows 0..{n_classes - 1}"
             )
@@ -315,13 +310,13 @@ class Interval:
 
 @dataclass(frozen=True)
 class Options:
-    """One of a fixed set of strings.
+    """One of a set of strings (a registry's keys when given the registry).
 
     >>> Options(("mask", "boundary")).describe()
     "one of 'mask', 'boundary'"
     """
 
-    values: tuple[str, ...]
+    values: Collection[str]
 
     def accepts(self, value: Any) -> bool:
         return isinstance(value, str) and value in self.values

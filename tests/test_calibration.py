@@ -122,8 +122,7 @@ def test_mismatched_labels_are_refused():
 
 
 def test_distance_models_calibrate_their_seed_level():
-    from skunet.calibration import SEED_LEVELS
-    from skunet.targets import distance_classes
+    from skunet.targets import TARGETS, distance_classes
 
     truth = disks((40, 64), [(20, 22), (20, 40)], radius=11)  # overlapping pair
     # the network saw the seam only faintly: its upper levels join the two centres
@@ -132,7 +131,7 @@ def test_distance_models_calibrate_their_seed_level():
     p = FixedPredictor([probs], n_classes=5, target="distance")
     assert p.instances(probs).max() == 1  # the default level merges them
     result = calibrate_instances(p, [None], [truth])
-    assert {s for _, s in result.scores} == {"auto", *SEED_LEVELS}
+    assert {s for _, s in result.scores} == {"auto", *TARGETS["distance"].splits}
     assert result.split > 0.5 and result.score > result.default_score
     assert p.instances(probs, result.threshold, result.split).max() == 2
 

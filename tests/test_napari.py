@@ -26,8 +26,15 @@ TIMEOUT_MS = 300_000
 
 
 def test_manifest_validates():
+    import subprocess
+    import sys
+
     import npe2
 
+    out = subprocess.run(
+        [sys.executable, "-m", "npe2", "validate", "skunet"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "valid" in out.stdout, out.stdout + out.stderr
     manifest = npe2.PluginManifest.from_distribution("skunet")
     manifest.validate_imports()
     assert {w.display_name for w in manifest.contributions.widgets} == {"Segment"}

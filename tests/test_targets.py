@@ -134,3 +134,49 @@ class TestDistanceClasses:
         for bad in (1, 2.5, True):
             with pytest.raises(ValueError, match="levels"):
                 distance_classes(labels, bad)
+
+
+class TestTargetRegistry:
+    """A new target is one record: validation, training, prediction, instances and the
+    calibration all read it."""
+
+    def test_a_toy_target_fits_predicts_and_calibrates(self, monkeypatch):
+        from conftest import make_blobs, tiny
+        from skunet.instances import label_components
+        from skunet.targets import TARGETS, Target
+
+        def cores(mask, n_classes):  # 0 background, 1 rim, 2 core of each object
+            classes = (mask > 0).astype(np.uint8)
+            classes[distance_classes(mask, 2) == 2] = 2
+            return classes
+
+        core = Target(
+            name="core",
+            encode=cores,
+            decode=lambda p, threshold, split: label_components(p[2], threshold),
+            decoder="label_components",
+            instance_labels=True,
+            split=None,
+            splits=(None,),
+            n_classes=3,
+            classes="background, rim, core",
+        )
+        monkeypatch.setitem(TARGETS, "core", core)
+        X, y = make_blobs(6)
+        seg = tiny(target="core", n_classes=3, max_epochs=8, train_split=None).fit(X, y)
+        assert seg.predict(X[:1]).max() <= 2
+        labels = seg.predict_instances(X[:2])
+        assert labels.shape == (2, 48, 48) and labels.max() >= 1
+        result = seg.calibrate_instances(X[:2], y[:2], thresholds=(0.3, 0.5))
+        assert {t for t, _ in result.scores} == {0.3, 0.5}
+        assert seg.predictor_.instance_settings()["decoder"] == "label_components"
+        with pytest.raises(ValueError, match=r"derives 3 classes \(background, rim, core\)"):
+            tiny(target="core", n_classes=4).fit(X, y)
+        with pytest.raises(TypeError, match="instance labels"):
+            tiny(target="core", n_classes=3).fit(X, [m > 0 for m in y])
+
+    def test_membrane_models_decode_with_their_own_record(self):
+        from skunet.targets import MEMBRANES, TARGETS, decoding
+
+        assert decoding("mask", membranes=True) is MEMBRANES
+        assert decoding("mask") is TARGETS["mask"] and decoding("boundary").split == 0.5

@@ -16,7 +16,7 @@ from ..evaluation import METRICS, score_images
 from ..inference import logit_classes
 from ..metrics import confusion_matrix, iou_from_confusion
 from ..models.blocks import center_crop
-from ..targets import INSTANCE_TARGETS
+from ..targets import TARGETS
 from ..validation import Interval, check_params, lookup
 
 __all__ = ["InstanceCalibrator", "IoUScoring", "MetricScoring"]
@@ -186,7 +186,7 @@ class InstanceCalibrator(Callback):
     def on_train_end(self, net, X=None, **kwargs) -> None:
         if net.train_split is None:
             return
-        if net.target not in INSTANCE_TARGETS and not net.predictor_.membranes:
+        if not TARGETS[net.target].instance_labels and not net.predictor_.membranes:
             return
         _, valid = net.get_split_datasets(X, None)
         labels = _instance_labels(valid)
