@@ -216,9 +216,13 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
         self.autocast = autocast
         self.task = task
 
-    # What each of skunet's own parameters may be (checked by ``fit``, before training;
-    # see :func:`skunet.validation.check_params`). skorch checks its own.
+    # What each of skunet's own parameters, and skorch's numeric ones, may be (checked by
+    # ``fit`` before any data is converted; see :func:`skunet.validation.check_params`).
+    # skorch checks the names of all arguments, and its other parameters itself.
     _parameter_constraints: dict[str, list[Any]] = {
+        "lr": [Interval(float, 0, None, "neither")],
+        "max_epochs": [Interval(int, 0)],
+        "batch_size": [Interval(int, 1)],
         "n_classes": [Interval(int, 2)],
         "target": [Options(TARGETS)],  # live: a registered target is accepted
         "patch_size": [Interval(int, 1)],
@@ -258,8 +262,10 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
         )
 
     def _check_own_params(self) -> None:
-        """Every parameter of :attr:`_parameter_constraints`, then the pairs that depend
-        on each other; run first thing in ``fit``."""
+        """Unknown or misspelt arguments (skorch's check, with "did you mean" hints),
+        every parameter of :attr:`_parameter_constraints`, then the pairs that depend on
+        each other; run first thing in ``fit``, before any image or mask is converted."""
+        self._check_argument_names()
         check_params(self.get_params(deep=False), self._parameter_constraints)
         check_target(self.target, self.n_classes)
 

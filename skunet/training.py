@@ -53,6 +53,17 @@ class TrainingMixin:
                         hints.append(f"{key}: did you mean {close[0]}?")
             raise ValueError("\n".join([str(exc), *hints])) from None
 
+    def _check_argument_names(self) -> None:
+        """skorch's check of the argument names, run before ``initialize`` has registered
+        the module, criterion and optimizer as prefixes (so that ``fit`` names a
+        misspelt argument before it converts any data)."""
+        registered = self.prefixes_
+        self.prefixes_ = sorted({*registered, "module", "criterion", "optimizer"})
+        try:
+            self._validate_params()
+        finally:
+            self.prefixes_ = registered
+
     def _n_outputs(self) -> int:
         given = self.get_params_for("module").get("out_channels")
         if given is None and isinstance(self.module, torch.nn.Module):

@@ -320,3 +320,22 @@ def test_cli_bad_input_exits_2(args, message):
     )
     assert out.returncode == 2
     assert message in out.stderr
+
+
+@pytest.mark.parametrize("kwargs", [{"max_epoch": 3}, {"modul__depth": 2}, {"lr": -1.0}])
+def test_parameters_fail_before_any_data_is_converted(kwargs, monkeypatch):
+    """Misspelt or invalid arguments are named before the images are read or the masks
+    become targets (a spy on both)."""
+    import skunet.training
+
+    touched = []
+    for name in ("check_images", "check_masks", "mask_classes"):
+        real = getattr(skunet.training, name)
+        monkeypatch.setattr(
+            skunet.training,
+            name,
+            lambda *a, _real=real, _n=name, **k: touched.append(_n) or _real(*a, **k),
+        )
+    with pytest.raises(ValueError):
+        spy(**kwargs).fit(GOOD_X, GOOD_Y)
+    assert touched == []
