@@ -169,3 +169,6 @@ def test_command_line_packages_the_pretrained_model(tmp_path, capsys):
     assert "--author" in capsys.readouterr().err
     assert main(["export", "--model", str(model), str(out)]) == 2
     assert "exists" in capsys.readouterr().err
+    onnx = tmp_path / "m.onnx"
+    assert main(["export", "--model", str(model), str(onnx), "--format", "onnx"]) == 0
+    assert onnx.stat().st_size > 0
