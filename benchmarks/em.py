@@ -36,6 +36,7 @@ machine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 from pathlib import Path
 
@@ -58,7 +59,6 @@ from skorch.dataset import ValidSplit
 from skunet.augment import Augment
 from skunet.callbacks import MetricScoring
 from skunet.datasets import load_isbi2012
-from skunet.instances import membrane_instances
 from skunet.metrics import challenge_scores, rand_scores
 from skunet.metrics.rand import THRESHOLDS
 from skunet.presets import em_segmenter
@@ -165,7 +165,10 @@ def run_fold(args: argparse.Namespace, X, y, k: int, train, test) -> tuple[dict,
     at_05 = [rand_scores(t, (c > 0.5).astype(np.uint8)) for t, c in zip(truth, cells)]
     # the cells of predict_instances (its own threshold and split), and of the defaults
     cells_of = rand_scores(truth, [seg.predictor_.instances(c[None]) for c in cells])
-    defaults = rand_scores(truth, [membrane_instances(c) for c in cells])
+    uncalibrated = dataclasses.replace(
+        seg.predictor_, instance_threshold=0.5, instance_split="auto"
+    )
+    defaults = rand_scores(truth, [uncalibrated.instances(c[None]) for c in cells])
     worst = int(np.argmin([s.v_rand for s in at_05]))
     fold = {
         **protocol,

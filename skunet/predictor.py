@@ -172,7 +172,7 @@ class Predictor:
         not merge two cells; otherwise connected components of ``foreground >
         threshold``. ``threshold=None`` and ``split="auto"`` are the model's own
         (``instance_threshold`` / ``instance_split``; uncalibrated: 0.5, and 0.5 px for
-        boundary models, level 0.5 for distance models, 2 px for membrane models);
+        boundary models, level 0.5 for distance models, no split for membrane models);
         ``split=None`` never splits.
         """
         settings = self.instance_settings(threshold, split)

@@ -1,0 +1,71 @@
+"""EM cells: the decoders of a trained fold's cell probabilities, by the challenge's V_rand.
+
+    python benchmarks/em.py --config cpu --folds 3 --keep /tmp/runs/em
+    python benchmarks/em_decoders.py /tmp/runs/em/em_cpu_fold3.skunet --fold 3
+
+Predicts the fold's test slices once (the model's own ``tta``) and scores the cells of
+connected components at several thresholds and of
+:func:`skunet.instances.membrane_instances` at several splits (V_rand, V_info, cells per
+slice); records them in ``benchmarks/results/em_trials.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from _record import update
+from em import DEFAULT_DATA
+from sklearn.model_selection import KFold
+
+from skunet import UNetSegmenter
+from skunet.datasets import load_isbi2012
+from skunet.instances import label_components, membrane_instances
+from skunet.metrics import rand_scores
+
+RESULTS_FILE = Path(__file__).parent / "results" / "em_trials.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="a fold's model (em.py --keep)")
+    parser.add_argument("--fold", type=int, required=True, help="the fold it was trained for")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.4, 0.5])
+    parser.add_argument("--splits", type=float, nargs="+", default=[2.0, 4.0, 8.0, 16.0])
+    parser.add_argument("--threshold", type=float, default=0.4, help="of the split decoders")
+    parser.add_argument("--out", type=Path, default=RESULTS_FILE)
+    args = parser.parse_args()
+    X, y = load_isbi2012(args.data)
+    _, test = list(KFold(5).split(X))[args.fold]
+    seg = UNetSegmenter.load(args.model)
+    cells = [p[1] for p in seg.predict_proba([X[i] for i in test])]
+    truth = [y[i] for i in test]
+    decoders = {f"components, t={t:g}": (label_components, t, None) for t in args.thresholds}
+    decoders |= {
+        f"membrane_instances, t={args.threshold:g}, split {s:g} px": (
+            membrane_instances,
+            args.threshold,
+            s,
+        )
+        for s in args.splits
+    }
+    rows = {}
+    for name, (decode, t, s) in decoders.items():
+        labels = [decode(c, t) if s is None else decode(c, t, s) for c in cells]
+        scores = rand_scores(truth, labels)
+        rows[name] = {
+            "v_rand": scores.v_rand,
+            "v_info": scores.v_info,
+            "cells_per_slice": float(np.mean([lab.max() for lab in labels])),
+        }
+        print(f"{name:40} V_rand {scores.v_rand:.4f}  V_info {scores.v_info:.4f}  "
+              f"{rows[name]['cells_per_slice']:.0f} cells per slice")  # fmt: skip
+    key = f"decoders of {args.model.name}, fold {args.fold}"
+    update(args.out, key, {"model": str(args.model), "fold": args.fold, "decoders": rows})
+    print(f"written: {args.out} ({key})")
+
+
+if __name__ == "__main__":
+    main()
