@@ -322,7 +322,9 @@ def test_cli_bad_input_exits_2(args, message):
     assert message in out.stderr
 
 
-@pytest.mark.parametrize("kwargs", [{"max_epoch": 3}, {"modul__depth": 2}, {"lr": -1.0}])
+@pytest.mark.parametrize(
+    "kwargs", [{"max_epoch": 3}, {"modul__depth": 2}, {"lr": -1.0}, {"batch_size": 0}]
+)
 def test_parameters_fail_before_any_data_is_converted(kwargs, monkeypatch):
     """Misspelt or invalid arguments are named before the images are read or the masks
     become targets (a spy on both)."""
