@@ -34,6 +34,7 @@ __all__ = [
     "FORMAT_VERSION",
     "atomic_path",
     "load_segmenter",
+    "refuse_existing",
     "save_segmenter",
     "segmenter_from_metadata",
     "segmenter_metadata",
@@ -93,19 +94,32 @@ def _decode(value: Any, trust: tuple[str, ...] = ()) -> Any:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+def atomic_path(path: str | os.PathLike, keep_suffix: bool = False) -> Iterator[str]:
     """A temporary name beside ``path`` to write to; renamed onto ``path`` on success.
 
     Readers see the old file or the new one, never a partial one, and a failed write
-    leaves neither the temporary file nor a changed ``path``.
+    leaves neither the temporary file nor a changed ``path``. The temporary name ends in
+    ``.tmp-<pid>`` (so that a leftover of a killed process is no image or model file to
+    folder readers), or in ``path``'s own suffix with ``keep_suffix``, for writers that
+    choose the format by it.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if keep_suffix:
+        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    else:
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         yield str(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def refuse_existing(path: Path, overwrite: bool, option: str = "overwrite=True") -> None:
+    """FileExistsError naming ``path`` and the ``option`` that would replace it, unless
+    ``overwrite`` or there is nothing to replace: nothing a user saved is lost silently."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} exists; pass {option} to replace it")
 
 
 WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -154,8 +168,7 @@ def save_segmenter(
     """
     path = Path(path)
     dtype = lookup(WEIGHT_DTYPES, weights, "weights precision")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True to replace it")
+    refuse_existing(path, overwrite)
     metadata = segmenter_metadata(net)
     tensors = {
         k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()

@@ -47,6 +47,7 @@ __all__ = [
     "list_models",
     "load_model",
     "model_path",
+    "open_model",
     "register_model",
 ]
 
@@ -304,3 +305,28 @@ def load_model(name: str, **params: Any):
 
 
 _register_shipped()
+
+
+def open_model(model: str | os.PathLike, device: str = "cpu"):
+    """A fitted segmenter from a model file (a ``.skunet`` file, or a BioImage Model Zoo
+    ``.zip`` that skunet wrote) or, where no such file exists, from a pretrained model's
+    name or key: what the command line's and the napari widget's ``model`` take.
+
+    Raises FileNotFoundError naming the registered models when it is neither.
+    """
+    path = Path(model)
+    if path.is_file() and path.suffix == ".zip":
+        from .export import from_bioimageio
+
+        return from_bioimageio(path, device=device)
+    if path.is_file():
+        from .estimator import UNetSegmenter
+
+        return UNetSegmenter.load(path, device=device)
+    cards = list_models()
+    if str(model) in {k for card in cards for k in (card.name, card.key)}:
+        return load_model(str(model), device=device)
+    raise FileNotFoundError(
+        f"model file {str(model)!r} does not exist, and it is not a pretrained model "
+        f"({', '.join(sorted({c.name for c in cards}))}: see skunet models)"
+    )

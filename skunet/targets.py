@@ -60,7 +60,10 @@ class Target:
     decoder : str
         The :mod:`skunet.instances` function ``decode`` runs (named in exported models).
     instance_labels : bool
-        The masks must hold instance labels (kept for the calibration).
+        The model's objects are judged against labels, which ``fit`` keeps for the
+        calibration: for the records of :data:`TARGETS`, the masks must hold instance
+        labels; :data:`MEMBRANES` judges the cells of its masks (validated as the
+        ``"mask"`` target's).
     split : float or None
         The decoder's split when the model has no calibrated one.
     splits : tuple

@@ -25,7 +25,7 @@ from .losses import PaddedBCEWithLogitsLoss, PaddedCrossEntropyLoss
 from .lr_finder import LRRangeResult, lr_range_test
 from .models import UNet, VGG16UNet
 from .preprocessing import normalize_images
-from .targets import TARGETS, mask_classes
+from .targets import decoding, mask_classes
 from .tasks import task_of
 from .tiling import Geometry
 from .validation import check_images, check_masks
@@ -145,7 +145,7 @@ class TrainingMixin:
         self.classes_ = np.arange(self.n_classes)
         targets = [mask_classes(m, self.n_classes, self.target) for m in masks]
         # kept for the calibration: objects of instance targets, cells of membrane models
-        calibrated = TARGETS[self.target].instance_labels or self._membranes()
+        calibrated = decoding(self.target, self._membranes()).instance_labels
         labels = masks if calibrated else None
         return ImageSet(images, targets, labels)
 

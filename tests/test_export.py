@@ -67,6 +67,12 @@ class TestBioImageIO:
         np.testing.assert_allclose(back.predict_proba(X), seg.predict_proba(X), atol=1e-5)
         assert back.instance_params_ == seg.instance_params_
         assert back.get_params()["normalize"] == "percentile"
+        # the command line and the napari widget open a package like a model file
+        from skunet.pretrained import open_model
+
+        np.testing.assert_allclose(
+            open_model(path).predict_proba(X), seg.predict_proba(X), atol=1e-5
+        )
 
     def test_description_carries_the_decoder_and_card(self, exported):
         from bioimageio.spec import load_model_description

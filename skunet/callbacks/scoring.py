@@ -16,7 +16,7 @@ from ..evaluation import METRICS, score_images
 from ..inference import logit_classes
 from ..metrics import confusion_matrix, iou_from_confusion
 from ..models.blocks import center_crop
-from ..targets import TARGETS
+from ..targets import decoding
 from ..validation import Interval, check_params, lookup
 
 __all__ = ["InstanceCalibrator", "IoUScoring", "MetricScoring"]
@@ -186,7 +186,7 @@ class InstanceCalibrator(Callback):
     def on_train_end(self, net, X=None, **kwargs) -> None:
         if net.train_split is None:
             return
-        if not TARGETS[net.target].instance_labels and not net.predictor_.membranes:
+        if not decoding(net.target, net.predictor_.membranes).instance_labels:
             return
         _, valid = net.get_split_datasets(X, None)
         labels = _instance_labels(valid)

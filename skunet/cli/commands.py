@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..persistence import refuse_existing
 from .files import input_files, naming_files, output_path, read_pairs, write_mask
 
 __all__ = ["demo", "evaluate", "export", "load", "models", "predict", "train"]
@@ -25,8 +26,7 @@ def train(args: argparse.Namespace) -> int:
     from ..tasks import get_task
 
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{str(out)!r} exists; pass --overwrite to replace it")
+    refuse_existing(out, args.overwrite, "--overwrite")
     task = get_task(args.preset)
     params = {"device": args.device, "random_state": args.seed, "verbose": 1}
     for option, param in (("epochs", "max_epochs"), ("patch_size", "patch_size")):
@@ -53,20 +53,9 @@ def train(args: argparse.Namespace) -> int:
 
 
 def load(args: argparse.Namespace):
-    from ..estimator import UNetSegmenter
-    from ..pretrained import list_models, load_model
+    from ..pretrained import open_model
 
-    model = Path(args.model)
-    cards = list_models()
-    if not model.is_file() and args.model in {k for c in cards for k in (c.name, c.key)}:
-        seg = load_model(args.model, device=args.device)
-    elif not model.is_file():
-        raise FileNotFoundError(
-            f"model file {str(model)!r} does not exist, and it is not a pretrained model "
-            f"({', '.join(sorted({c.name for c in cards}))}: see skunet models)"
-        )
-    else:
-        seg = UNetSegmenter.load(model, device=args.device)
+    seg = open_model(args.model, device=args.device)
     if getattr(args, "tile_size", None) is not None:
         seg.set_params(tile_size=args.tile_size)
     return seg.set_params(verbose=1)
@@ -94,8 +83,7 @@ def predict(args: argparse.Namespace) -> int:
         predict = seg.predict_instances if args.instances else seg.predict
         mask = predict([image])[0]
         target = output_path(out, source, mask)
-        if target.exists() and not args.overwrite:
-            raise FileExistsError(f"{str(target)!r} exists; pass --overwrite to replace it")
+        refuse_existing(target, args.overwrite, "--overwrite")
         write_mask(target, mask)
         written += 1
     print(f"wrote {written} mask(s) to {out}")
@@ -146,8 +134,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{str(out)!r} exists; pass --overwrite to replace it")
+    refuse_existing(out, args.overwrite, "--overwrite")
     seg = load(args).set_params(verbose=0)
     if args.format == "onnx":
         seg.export_onnx(out, overwrite=args.overwrite)

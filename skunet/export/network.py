@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..inference import FLIPS, compact_probabilities
-from ..persistence import atomic_path
+from ..persistence import atomic_path, refuse_existing
 from ..tiling import Geometry
 
 __all__ = ["ONNX_OPSET", "ProbabilityNetwork", "export_onnx", "export_torchscript", "size_rule"]
@@ -91,7 +91,6 @@ class ProbabilityNetwork(nn.Module):
         self.context, self.offset = context, offset
         self.first, self.step = first, step
         self.flips = flips
-        self._flips = [list(dims) for dims in FLIPS[1:]]
 
     @classmethod
     def of(cls, predictor: Any) -> ProbabilityNetwork:
@@ -119,7 +118,7 @@ class ProbabilityNetwork(nn.Module):
         x = F.pad(x, (c, c + pad_w, c, c + pad_h), mode="reflect")
         p = self._probabilities(x)
         if self.flips:
-            for dims in self._flips:
+            for dims in FLIPS[1:]:
                 p = p + torch.flip(self._probabilities(torch.flip(x, dims)), dims)
             p = p / len(FLIPS)
         p = p[..., self.offset : self.offset + h, self.offset : self.offset + w]
@@ -142,9 +141,17 @@ def cpu_graph(model: Any) -> Iterator[ProbabilityNetwork]:
             predictor.module.to(memory_format=torch.channels_last)
 
 
-def _refuse_existing(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True to replace it")
+@contextmanager
+def _traced(model: Any, side: int) -> Iterator[tuple[ProbabilityNetwork, torch.Tensor]]:
+    """The model's CPU graph and an example input of ``side`` (at least ``min_side``) to
+    trace it with; quiet about the tracer's deprecation and the shape tests it keeps as
+    constants (the channel counts of this network)."""
+    predictor = getattr(model, "predictor_", model)  # a segmenter, or its predictor
+    with cpu_graph(predictor) as graph, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        side = max(graph.min_side, side)
+        yield graph, torch.rand(1, predictor.n_channels, side, side)
 
 
 def export_onnx(
@@ -156,29 +163,23 @@ def export_onnx(
     """Write a fitted segmenter's network (or a :class:`~skunet.predictor.Predictor`'s)
     as ONNX, one file; see :meth:`skunet.UNetSegmenter.export_onnx`."""
     path = Path(path)
-    _refuse_existing(path, overwrite)
-    with cpu_graph(model) as graph, torch.no_grad(), atomic_path(path) as tmp:
-        side = max(graph.min_side, *example_size)
-        example = torch.rand(1, _in_channels(model), side, side)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # the exporter's deprecation
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            # The TorchScript-based exporter records the padding arithmetic on the input's
-            # size, so one graph serves every size; torch.export (dynamo=True) cannot
-            # prove that the padded size divides by 2**depth for U-Nets deeper than 2.
-            torch.onnx.export(
-                graph,
-                (example,),
-                tmp,
-                dynamo=False,
-                input_names=["image"],
-                output_names=["probabilities"],
-                dynamic_axes={
-                    name: {0: "batch", 2: "height", 3: "width"}
-                    for name in ("image", "probabilities")
-                },
-                opset_version=ONNX_OPSET,
-            )
+    refuse_existing(path, overwrite)
+    with _traced(model, max(example_size)) as (graph, example), atomic_path(path) as tmp:
+        # The TorchScript-based exporter records the padding arithmetic on the input's
+        # size, so one graph serves every size; torch.export (dynamo=True) cannot prove
+        # that the padded size divides by 2**depth for U-Nets deeper than 2.
+        torch.onnx.export(
+            graph,
+            (example,),
+            tmp,
+            dynamo=False,
+            input_names=["image"],
+            output_names=["probabilities"],
+            dynamic_axes={
+                name: {0: "batch", 2: "height", 3: "width"} for name in ("image", "probabilities")
+            },
+            opset_version=ONNX_OPSET,
+        )
     return path
 
 
@@ -186,19 +187,7 @@ def export_torchscript(model: Any, path: str | os.PathLike, overwrite: bool = Fa
     """Write a fitted segmenter's network (or a predictor's) as TorchScript: the same
     graph as :func:`export_onnx`, for any height and width of at least ``min_side``."""
     path = Path(path)
-    _refuse_existing(path, overwrite)
-    with cpu_graph(model) as graph, torch.no_grad(), atomic_path(path) as tmp:
-        side = max(graph.min_side, 64)
-        example = torch.rand(1, _in_channels(model), side, side)
-        with warnings.catch_warnings():
-            # deprecation, and the shape tests that the trace keeps as constants (the
-            # channel counts of this network)
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            traced = torch.jit.trace(graph, example, check_trace=False)
-        traced.save(tmp)
+    refuse_existing(path, overwrite)
+    with _traced(model, 64) as (graph, example), atomic_path(path) as tmp:
+        torch.jit.trace(graph, example, check_trace=False).save(tmp)
     return path
-
-
-def _in_channels(model: Any) -> int:
-    return getattr(model, "predictor_", model).n_channels

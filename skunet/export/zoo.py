@@ -31,7 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..persistence import segmenter_from_metadata, segmenter_metadata
+from ..persistence import (
+    atomic_path,
+    refuse_existing,
+    segmenter_from_metadata,
+    segmenter_metadata,
+)
 from ..preprocessing import normalize_images
 from ..validation import as_float32, lookup
 from ..version import __version__
@@ -159,8 +164,7 @@ def to_bioimageio(
     lookup(parts.INPUT_DTYPES, input_dtype, "input_dtype")
     if path.suffix != ".zip":
         raise ValueError(f"path={str(path)!r}: a BioImage Model Zoo package is a .zip file")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True to replace it")
+    refuse_existing(path, overwrite)
     if authors is None and card is None:
         raise ValueError(
             "authors=[...] is required (--author on the command line): who trained the model"
@@ -177,6 +181,7 @@ def to_bioimageio(
     metadata = _metadata(seg, epochs=True)
     trust = sorted({metadata["module"].split(".")[0]} - {"skunet", "torch"})
     instances = p.instance_settings() if p.gives_instances else None
+    pytorch_version = spec.Version(torch.__version__.split("+")[0])
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         np.save(tmp / "test_input.npy", raw)
@@ -193,14 +198,14 @@ def to_bioimageio(
                     import_from="skunet.export.zoo",
                     kwargs={"metadata": _metadata(seg, epochs=False), "trust": trust},
                 ),
-                pytorch_version=spec.Version(torch.__version__.split("+")[0]),
+                pytorch_version=pytorch_version,
             )
         }
         if "torchscript" in formats:
             export_torchscript(seg, tmp / "weights.torchscript.pt")
             weights["torchscript"] = spec.TorchscriptWeightsDescr(
                 source=tmp / "weights.torchscript.pt",
-                pytorch_version=spec.Version(torch.__version__.split("+")[0]),
+                pytorch_version=pytorch_version,
                 parent="pytorch_state_dict",
             )
         if "onnx" in formats:
@@ -237,12 +242,9 @@ def to_bioimageio(
         )
         if test:
             _test(descr, formats)
-        partial = path.with_name(f".{path.stem}-{os.getpid()}.partial.zip")
-        try:
-            save_bioimageio_package(descr, output_path=partial)
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
+        # the writer reads the package back, and takes it for a zip by its suffix
+        with atomic_path(path, keep_suffix=True) as partial:
+            save_bioimageio_package(descr, output_path=Path(partial))
     return path
 
 
@@ -276,9 +278,10 @@ def from_bioimageio(path: str | os.PathLike, device: str = "cpu", trust: tuple[s
         rdf = next((n for n in names if n in ("rdf.yaml", "bioimageio.yaml")), None)
         if rdf is None:
             raise ValueError(f"{str(path)!r} holds no rdf.yaml / bioimageio.yaml")
-        import yaml
+        _spec()  # the export extra, or a clear ImportError
+        from bioimageio.spec.utils import read_yaml  # its YAML reader (no PyYAML needed)
 
-        description = yaml.safe_load(z.read(rdf))
+        description = read_yaml(z.read(rdf).decode("utf-8"))
         skunet = (description.get("config") or {}).get("skunet")
         if not skunet or "model" not in skunet:
             raise ValueError(

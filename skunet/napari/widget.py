@@ -27,29 +27,15 @@ from magicgui.widgets import (
     create_widget,
 )
 
+from ..pretrained import list_models, open_model
+
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-__all__ = ["OUTPUTS", "SegmentWidget", "load_segmenter", "segment"]
+__all__ = ["OUTPUTS", "SegmentWidget", "segment"]
 
 OUTPUTS = ("instances", "classes", "probabilities")
 FROM_FILE = "model file ..."
-
-
-def load_segmenter(model: str | Path) -> Any:
-    """A fitted segmenter from a pretrained model's name, a ``.skunet`` file or a
-    BioImage Model Zoo ``.zip`` written by skunet."""
-    from ..estimator import UNetSegmenter
-    from ..pretrained import list_models, load_model
-
-    if str(model) in {k for card in list_models() for k in (card.name, card.key)}:
-        return load_model(str(model))
-    path = Path(model)
-    if path.suffix == ".zip":
-        from ..export import from_bioimageio
-
-        return from_bioimageio(path)
-    return UNetSegmenter.load(path)
 
 
 def segment(
@@ -90,8 +76,6 @@ class SegmentWidget(Container):
     """The dock widget (napari creates it with the viewer)."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        from ..pretrained import list_models
-
         super().__init__()
         self._viewer = napari_viewer
         self._cache: dict[str, Any] = {}
@@ -140,7 +124,7 @@ class SegmentWidget(Container):
         if ref is None:
             raise ValueError("choose a model file (.skunet or a skunet BioImage Model Zoo .zip)")
         if ref not in self._cache:
-            self._cache[ref] = load_segmenter(ref)
+            self._cache[ref] = open_model(ref)
         return self._cache[ref]
 
     def use_model_file(self, path: str | Path) -> None:
