@@ -270,21 +270,29 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
         check_target(self.target, self.n_classes)
 
     # ---------------------------------------------------------------- predict
-    def predict_proba(self, X: Any) -> np.ndarray | list[np.ndarray]:
+    def predict_proba(self, X: Any, out: Any = None) -> Any:
         """Class probabilities, class axis first: ``(K, H, W)`` per image.
 
         Returns an ndarray ``(N, K, H, W)`` when all images have one size, else a list.
+        An image larger than memory (a Dask or Zarr ``(H, W[, C])`` array) gives a Dask
+        array predicted block by block, equal to the in-memory result, or fills the Zarr
+        array ``out`` (resuming an interrupted run; :mod:`skunet.blocks`).
         """
-        return self.predictor_.predict_proba(X)
+        return self.predictor_.predict_proba(X, out)
 
-    def predict(self, X: Any) -> np.ndarray | list[np.ndarray]:
+    def predict(self, X: Any, out: Any = None) -> Any:
         """Class masks ``(H, W)`` (uint8, after ``postprocess``), as an ndarray when all
-        sizes agree, else a list."""
-        return self.predictor_.predict(X)
+        sizes agree, else a list; Dask / Zarr images and ``out`` as in
+        :meth:`predict_proba`."""
+        return self.predictor_.predict(X, out)
 
     def predict_instances(
-        self, X: Any, threshold: float | None = None, split: float | str | None = "auto"
-    ) -> np.ndarray | list[np.ndarray]:
+        self,
+        X: Any,
+        threshold: float | None = None,
+        split: float | str | None = "auto",
+        out: Any = None,
+    ) -> Any:
         """Instance labels (0 background, 1..n objects) of each image.
 
         Connected components of ``foreground > threshold`` for ``target="mask"``, seeded
@@ -292,9 +300,11 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
         touching objects (:meth:`Predictor.instances <skunet.predictor.Predictor.instances>`
         says how for each). ``threshold=None`` and ``split="auto"``: the model's
         calibrated pair (``instance_params_``, see :meth:`calibrate_instances`), else
-        the defaults; ``split=None`` never splits.
+        the defaults; ``split=None`` never splits. A Dask or Zarr image gives int64
+        labels block by block, equal to the in-memory ones up to numbering (objects
+        cut by blocks are merged; :mod:`skunet.block_instances`), or fills ``out``.
         """
-        return self.predictor_.predict_instances(X, threshold, split)
+        return self.predictor_.predict_instances(X, threshold, split, out)
 
     def calibrate_instances(
         self,

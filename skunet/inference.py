@@ -38,6 +38,7 @@ __all__ = [
     "logit_classes",
     "native_bfloat16",
     "predict_compact",
+    "tile_input_size",
 ]
 
 FLIPS = ((), (-1,), (-2,), (-2, -1))
@@ -151,7 +152,9 @@ def forward(module: nn.Module, xb: np.ndarray, s: InferenceSettings) -> torch.Te
     return total / (len(FLIPS) if s.tta else 1)
 
 
-def _tile_input_size(g: Geometry, s: InferenceSettings, default: int) -> int:
+def tile_input_size(g: Geometry, s: InferenceSettings, default: int) -> int:
+    """Input side of a prediction tile: ``s.tile_size`` (or ``default``) made one the
+    network accepts with its context."""
     wanted = s.tile_size if s.tile_size is not None else default
     return g.input_length(max(wanted - 2 * g.context, 1))
 
@@ -246,7 +249,7 @@ def predict_compact(
     must work on any band of rows (it receives ``(K', rows, W)``), e.g. :func:`classes`.
     """
     g = geometry
-    tile = _tile_input_size(g, settings, default_tile)
+    tile = tile_input_size(g, settings, default_tile)
     region = tile - 2 * g.context
     whole: dict[tuple[int, int], list[int]] = defaultdict(list)
     tiled = []

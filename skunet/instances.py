@@ -3,6 +3,7 @@ boundary classes or distance levels), and the one-object clean-up of class maps.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,12 +14,44 @@ from skimage.segmentation import watershed
 
 __all__ = [
     "LargestObject",
+    "Regions",
     "distance_instances",
+    "distance_mask",
     "label_components",
     "largest_object",
     "membrane_instances",
     "watershed_instances",
 ]
+
+
+@dataclass(frozen=True)
+class Regions:
+    """The independent regions of a decoder, which let :mod:`skunet.block_instances`
+    decode an image larger than memory block by block, exactly.
+
+    Parameters
+    ----------
+    mask : callable
+        ``mask(p, threshold) -> bool (H, W)``: the pixels the decoder labels, from an
+        image's compact probabilities.
+    connectivity : {1, 2}
+        The decoder's objects in one connected component of the mask (at this
+        connectivity) depend on the probabilities in it and within ``halo`` pixels
+        around it only, not on other components.
+    halo : int
+        Pixels of context the mask and the decoder need around a pixel.
+    whole : bool
+        Each region is one object (the decoder labels connected components).
+    split_local : bool
+        Whether a split keeps the decoding region by region (False: block-wise
+        decoding needs ``split=None``).
+    """
+
+    mask: Callable[[np.ndarray, float], np.ndarray]
+    connectivity: int
+    halo: int = 0
+    whole: bool = False
+    split_local: bool = True
 
 
 def label_components(foreground_prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -90,8 +123,7 @@ def distance_instances(
     >>> distance_instances(p, sigma=0).tolist(), distance_instances(p, split=None, sigma=0).tolist()
     ([[0, 1, 1, 2, 2, 0]], [[0, 1, 1, 1, 1, 0]])
     """
-    if sigma:
-        probabilities = ndi.gaussian_filter(probabilities, (0, sigma, sigma))
+    probabilities = _smooth(probabilities, sigma)
     levels = len(probabilities) - 1
     foreground = 1 - probabilities[0]
     centres = (np.arange(1, levels + 1) - 0.5) / levels
@@ -100,6 +132,17 @@ def distance_instances(
     seeds = mask if split is None else mask & (distance > split)
     markers = label(seeds, connectivity=1)
     return watershed(-distance, markers, mask=mask).astype(np.int32)
+
+
+def _smooth(probabilities: np.ndarray, sigma: float) -> np.ndarray:
+    """Each channel smoothed by a Gaussian of ``sigma`` pixels (reaching
+    ``round(4 * sigma)`` pixels), as :func:`distance_instances` does."""
+    return ndi.gaussian_filter(probabilities, (0, sigma, sigma)) if sigma else probabilities
+
+
+def distance_mask(probabilities: np.ndarray, threshold: float = 0.5, sigma: float = 1.0):
+    """The pixels :func:`distance_instances` labels: smoothed foreground above ``threshold``."""
+    return 1 - _smooth(probabilities[:1], sigma)[0] > threshold
 
 
 def membrane_instances(

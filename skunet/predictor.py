@@ -20,7 +20,10 @@ import numpy as np
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
-from .inference import InferenceSettings, classes, expand, predict_compact
+from .block_instances import blockwise_instances
+from .blocks import BlockJob, chunk_grid
+from .inference import InferenceSettings, classes, expand, predict_compact, tile_input_size
+from .lazy import is_lazy
 from .preprocessing import normalize_images
 from .targets import TARGETS, decoding
 from .tiling import Geometry
@@ -104,19 +107,47 @@ class Predictor:
         images = check_images(X, n_channels=self.n_channels, as_float=False)
         return normalize_images(images, self.normalize)
 
-    def predict_proba(self, X: Any) -> np.ndarray | list[np.ndarray]:
-        """Class probabilities ``(K, H, W)`` per image (K >= 2)."""
+    def predict_proba(self, X: Any, out: Any = None) -> Any:
+        """Class probabilities ``(K, H, W)`` per image (K >= 2); of a lazy image (Dask
+        or Zarr) a Dask array, or written into the Zarr array ``out``
+        (see :mod:`skunet.blocks`)."""
+        if out is not None or is_lazy(X):
+            return self._blockwise(X, out, "proba", expand, self.n_classes, np.float32)
         return stack_or_list([expand(p) for p in self.probabilities(self.check_images(X))])
 
-    def predict(self, X: Any) -> np.ndarray | list[np.ndarray]:
-        """uint8 class masks ``(H, W)``, after ``postprocess``."""
+    def predict(self, X: Any, out: Any = None) -> Any:
+        """uint8 class masks ``(H, W)``, after ``postprocess``; of a lazy image a Dask
+        array, or written into the Zarr array ``out``."""
+        if out is not None or is_lazy(X):
+            return self._blockwise(X, out, "classes", classes, None, np.uint8)
         return stack_or_list(self.probabilities(self.check_images(X), finalize=self.classes))
 
+    def _blockwise(self, X, out, kind, finalize, channels, dtype):
+        if out is None:
+            return BlockJob(self, X).array(finalize, channels, dtype)
+        job = BlockJob(self, X, chunks=chunk_grid(out))
+        job.store(out, kind, finalize, channels)
+        return out
+
+    def tile_sizes(self) -> tuple[int, int]:
+        """``(input, covered)`` sides of a prediction tile: what the network takes, and
+        the region of it whose probabilities are kept (the input minus the context)."""
+        tile = tile_input_size(self.geometry, self.settings, self.default_tile)
+        return tile, tile - 2 * self.geometry.context
+
     def predict_instances(
-        self, X: Any, threshold: float | None = None, split: float | str | None = "auto"
-    ) -> np.ndarray | list[np.ndarray]:
-        """Instance labels per image (see :meth:`instances`)."""
+        self,
+        X: Any,
+        threshold: float | None = None,
+        split: float | str | None = "auto",
+        out: Any = None,
+    ) -> Any:
+        """Instance labels per image (see :meth:`instances`); of a lazy image an int64
+        Dask array, or written into the Zarr array ``out``
+        (see :mod:`skunet.block_instances`)."""
         self.check_instances()
+        if out is not None or is_lazy(X):
+            return blockwise_instances(self, X, threshold, split, out)
         images = self.check_images(X)
         return stack_or_list(
             [self.instances(p, threshold, split) for p in self.probabilities(images)]

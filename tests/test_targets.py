@@ -3,6 +3,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from conftest import disks, membrane_cells
+from skunet.instances import Regions
 from skunet.losses import WeightMapLoss
 from skunet.targets import (
     boundary_classes,
@@ -155,6 +156,7 @@ class TestTargetRegistry:
             encode=cores,
             decode=lambda p, threshold, split: label_components(p[2], threshold),
             decoder="label_components",
+            regions=Regions(lambda p, threshold: p[2] > threshold, connectivity=2, whole=True),
             instance_labels=True,
             split=None,
             splits=(None,),

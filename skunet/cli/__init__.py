@@ -102,11 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="segment images with a saved model, masks written under the inputs' names",
         description="Write one mask per input image into --out, named like the input: "
         "PNG (TIFF for TIFF inputs or more than 65535 objects), 8-bit or 16-bit as the "
-        "values need.",
+        "values need. A Zarr or OME-Zarr image (a .zarr path) is predicted block by block "
+        "into the OME-Zarr image --out (a .zarr path), on a Dask cluster with --scheduler; "
+        "run again, an interrupted prediction of classes resumes where it stopped.",
     )
     _add(predict, "model")
-    predict.add_argument("inputs", nargs="+", help="image files or folders of images")
-    predict.add_argument("--out", required=True, help="output folder")
+    predict.add_argument(
+        "inputs", nargs="+", help="image files or folders of images, or one .zarr image"
+    )
+    predict.add_argument("--out", required=True, help="output folder (a .zarr for a Zarr input)")
     predict.add_argument(
         "--instances",
         action=argparse.BooleanOptionalAction,
@@ -116,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--tile-size", type=int, help="network input size for tiled prediction")
     _add(predict, "device")
     predict.add_argument("--overwrite", action="store_true", help="replace existing masks")
+    predict.add_argument(
+        "--chunks",
+        type=int,
+        default=2048,
+        help="block side of a Zarr output (default 2048): the unit of work and of resuming",
+    )
+    predict.add_argument(
+        "--scheduler", help="a Dask scheduler's address (tcp://host:8786) for a Zarr input"
+    )
     predict.set_defaults(func=commands.predict)
 
     models = sub.add_parser(
@@ -196,7 +209,7 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for option in ("epochs", "patch_size", "tile_size", "classes"):
+    for option in ("epochs", "patch_size", "tile_size", "classes", "chunks"):
         value = getattr(args, option, None)
         if value is not None and value < 1:
             parser.error(f"--{option.replace('_', '-')} must be at least 1")

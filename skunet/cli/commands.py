@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..persistence import refuse_existing
 from .files import input_files, naming_files, output_path, read_pairs, write_mask
+from .slides import is_zarr, predict_zarr
 
 __all__ = ["demo", "evaluate", "export", "load", "models", "predict", "train"]
 
@@ -74,6 +75,13 @@ def predict(args: argparse.Namespace) -> int:
             f"--instances needs a binary or nuclei (boundary / distance) model; {args.model} has "
             f"{seg.n_classes} classes"
         )
+    zarrs = [item for item in args.inputs if is_zarr(item)]
+    if zarrs:
+        if len(args.inputs) > 1:
+            raise ValueError(f"a Zarr input is predicted alone; got {len(args.inputs)} inputs")
+        return predict_zarr(args, seg, Path(zarrs[0]))
+    if args.scheduler:
+        raise ValueError("--scheduler is for a Zarr input; image files are predicted here")
     files = input_files(args.inputs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
