@@ -6,7 +6,9 @@
 Predicts the fold's test slices once (the model's own ``tta``) and scores the cells of
 connected components at several thresholds and of
 :func:`skunet.instances.membrane_instances` at several splits (V_rand, V_info, cells per
-slice); records them in ``benchmarks/results/em_trials.json``.
+slice), and the pixel error of the membranes as predicted and thinned after the
+threshold (membranes eroded by 1 or 2 pixels; skeletonised, the most a thinning can do);
+records them in ``benchmarks/results/em_trials.json``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from _record import update
 from em import DEFAULT_DATA
+from scipy import ndimage as ndi
+from skimage.morphology import skeletonize
 from sklearn.model_selection import KFold
 
 from skunet import UNetSegmenter
@@ -25,6 +29,24 @@ from skunet.instances import label_components, membrane_instances
 from skunet.metrics import rand_scores
 
 RESULTS_FILE = Path(__file__).parent / "results" / "em_trials.json"
+
+
+def pixel_error_trials(truth: list, cells: list) -> dict[str, dict[float, float]]:
+    """Mean pixel error per threshold of the membranes ``cells <= t`` as they are, eroded
+    by 1 and 2 pixels (a 3x3 square), and skeletonised."""
+    thinnings = {
+        "as predicted": lambda m: m,
+        "eroded 1 px": lambda m: ndi.binary_erosion(m, np.ones((3, 3)), border_value=1),
+        "eroded 2 px": lambda m: ndi.binary_erosion(m, np.ones((3, 3)), 2, border_value=1),
+        "skeleton": skeletonize,
+    }
+    return {
+        name: {
+            t: float(np.mean([np.mean(thin(c <= t) != (y == 0)) for y, c in zip(truth, cells)]))
+            for t in (0.3, 0.4, 0.5, 0.6, 0.7)
+        }
+        for name, thin in thinnings.items()
+    }
 
 
 def main() -> None:
@@ -62,8 +84,14 @@ def main() -> None:
         }
         print(f"{name:40} V_rand {scores.v_rand:.4f}  V_info {scores.v_info:.4f}  "
               f"{rows[name]['cells_per_slice']:.0f} cells per slice")  # fmt: skip
+    thinned = pixel_error_trials(truth, cells)
+    for name, errors in thinned.items():
+        best = min(errors, key=errors.get)
+        print(f"pixel error, membranes {name:12} best {errors[best]:.4f} (t={best}); "
+              + ", ".join(f"t={t}: {e:.4f}" for t, e in errors.items()))  # fmt: skip
     key = f"decoders of {args.model.name}, fold {args.fold}"
-    update(args.out, key, {"model": str(args.model), "fold": args.fold, "decoders": rows})
+    figures = {"model": str(args.model), "fold": args.fold, "decoders": rows}
+    update(args.out, key, {**figures, "pixel_error_thinned": thinned})
     print(f"written: {args.out} ({key})")
 
 

@@ -32,6 +32,13 @@ def same_objects(a, b):
     )
 
 
+def zarr_of(path, array, chunks):
+    """``array`` written into a new Zarr array at ``path``."""
+    stored = zarr.create_array(path, shape=array.shape, chunks=chunks, dtype=array.dtype)
+    stored[:] = array
+    return stored
+
+
 @pytest.fixture(scope="module")
 def fitted():
     X, y = make_blobs(4, shapes=[(48, 48)])
@@ -60,10 +67,7 @@ def test_probabilities_and_classes_equal_the_in_memory_ones(fitted, chunks):
 
 def test_a_zarr_image_into_a_zarr_output(fitted, tmp_path):
     image, _ = slide(1)
-    source = zarr.create_array(
-        tmp_path / "in.zarr", shape=image.shape, chunks=(32, 40), dtype=image.dtype
-    )
-    source[:] = image
+    source = zarr_of(tmp_path / "in.zarr", image, (32, 40))
     out = zarr.create_array(
         tmp_path / "out.zarr", shape=(2, *image.shape), chunks=(2, 50, 50), dtype="float32"
     )
@@ -205,10 +209,7 @@ seg.predict_proba(source, out=out)
 
 def test_a_killed_prediction_resumes_where_it_stopped(fitted, tmp_path):
     image, _ = slide(2, shape=(96, 96))
-    source = zarr.create_array(
-        tmp_path / "in.zarr", shape=image.shape, chunks=(16, 16), dtype=image.dtype
-    )
-    source[:] = image
+    zarr_of(tmp_path / "in.zarr", image, (16, 16))
     out = zarr.create_array(
         tmp_path / "out.zarr", shape=(2, 96, 96), chunks=(2, 16, 16), dtype="f4"
     )
@@ -237,10 +238,7 @@ def test_a_killed_prediction_resumes_where_it_stopped(fitted, tmp_path):
 def test_a_local_cluster_predicts_a_zarr_image_into_a_zarr_output(fitted, tmp_path):
     distributed = pytest.importorskip("distributed")
     image, _ = slide(3)
-    source = zarr.create_array(
-        tmp_path / "in.zarr", shape=image.shape, chunks=(30, 40), dtype=image.dtype
-    )
-    source[:] = image
+    source = zarr_of(tmp_path / "in.zarr", image, (30, 40))
     out = zarr.create_array(
         tmp_path / "out.zarr", shape=(2, *image.shape), chunks=(2, 45, 65), dtype="f4"
     )
