@@ -42,9 +42,10 @@ def build_mosaic(path: Path, size: int, data: Path) -> None:
     """The mosaic as a Zarr array, written one chunk at a time."""
     import zarr
 
-    from skunet.datasets import read_image_folder
+    from skunet.datasets import read_image
 
-    images = [im for im in read_image_folder(data / "images") if min(im.shape[:2]) >= 256]
+    files = sorted((data / "images").iterdir())
+    images = [im for im in map(read_image, files) if min(im.shape[:2]) >= 256]
     crops = [im[:256, :256] if im.ndim == 2 else im[:256, :256, 0] for im in images]
     slide = zarr.create_array(path, shape=(size, size), chunks=(CHUNK, CHUNK), dtype="u1")
     per = CHUNK // 256

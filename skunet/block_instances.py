@@ -43,9 +43,11 @@ def _grow(block, halo: int, shape) -> tuple[int, int, int, int]:
 
 
 def _first_pass(p, block, grown, shape, regions, decode, threshold, split) -> tuple:
-    """A block's local labels (uncut objects 1..n, cut regions -1..-m) and what the
-    merge needs: the label strips along its four sides and each cut region's box and
-    one of its pixels (image coordinates)."""
+    """A block's local labels (uncut objects 1..n, cut regions -1..-m), what the merge
+    needs (the label strips along its four sides, each cut region's box and one of its
+    pixels, in image coordinates) and, for decoders that decode merged regions again,
+    each cut region's probabilities within the halo around its pixels here (``(region,
+    p)``), so that no tile runs twice for them."""
     r0, r1, c0, c1 = block
     inner = (slice(r0 - grown[0], r1 - grown[0]), slice(c0 - grown[2], c1 - grown[2]))
     mask = regions.mask(p, threshold)[inner]
@@ -62,19 +64,29 @@ def _first_pass(p, block, grown, shape, regions, decode, threshold, split) -> tu
     index[cut_ids] = np.arange(1, len(cut_ids) + 1)
     local = objects
     local[cut] = -index[comp[cut]]
-    boxes, seeds = [], []
+    boxes, seeds, pieces = [], [], []
     for k, box in enumerate(ndi.find_objects(-np.minimum(local, 0)), start=1):
         rows, cols = box
         first = np.argwhere(local[box] == -k)[0]
         boxes.append((rows.start + r0, rows.stop + r0, cols.start + c0, cols.stop + c0))
         seeds.append((int(first[0]) + rows.start + r0, int(first[1]) + cols.start + c0))
+        if not regions.whole:
+            a0, a1, b0, b1 = _grow(boxes[-1], regions.halo, shape)
+            a0, a1, b0, b1 = (
+                max(a0, grown[0]),
+                min(a1, grown[1]),
+                max(b0, grown[2]),
+                min(b1, grown[3]),
+            )
+            piece = p[:, a0 - grown[0] : a1 - grown[0], b0 - grown[2] : b1 - grown[2]].copy()
+            pieces.append(((a0, a1, b0, b1), piece))
     meta = {
         "n": int(objects.max(initial=0)),
         "sides": (local[0].copy(), local[-1].copy(), local[:, 0].copy(), local[:, -1].copy()),
         "boxes": boxes,
         "seeds": seeds,
     }
-    return local, meta
+    return local, meta, pieces
 
 
 def _pairs(a: np.ndarray, b: np.ndarray, diagonal: bool) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -114,8 +126,20 @@ def _merge(metas: dict, grid: tuple[int, int], diagonal: bool) -> tuple[np.ndarr
     return connected_components(graph, directed=False)[1], base
 
 
-def _decode_region(p, grown, box, seed, regions, decode, threshold, split):
-    """One merged cut region decoded whole: its box's labels (0 outside the region)."""
+def _decode_region(grown, box, seed, regions, decode, threshold, split, *members):
+    """One merged cut region decoded whole: its box's labels (0 outside the region).
+
+    ``members``: ``(pieces, k)`` of the blocks it crosses: their probabilities around
+    its pixels, pasted on a background that no decoder labels (which only lies farther
+    than the halo from the region, so that it changes nothing there).
+    """
+    k_channels = members[0][0][members[0][1] - 1][1].shape[0]
+    p = np.zeros((k_channels, grown[1] - grown[0], grown[3] - grown[2]), np.float32)
+    if k_channels > 1:
+        p[0] = 1  # the background class (a one-channel model: foreground 0)
+    for pieces, k in members:
+        (a0, a1, b0, b1), piece = pieces[k - 1]
+        p[:, a0 - grown[0] : a1 - grown[0], b0 - grown[2] : b1 - grown[2]] = piece
     inner = (
         slice(box[0] - grown[0], box[1] - grown[0]),
         slice(box[2] - grown[2], box[3] - grown[2]),
@@ -185,7 +209,7 @@ def _labels(job: BlockJob, record, threshold: float, split: float | None):
     for ij, block in blocks.items():
         grown = _grow(block, regions.halo, shape)
         p = job.probability_task(grown)
-        first[ij] = dask.delayed(_first_pass, nout=2)(
+        first[ij] = dask.delayed(_first_pass, nout=3)(
             p, block, grown, shape, regions, record.decode, threshold, split
         )
     first = dict(zip(first, dask.persist(*first.values())))
@@ -203,7 +227,8 @@ def _labels(job: BlockJob, record, threshold: float, split: float | None):
             lookups[ij] = np.concatenate([[0], total + 1 + group[nodes]]).astype(np.int64)
         total += int(group.max()) + 1 if len(group) else 0
     else:
-        for box, labels in _decode_merged(job, record, threshold, split, metas, group, base):
+        merged = _decode_merged(job, record, threshold, split, metas, group, base, first)
+        for box, labels in merged:
             n = int(labels.max(initial=0))
             labels[labels > 0] += total
             total += n
@@ -220,15 +245,17 @@ def _labels(job: BlockJob, record, threshold: float, split: float | None):
     return da.block(rows), total
 
 
-def _decode_merged(job, record, threshold, split, metas, group, base) -> list:
+def _decode_merged(job, record, threshold, split, metas, group, base, first) -> list:
     """``(box, labels)`` of every merged cut region, each decoded whole (in parallel)."""
     import dask
 
     n_groups = int(group.max()) + 1 if len(group) else 0
     boxes, seeds = [None] * n_groups, [None] * n_groups
+    members = [[] for _ in range(n_groups)]
     for ij, meta in metas.items():
         for k, (box, seed) in enumerate(zip(meta["boxes"], meta["seeds"]), start=1):
             g = group[base[ij] + k]
+            members[g].append((first[ij][2], k))
             old = boxes[g] or box
             boxes[g] = (
                 min(old[0], box[0]),
@@ -238,12 +265,11 @@ def _decode_merged(job, record, threshold, split, metas, group, base) -> list:
             )
             seeds[g] = seeds[g] or seed
     tasks = []
-    for box, seed in zip(boxes, seeds):
+    for box, seed, parts in zip(boxes, seeds, members):
         grown = _grow(box, record.regions.halo, job.shape)
-        p = job.probability_task(grown)
         tasks.append(
             dask.delayed(_decode_region)(
-                p, grown, box, seed, record.regions, record.decode, threshold, split
+                grown, box, seed, record.regions, record.decode, threshold, split, *parts
             )
         )
     return list(zip(boxes, dask.compute(*tasks)))

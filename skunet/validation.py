@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .lazy import is_lazy
 from .targets import TARGETS
 
 __all__ = [
@@ -127,6 +128,12 @@ def check_images(
     ...
     ValueError: X[1] has 3 channels but X[0] has 1; all images must have the same channels
     """
+    if is_lazy(X):
+        raise TypeError(
+            f"{name} is a {type(X).__module__.split('.')[0]} array: predict, predict_proba and "
+            "predict_instances take one such image larger than memory; fit, score and "
+            "calibrate_instances take images in memory (np.asarray(...))"
+        )
     items = _as_items(X, name)
     images = []
     first_channels = None
