@@ -10,7 +10,22 @@ from sklearn.utils.validation import check_is_fitted
 
 from .validation import check_images
 
-__all__ = ["ImageNormalizer", "normalize_images", "percentile_normalize"]
+__all__ = ["ImageNormalizer", "normalize_images", "percentile_normalize", "scale_range"]
+
+
+def scale_range(image: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """A float32 copy of a ``(C, H, W)`` image with each channel's ``lo`` / ``hi`` mapped
+    to 0 / 1 (the values taken as float32), as :func:`percentile_normalize` maps its
+    percentiles; block-wise prediction passes the whole image's.
+
+    >>> scale_range(np.array([[[2, 4]]], np.uint8), np.array([2.0]), np.array([4.0])).tolist()
+    [[[0.0, 1.0]]]
+    """
+    lo, hi = np.asarray(lo, np.float32), np.asarray(hi, np.float32)
+    scaled = image.astype(np.float32)  # a copy, in float32 (large images stay affordable)
+    scaled -= lo[:, None, None]
+    scaled /= np.maximum(hi - lo, np.float32(1e-12))[:, None, None]
+    return scaled
 
 
 def percentile_normalize(
@@ -26,10 +41,8 @@ def percentile_normalize(
     >>> float(out.min()), float(out.max())
     (0.0, 1.0)
     """
-    lo, hi = np.percentile(image, [lower, upper], axis=(1, 2)).astype(np.float32)
-    scaled = image.astype(np.float32)  # a copy, in float32 (large images stay affordable)
-    scaled -= lo[:, None, None]
-    scaled /= np.maximum(hi - lo, np.float32(1e-12))[:, None, None]
+    lo, hi = np.percentile(image, [lower, upper], axis=(1, 2))
+    scaled = scale_range(image, lo, hi)
     if clip:
         np.clip(scaled, 0, 1, out=scaled)
     return scaled
