@@ -34,7 +34,9 @@ def class_target(y):
 class ImageSet(Dataset):
     """Validated images (float32 ``(C, H, W)``) with their class maps (or None), and the
     instance labels the class maps were made from (instance targets: ``"boundary"``,
-    ``"distance"``), if any."""
+    ``"distance"``), if any. Images larger than memory are
+    :class:`~skunet.lazy_windows.LazyImage` / :class:`~skunet.lazy_windows.LazyClasses`
+    stand-ins, of which :class:`PatchDataset` reads windows."""
 
     def __init__(
         self,

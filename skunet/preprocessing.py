@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .lazy import lazy_percentiles
+from .lazy_windows import LazyImage
 from .validation import check_images
 
 __all__ = ["ImageNormalizer", "normalize_images", "percentile_normalize", "scale_range"]
@@ -56,8 +59,18 @@ def normalize_images(images: list[np.ndarray], method: str | None) -> list[np.nd
     (1, 2, 2)
     """
     if method == "percentile":
-        return [percentile_normalize(im) for im in images]
+        return [
+            _lazy_normalize(im) if isinstance(im, LazyImage) else percentile_normalize(im)
+            for im in images
+        ]
     return images
+
+
+def _lazy_normalize(image: LazyImage) -> LazyImage:
+    """A training image larger than memory scaled as :func:`percentile_normalize` scales
+    it in memory: by its exact percentiles (one pass over it)."""
+    lo, hi = lazy_percentiles(image.pixels(), (1.0, 99.8))
+    return image.scaled(partial(scale_range, lo=lo, hi=hi))
 
 
 class ImageNormalizer(TransformerMixin, BaseEstimator):

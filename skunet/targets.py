@@ -29,6 +29,8 @@ from .instances import (
     membrane_instances,
     watershed_instances,
 )
+from .lazy import is_lazy
+from .lazy_windows import LazyClasses
 
 __all__ = [
     "MEMBRANES",
@@ -81,6 +83,10 @@ class Target:
     min_classes : int, default=2
     classes : str
         What the classes are, for error messages.
+    reach : int or None, default=0
+        Pixels of the mask around a pixel that ``encode`` reads to give its class (None:
+        its whole object), so that training on a mask larger than memory reads only a
+        window and that margin (:class:`~skunet.lazy_windows.LazyClasses`).
     """
 
     name: str
@@ -94,6 +100,7 @@ class Target:
     n_classes: int | None = None
     min_classes: int = 2
     classes: str = ""
+    reach: int | None = 0
 
     def check_classes(self, n_classes: int) -> None:
         """ValueError unless ``n_classes`` is what this target derives."""
@@ -181,12 +188,15 @@ def _classes_of_mask(mask: np.ndarray, n_classes: int) -> np.ndarray:
 
 def mask_classes(mask: np.ndarray, n_classes: int, target: str = "mask") -> np.ndarray:
     """A validated mask as the class map (uint8) the network is trained on (the
-    target's ``encode``).
+    target's ``encode``); a Dask mask gives a :class:`~skunet.lazy_windows.LazyClasses`.
 
     >>> mask_classes(np.array([[0, 7]]), n_classes=2)
     array([[0, 1]], dtype=uint8)
     """
-    return TARGETS[target].encode(mask, n_classes)
+    record = TARGETS[target]
+    if is_lazy(mask):  # a Dask label image larger than memory, encoded window by window
+        return LazyClasses(mask, lambda m: record.encode(m, n_classes), record.reach)
+    return record.encode(mask, n_classes)
 
 
 TARGETS: dict[str, Target] = {
@@ -214,6 +224,7 @@ TARGETS: dict[str, Target] = {
         n_classes=3,
         min_classes=3,
         classes="background, interior, boundary",
+        reach=1,  # find_boundaries compares each pixel with its 4 neighbours
     ),
     "distance": Target(
         name="distance",
@@ -226,6 +237,7 @@ TARGETS: dict[str, Target] = {
         splits=(None, 0.3, 0.4, 0.5, 0.6, 0.7),
         min_classes=3,
         classes="the background and n_classes - 1 >= 2 distance levels",
+        reach=None,  # each object's distance transform, normalised by its largest
     ),
 }
 """The targets by name (see :class:`Target`)."""

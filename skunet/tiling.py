@@ -46,14 +46,24 @@ def reflect_indices(start: int, size: int, n: int) -> np.ndarray:
 def window(image: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
     """Cut ``image[..., top:top+height, left:left+width]``, mirroring outside the image.
 
+    ``image`` may also be a lazy stand-in with a ``region(r0, r1, c0, c1)`` method
+    (:mod:`skunet.lazy_windows`), of which only the region the window covers is read.
+
     >>> window(np.arange(3.0)[None, None], 0, -1, 1, 5).tolist()
     [[[1.0, 0.0, 1.0, 2.0, 1.0]]]
     """
     h, w = image.shape[-2:]
+    lazy = not isinstance(image, np.ndarray)
     if top >= 0 and left >= 0 and top + height <= h and left + width <= w:
+        if lazy:
+            return image.region(top, top + height, left, left + width)
         return image[..., top : top + height, left : left + width]
     rows = reflect_indices(top, height, h)
     cols = reflect_indices(left, width, w)
+    if lazy:  # the rows and columns the mirrored window takes, read once
+        r0, c0 = int(rows.min()), int(cols.min())
+        image = image.region(r0, int(rows.max()) + 1, c0, int(cols.max()) + 1)
+        rows, cols = rows - r0, cols - c0
     return image[..., rows[:, None], cols[None, :]]
 
 

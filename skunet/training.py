@@ -3,8 +3,9 @@
 :class:`TrainingMixin` validates the data (:mod:`skunet.validation`), turns masks into
 class maps (:mod:`skunet.targets`), builds the network with the channels of ``X`` and
 the outputs ``n_classes`` needs, picks the padding-aware loss, and feeds skorch's loop
-random mirrored patches (:mod:`skunet.dataset`) for training and whole images for
-validation; a non-finite loss stops training and restores the best epoch.
+random mirrored patches (:mod:`skunet.dataset`; of Dask / Zarr images, read window by
+window, :mod:`skunet.lazy_windows`) for training and whole images for validation; a
+non-finite loss stops training and restores the best epoch.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import numpy as np
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import Freezer
+from torch.utils.data import Subset
 
 from .dataset import ImageSet, PatchDataset, WholeImageCollate
+from .lazy_windows import LazyImage
 from .losses import PaddedBCEWithLogitsLoss, PaddedCrossEntropyLoss
 from .lr_finder import LRRangeResult, lr_range_test
 from .models import UNet, VGG16UNet
@@ -119,7 +122,7 @@ class TrainingMixin:
     # -------------------------------------------------------------------- fit
     def _fit_images(self, X: Any) -> list[np.ndarray]:
         """Validated float32 ``(C, H, W)`` training images, normalised as ``normalize`` says."""
-        return normalize_images(check_images(X, as_float=True), self.normalize)
+        return normalize_images(check_images(X, as_float=True, lazy=True), self.normalize)
 
     def _fit_data(self, X: Any, y: Any, continuing: bool) -> ImageSet:
         self._check_own_params()
@@ -150,7 +153,12 @@ class TrainingMixin:
         return ImageSet(images, targets, labels)
 
     def fit(self, X: Any, y: Any = None, **fit_params: Any):
-        """Train on images ``X`` and masks ``y`` (re-initialising unless ``warm_start``)."""
+        """Train on images ``X`` and masks ``y`` (re-initialising unless ``warm_start``).
+
+        ``X`` and ``y`` are lists of arrays, or stacks; items (or ``X`` and ``y``
+        themselves) may be Dask or Zarr arrays larger than memory, of which each training
+        patch reads only its window (:mod:`skunet.lazy_windows`).
+        """
         continuing = self.warm_start and self.initialized_
         data = self._fit_data(X, y, continuing)
         if self.random_state is not None:
@@ -177,6 +185,19 @@ class TrainingMixin:
                 stacklevel=2,
             )
         return self
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        dataset_train, dataset_valid = super().get_split_datasets(X, y, **fit_params)
+        if isinstance(dataset_valid, Subset) and isinstance(dataset_valid.dataset, ImageSet):
+            for i in dataset_valid.indices:
+                if isinstance(dataset_valid.dataset.images[i], LazyImage):
+                    raise ValueError(
+                        f"X[{i}] is a Dask / Zarr image and train_split put it among the "
+                        "validation images, which are predicted whole in memory; train on "
+                        "such images with train_split=None, then judge the model with score "
+                        "or calibrate_instances on held-out images in memory"
+                    )
+        return dataset_train, dataset_valid
 
     def _device(self) -> torch.device:
         """``device``, or where the network's weights are when something else places

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .lazy import is_lazy
+from .lazy_windows import LazyImage, as_dask, value_range
 from .targets import TARGETS
 
 __all__ = [
@@ -94,7 +95,12 @@ def to_float_image(image: np.ndarray) -> np.ndarray:
 
 
 def check_images(
-    X: Any, *, n_channels: int | None = None, name: str = "X", as_float: bool = True
+    X: Any,
+    *,
+    n_channels: int | None = None,
+    name: str = "X",
+    as_float: bool = True,
+    lazy: bool = False,
 ) -> list[np.ndarray]:
     """Validate images and return them as float32 ``(C, H, W)`` arrays.
 
@@ -110,6 +116,10 @@ def check_images(
         Return contiguous float32 copies; False returns ``(C, H, W)`` views of the
         images in their own dtype (convert windows with :func:`as_float32`), which keeps
         memory low when predicting very large images.
+    lazy : bool, default=False
+        Accept Dask and Zarr images (``X`` one such image, or items of a list) as
+        :class:`~skunet.lazy_windows.LazyImage` objects, checked without holding them in memory
+        (``fit``: training reads only the windows it samples).
 
     Raises
     ------
@@ -128,18 +138,18 @@ def check_images(
     ...
     ValueError: X[1] has 3 channels but X[0] has 1; all images must have the same channels
     """
-    if is_lazy(X):
+    if is_lazy(X) and not lazy:
         raise TypeError(
-            f"{name} is a {type(X).__module__.split('.')[0]} array: predict, predict_proba and "
-            "predict_instances take one such image larger than memory; fit, score and "
+            f"{name} is a {type(X).__module__.split('.')[0]} array: fit, predict, "
+            "predict_proba and predict_instances take images larger than memory; score and "
             "calibrate_instances take images in memory (np.asarray(...))"
         )
-    items = _as_items(X, name)
+    items = _as_items([X] if is_lazy(X) else X, name)
     images = []
     first_channels = None
     for i, item in enumerate(items):
         label = f"{name}[{i}]"
-        arr = _as_array(item, label)
+        arr = as_dask(item) if lazy and is_lazy(item) else _as_array(item, label)
         if (
             arr.dtype == object
             or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool)
@@ -169,14 +179,18 @@ def check_images(
                 f"with {n_channels}"
             )
         if np.issubdtype(arr.dtype, np.floating):
-            finite = np.isfinite(arr)
-            if not finite.all():
-                bad = int(arr.size - finite.sum())
+            bad = int(arr.size - np.isfinite(arr).sum())  # a Dask image: one pass
+            if bad:
                 raise ValueError(f"{label} (shape {arr.shape}) has {bad} NaN or infinite pixel(s)")
             big = np.finfo(np.float32).max
-            if arr.dtype.itemsize > 4 and (arr.max() > big or arr.min() < -big):
-                raise ValueError(f"{label} has values beyond the float32 range")
-        images.append(to_float_image(arr) if as_float else channels_first(arr))
+            if arr.dtype.itemsize > 4:
+                low, high = value_range(arr)
+                if high > big or low < -big:
+                    raise ValueError(f"{label} has values beyond the float32 range")
+        if is_lazy(arr):
+            images.append(LazyImage(arr if arr.ndim == 3 else arr[..., None], as_float32))
+        else:
+            images.append(to_float_image(arr) if as_float else channels_first(arr))
     return images
 
 
@@ -236,7 +250,7 @@ def check_masks(
     """
     if y is None:
         raise TypeError(f"{name} is required: pass one mask per image")
-    items = _as_items(y, name)
+    items = _as_items([y] if is_lazy(y) else y, name)
     if len(items) != len(images):
         raise ValueError(f"X has {len(images)} images but {name} has {len(items)} masks")
     if instances is None:
@@ -244,7 +258,8 @@ def check_masks(
     masks = []
     for i, (item, image) in enumerate(zip(items, images)):
         label = f"{name}[{i}]"
-        mask = _as_array(item, label)
+        # a Dask / Zarr mask stays lazy (its values are checked in one streamed pass)
+        mask = as_dask(item) if is_lazy(item) else _as_array(item, label)
         if mask.ndim == 3 and mask.shape[2] == 1:
             mask = mask[..., 0]
         if mask.dtype == bool:
@@ -267,7 +282,7 @@ def check_masks(
                 f"{label} has shape {mask.shape} but X[{i}] is {image.shape[1:]} "
                 "(height, width); each mask must match its image"
             )
-        low, high = int(mask.min()), int(mask.max())
+        low, high = (int(v) for v in value_range(mask))
         if low < 0:
             raise ValueError(f"{label} holds negative label {low}; labels must be >= 0")
         if not instances and n_classes > 2 and high >= n_classes:

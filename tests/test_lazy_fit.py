@@ -1,0 +1,140 @@
+"""Training on Dask and Zarr images larger than memory: the same weights as in memory,
+windows read on demand, bad input named before training."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage as ndi
+
+from conftest import disks, make_blobs, tiny
+from skunet.lazy_windows import LazyClasses, LazyImage, object_boxes
+from skunet.targets import TARGETS
+from skunet.tiling import window
+
+da = pytest.importorskip("dask.array")
+zarr = pytest.importorskip("zarr")
+
+
+def labels_of(seed=0, shape=(90, 130), radius=14):
+    rng = np.random.default_rng(seed)
+    centers = [(rng.integers(0, shape[0]), rng.integers(0, shape[1])) for _ in range(25)]
+    labels = disks(shape, centers, radius=radius)
+    labels[labels > 0] += 1000  # ids need not be small or dense
+    return labels
+
+
+def weights(net):
+    return {k: v.clone() for k, v in net.module_.state_dict().items()}
+
+
+def same_weights(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+class Recorded:
+    """A Dask array of ``array`` whose computed blocks are counted in ``self.read``."""
+
+    def __init__(self, array, chunks):
+        self.read = []
+
+        def record(block, block_info=None):
+            self.read.append(tuple(block_info[0]["chunk-location"]))
+            return block
+
+        self.array = da.from_array(array, chunks=chunks).map_blocks(record, dtype=array.dtype)
+
+
+def test_object_boxes_are_those_of_find_objects():
+    labels = labels_of()
+    ids, boxes = object_boxes(da.from_array(labels, chunks=(17, 23)))
+    found = [(i, s) for i, s in enumerate(ndi.find_objects(labels), 1) if s is not None]
+    assert ids.tolist() == [i for i, _ in found]
+    assert boxes.tolist() == [[s[0].start, s[0].stop, s[1].start, s[1].stop] for _, s in found]
+    empty_ids, _ = object_boxes(da.zeros((20, 20), chunks=7, dtype=int))
+    assert len(empty_ids) == 0
+
+
+@pytest.mark.parametrize(("target", "n_classes"), [("mask", 2), ("boundary", 3), ("distance", 5)])
+def test_lazy_class_windows_equal_the_class_map_in_memory(target, n_classes):
+    labels = labels_of()
+    record = TARGETS[target]
+    whole = record.encode(labels, n_classes)
+    lazy = LazyClasses(
+        da.from_array(labels, chunks=(17, 23)), lambda m: record.encode(m, n_classes), record.reach
+    )
+    rng = np.random.default_rng(1)
+    for _ in range(150):  # inside, across borders, larger than the image (mirrored)
+        top, left = rng.integers(-60, 100), rng.integers(-60, 140)
+        h, w = rng.integers(1, 150, 2)
+        assert np.array_equal(window(whole, top, left, h, w), window(lazy, top, left, h, w))
+
+
+@pytest.mark.parametrize(
+    ("target", "n_classes", "normalize"),
+    [("mask", 2, "percentile"), ("distance", 4, None), ("boundary", 3, "percentile")],
+)
+def test_fit_on_dask_and_zarr_gives_the_weights_of_fit_in_memory(
+    tmp_path, target, n_classes, normalize
+):
+    X, y = make_blobs(3, shapes=[(48, 48), (40, 56), (37, 45)])
+    X = [np.clip(x * 4000, 0, 65535).astype(np.uint16) for x in X]  # integer pixels
+    params = dict(target=target, n_classes=n_classes, normalize=normalize, train_split=None)
+    in_memory = weights(tiny(**params).fit(X, y))
+    X_dask = [da.from_array(x, chunks=(13, 17)) for x in X]
+    y_dask = [da.from_array(m, chunks=(11, 19)) for m in y]
+    assert same_weights(in_memory, weights(tiny(**params).fit(X_dask, y_dask)))
+    X_zarr = []
+    for i, x in enumerate(X):
+        stored = zarr.create_array(
+            tmp_path / f"{i}.zarr", shape=x.shape, chunks=(16, 16), dtype=x.dtype
+        )
+        stored[:] = x
+        X_zarr.append(stored)
+    mixed = [X_zarr[0], X[1], X_dask[2]]  # lazy and in-memory images in one list
+    assert same_weights(in_memory, weights(tiny(**params).fit(mixed, [y[0], y_dask[1], y[2]])))
+
+
+def test_fit_on_a_float_image_with_channels_equals_in_memory():
+    X, y = make_blobs(2, shapes=[(40, 52)], channels=2)
+    params = dict(normalize="percentile", train_split=None, max_epochs=1)
+    in_memory = weights(tiny(**params).fit(X, y))
+    lazy = [da.from_array(x, chunks=(16, 16, 1)) for x in X]
+    assert same_weights(in_memory, weights(tiny(**params).fit(lazy, y)))
+
+
+def test_fit_on_one_large_image_reads_only_the_windows_it_samples():
+    labels = labels_of(shape=(512, 512), radius=9)
+    image = ((labels > 0) * 150 + 40).astype(np.uint8)
+    pixels, masks = Recorded(image, (64, 64)), Recorded(labels, (64, 64))
+    net = tiny(train_split=None, max_epochs=1, patches_per_image=3, normalize=None)
+    net.fit(pixels.array, masks.array)  # one image, not a list
+    assert len(masks.read) >= 64  # the labels' values were checked in one pass
+    # 3 windows of 24 + 2 * context pixels touch at most 4 blocks each (of 64)
+    size = net.patch_size + 2 * net.geometry_.context
+    assert size <= 64
+    assert 0 < len(pixels.read) <= 3 * 4
+    assert isinstance(repr(LazyImage(da.zeros((8, 8, 1)), np.float32)), str)
+
+
+def test_a_lazy_image_in_the_validation_split_is_refused_before_training():
+    X, y = make_blobs(5)
+    net = tiny()  # the default train_split holds out images
+    with pytest.raises(ValueError, match=r"X\[\d\] is a Dask / Zarr image .* train_split=None"):
+        net.fit([da.from_array(x) for x in X], y)
+    assert len(net.history) == 0
+
+
+def test_bad_lazy_input_is_named_before_training():
+    X, y = make_blobs(2)
+    bad = X[1].copy()
+    bad[3, 4] = np.nan
+    with pytest.raises(ValueError, match=r"X\[1\] \(shape \(48, 48\)\) has 1 NaN"):
+        tiny(train_split=None).fit([X[0], da.from_array(bad)], y)
+    with pytest.raises(ValueError, match=r"y\[0\] holds label 7 but n_classes=3"):
+        tiny(n_classes=3, train_split=None).fit(X, [da.from_array(y[0] * 0 + 7), y[1]])
+    with pytest.raises(ValueError, match=r"y\[1\] has shape \(40, 48\)"):
+        tiny(train_split=None).fit(X, [y[0], da.from_array(y[1][:40])])
+    with pytest.raises(ValueError, match=r"X\[0\] has shape \(2, 48, 48\)"):
+        tiny(train_split=None).fit(da.from_array(np.stack(X)), y)
+    with pytest.raises(TypeError, match="score and calibrate_instances take images in memory"):
+        tiny(train_split=None, max_epochs=1).fit(X, y).score(da.from_array(X[0]), y[0])
