@@ -32,6 +32,7 @@ from .callbacks import (
     ProgressBar,
     SegmentationCheckpoint,
 )
+from .constraints import Interval, Options, check_params
 from .evaluation import evaluate
 from .export.network import export_onnx
 from .mixed_precision import MixedPrecisionMixin
@@ -42,7 +43,7 @@ from .progress import in_notebook
 from .targets import TARGETS
 from .tasks import TASKS
 from .training import TrainingMixin
-from .validation import Interval, Options, check_masks, check_params, check_target
+from .validation import check_masks, check_target
 
 __all__ = ["UNetSegmenter"]
 
@@ -217,7 +218,7 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
         self.task = task
 
     # What each of skunet's own parameters, and skorch's numeric ones, may be (checked by
-    # ``fit`` before any data is converted; see :func:`skunet.validation.check_params`).
+    # ``fit`` before any data is converted; see :func:`skunet.constraints.check_params`).
     # skorch checks the names of all arguments, and its other parameters itself.
     _parameter_constraints: dict[str, list[Any]] = {
         "lr": [Interval(float, 0)],  # 0 keeps the weights (tests of the prediction path)

@@ -11,13 +11,14 @@ from skorch.callbacks import Callback, EpochScoring
 from torch.utils.data import Subset
 
 from ..calibration import THRESHOLDS, calibrate_segmenter
+from ..constraints import Interval, check_params
 from ..dataset import class_target
 from ..evaluation import METRICS, score_images
 from ..inference import logit_classes
 from ..metrics import confusion_matrix, iou_from_confusion
 from ..models.blocks import center_crop
 from ..targets import decoding
-from ..validation import Interval, check_params, lookup
+from ..validation import lookup
 
 __all__ = ["InstanceCalibrator", "IoUScoring", "MetricScoring"]
 
