@@ -38,24 +38,38 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018" / "tr
 CHUNK = 2048
 
 
-def build_mosaic(path: Path, size: int, data: Path) -> None:
-    """The mosaic as a Zarr array, written one chunk at a time."""
+def build_mosaic(
+    path: Path, size: int, data: Path, labels: bool = False, chunk: int = CHUNK
+) -> None:
+    """The mosaic as a Zarr array, written one chunk at a time: the images' first channel
+    (uint8), or with ``labels`` their instance masks (int32, ids made unique)."""
     import zarr
 
     from skunet.datasets import read_image
 
     files = sorted((data / "images").iterdir())
     images = [im for im in map(read_image, files) if min(im.shape[:2]) >= 256]
+    if labels:
+        names = [f.name for f in files if min(read_image(f).shape[:2]) >= 256]
+        images = [read_image(data / "masks" / name) for name in names]
     crops = [im[:256, :256] if im.ndim == 2 else im[:256, :256, 0] for im in images]
-    slide = zarr.create_array(path, shape=(size, size), chunks=(CHUNK, CHUNK), dtype="u1")
+    dtype = "i4" if labels else "u1"
+    slide = zarr.create_array(path, shape=(size, size), chunks=(chunk, chunk), dtype=dtype)
     per = CHUNK // 256
-    k = 0
+    k = offset = 0
     for r in range(0, size, CHUNK):
         for c in range(0, size, CHUNK):
             h, w = min(CHUNK, size - r), min(CHUNK, size - c)
             rows = []
             for _ in range(per):
-                rows.append(np.hstack([crops[(k := k + 1) % len(crops)] for _ in range(per)]))
+                row = []
+                for _ in range(per):
+                    crop = crops[(k := k + 1) % len(crops)].astype(dtype)
+                    if labels:  # the crop's ids after those of the crops before it
+                        crop = np.where(crop > 0, crop + offset, 0)
+                        offset = max(offset, int(crop.max()))
+                    row.append(crop)
+                rows.append(np.hstack(row))
             slide[r : r + h, c : c + w] = np.vstack(rows)[:h, :w]
 
 

@@ -96,9 +96,9 @@ def blood_cell_segmenter(recipe: str = "fast", **overrides: Any) -> UNetSegmente
     recipe : {"fast", "lab"}, default="fast"
         ``"fast"``: the best CPU recipe found so far for the benchmark's targets (nucleus
         Dice >= 0.97, whole-cell Dice >= 0.99 in <= 10 minutes on 2 cores; see
-        ``benchmarks/wbc.py`` and the README for how close it comes). ``"lab"``: the lab's
-        Keras recipe (ELU + dropout U-Net, 16 base channels, Adam at a constant 1e-4,
-        cross-entropy, batch 8).
+        ``benchmarks/wbc.py`` and ``docs/tasks/blood-cells.md`` for how close it comes).
+        ``"lab"``: the lab's Keras recipe (ELU + dropout U-Net, 16 base channels, Adam at
+        a constant 1e-4, cross-entropy, batch 8).
     **overrides
         Any :class:`~skunet.UNetSegmenter` parameter.
 

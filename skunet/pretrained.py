@@ -65,7 +65,7 @@ FINE_TUNING: dict[str, Any] = {
     "train_split": None,  # a few images: train on all of them ...
     "callbacks__checkpoint": None,  # ... and keep the last epoch
 }
-"""The fine-tuning recipe for a pretrained model (see the README's fine-tuning section):
+"""The fine-tuning recipe for a pretrained model (see ``docs/pretrained.md``):
 continue from the loaded weights at a tenth of the training learning rate on all the
 user's labelled images, keep the last epoch, then choose the instance thresholds again
 on labelled images the network did not train on (``calibrate_instances``). Every value

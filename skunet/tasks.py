@@ -158,7 +158,7 @@ _RECIPES: dict[str, dict[str, dict[str, Any]]] = {
 }
 # The 2015 tiles, weight map and augmentation at CPU scale: 16 base channels with batch
 # normalisation, Adam with the bundled cyclic rate (benchmarks/em.py, "cpu_paper"; it
-# learns some folds and misses others: see the README).
+# learns some folds and misses others: see docs/tasks/em.md).
 _RECIPES["em"]["paper_small"] = {
     **{
         k: v

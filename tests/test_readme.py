@@ -38,3 +38,17 @@ def test_pretrained_example_runs_offline(monkeypatch, tmp_path):
 
     found = match_dataset(namespace["y"][:3], list(namespace["nuclei"]))
     assert found.accuracy > 0.7, found  # (images of its training set: a sanity check)
+
+
+def test_readme_is_a_front_page_whose_links_exist():
+    """The README stays a front page; the documentation pages it links to exist."""
+    text = README.read_text()
+    assert len(text.splitlines()) <= 250
+    links = re.findall(r"\]\((docs/[^)]+)\)", text)
+    assert len(links) > 15
+    missing = [link for link in links if not (README.parent / link).is_file()]
+    assert not missing
+    index = (README.parent / "docs" / "index.md").read_text()
+    for page in (README.parent / "docs").rglob("*.md"):
+        name = page.relative_to(README.parent / "docs").with_suffix("").as_posix()
+        assert name == "index" or f"\n{name}\n" in index, f"{name} is not in the toctree"
