@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 from _record import update
 from skorch.callbacks import Callback
-from slides import DATA, build_mosaic, peak_mb
+from slides import DATA, build_mosaic, peak_mb, run_child
 
 RESULTS = Path(__file__).parent / "results" / "lazy_fit.json"
 BATCH = 8
@@ -109,11 +108,7 @@ def main() -> None:
         for run in args.runs.split(","):
             command = [sys.executable, __file__, "--run", run, "--workdir", tmp,
                        "--patches", str(args.patches)]  # fmt: skip
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode:
-                raise SystemExit(f"{run} failed:\n{done.stderr[-3000:]}")
-            runs[run] = json.loads(done.stdout.strip().splitlines()[-1])
-            print(f"{run}: {runs[run]}", flush=True)
+            runs[run] = run_child(run, command)
         reference = torch.load(Path(tmp) / "memory.pt") if "memory" in runs else None
         for run in runs:
             if reference is not None and run != "memory":

@@ -73,6 +73,17 @@ def build_mosaic(
             slide[r : r + h, c : c + w] = np.vstack(rows)[:h, :w]
 
 
+def run_child(run: str, command: list[str]) -> dict:
+    """Run one measurement in a fresh process (its peak memory its own); the figures it
+    printed as JSON on its last line."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{run} failed:\n{done.stderr[-3000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"{run}: {figures}", flush=True)
+    return figures
+
+
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -172,11 +183,7 @@ def main() -> None:
         for run in args.runs.split(","):
             command = [sys.executable, __file__, "--run", run, "--mosaic", str(mosaic),
                        "--workdir", tmp] + (["--tta"] if args.tta else [])  # fmt: skip
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode:
-                raise SystemExit(f"{run} failed:\n{done.stderr[-3000:]}")
-            runs[run] = json.loads(done.stdout.strip().splitlines()[-1])
-            print(f"{run}: {runs[run]}", flush=True)
+            runs[run] = run_child(run, command)
         figures = {
             "size": args.size,
             "megapixels": args.size**2 / 1e6,
