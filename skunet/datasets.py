@@ -16,6 +16,7 @@ from .validation import lookup
 __all__ = [
     "IMAGE_EXTENSIONS",
     "WBC_GRAY_LEVELS",
+    "as_task_color",
     "load_dsb2018",
     "load_isbi2012",
     "load_sample",
@@ -114,6 +115,18 @@ def to_color(image: np.ndarray, color: str) -> np.ndarray:
     from skimage.util import img_as_ubyte
 
     return img_as_ubyte(rgb2gray(image))
+
+
+def as_task_color(image: np.ndarray, n_channels: int | None) -> np.ndarray:
+    """An image as the model's channels: gray (1) or RGB (3) from gray, RGB or RGBA files;
+    otherwise as stored, less the alpha channel of an RGBA file."""
+    if n_channels == 1:
+        return to_color(image, "gray")
+    if n_channels == 3:
+        return to_color(image, "rgb")
+    if n_channels is None and image.ndim == 3 and image.shape[2] == 4:
+        return image[..., :3]
+    return image
 
 
 def _read_kaggle(folder: Path, color: str, progress: bool) -> tuple[list, list]:

@@ -3,7 +3,7 @@
 :func:`evaluate` validates ``X`` and ``y`` once, runs the network once per image and
 computes every metric asked for from those probabilities: pixel metrics on the class
 maps, object metrics on the instances, Rand scores on the masks. ``UNetSegmenter.score``,
-the scorers of :mod:`skunet.scorers` and ``skunet evaluate`` (:func:`task_metrics`) are
+the scorers of :mod:`skunet.scorers` and ``skunet evaluate`` (:func:`skunet.tasks.task_metrics`) are
 thin layers over it.
 
 Metric names (:data:`METRICS`): ``iou`` and ``dice`` (mean over the foreground classes),
@@ -36,10 +36,9 @@ from .metrics import (
     whole_dice_score,
 )
 from .targets import mask_classes
-from .tasks import task_of
 from .validation import check_masks, lookup
 
-__all__ = ["METRICS", "Metric", "evaluate", "final_segmenter", "score_images", "task_metrics"]
+__all__ = ["METRICS", "Metric", "evaluate", "final_segmenter", "score_images"]
 
 
 @dataclass(frozen=True)
@@ -211,16 +210,3 @@ def score_images(
         result = results[metric.fn]
         out[name] = float(result if metric.field is None else getattr(result, metric.field))
     return out
-
-
-def task_metrics(seg: Any, X: Any, y: Any) -> dict[str, Any]:
-    """What the segmenter's task reports (:data:`skunet.tasks.TASKS`) on ``X`` and ``y``.
-
-    nuclei: IoU, Dice, AP at IoU 0.5 and 0.75, F1 at 0.5; blood cells: Dice and IoU per
-    class and whole-cell Dice; EM: IoU, Dice, V_rand, V_info, pixel error; generic: IoU
-    and Dice, plus the object metrics when the masks hold instance labels and the model
-    gives instances. The first keys are ``task`` and ``images``.
-    """
-    task = task_of(seg)
-    scores = evaluate(seg, X, y, task.metrics, task.label_metrics)
-    return {"task": task.name, "images": len(X), **scores}

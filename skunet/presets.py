@@ -3,9 +3,10 @@
 A preset is a plain ``UNetSegmenter`` with the task's parameters filled in: every value
 can be overridden by keyword (``nuclei_segmenter(max_epochs=5, device="cuda")``), and the
 result clones, grid-searches and saves like any other segmenter, and carries its task
-(``task=``) into the model file. The recipes live with the rest of each task's knowledge
-in :data:`skunet.tasks.TASKS`; :data:`RECIPES` is the same dicts keyed as before
-(``RECIPES["blood_cells"]["fast"]``), for reading or for building variants.
+(``task=``) into the model file. The recipes are :mod:`skunet.recipes`, beside these
+functions, each task's default named in :data:`skunet.recipes.DEFAULTS`;
+:data:`RECIPES` is the same dicts keyed as before (``RECIPES["blood_cells"]["fast"]``),
+for reading or for building variants.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from . import recipes
 from .estimator import UNetSegmenter
-from .tasks import TASKS, get_task
+from .tasks import get_task
 from .validation import lookup
 
 __all__ = [
@@ -28,22 +30,23 @@ __all__ = [
 ]
 
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
-    name.replace("-", "_"): task.recipes for name, task in TASKS.items()
+    name.replace("-", "_"): task_recipes for name, task_recipes in recipes.RECIPES.items()
 }
 """Task (``"blood_cells"`` spelled with an underscore) -> recipe -> parameters."""
 
 
 def segmenter(task: str, recipe: str | None = None, **overrides: Any) -> UNetSegmenter:
-    """The segmenter of a task's recipe (see :data:`skunet.tasks.TASKS`), ready to ``fit``.
+    """The segmenter of a task's recipe (:data:`skunet.recipes.RECIPES`; None: the task's
+    default), ready to ``fit``.
 
     >>> seg = segmenter("generic", n_classes=4)
     >>> seg.task, seg.n_classes, seg.normalize
     ('generic', 4, 'percentile')
     """
     spec = get_task(task)
-    recipe = spec.default_recipe if recipe is None else recipe
+    recipe = recipes.DEFAULTS[spec.name] if recipe is None else recipe
     # a copy: callbacks and augmentations in a recipe are never shared between segmenters
-    params = copy.deepcopy(dict(lookup(spec.recipes, recipe, f"{task} recipe")))
+    params = copy.deepcopy(dict(lookup(recipes.RECIPES[spec.name], recipe, f"{task} recipe")))
     params["task"] = spec.name
     # an object passed for a parameter replaces the recipe's settings of its parts
     # (``callbacks__lr_scheduler=OneCycleLRScheduler()`` drops the recipe's

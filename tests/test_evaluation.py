@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import make_blobs, tiny
-from skunet.evaluation import evaluate, task_metrics
+from skunet.evaluation import evaluate
 from skunet.losses import WeightMapLoss
 from skunet.metrics import (
     challenge_scores,
@@ -13,7 +13,7 @@ from skunet.metrics import (
     rand_scores,
     whole_dice_score,
 )
-from skunet.tasks import task_of
+from skunet.tasks import task_metrics, task_of
 
 
 @pytest.fixture(scope="module")

@@ -6,26 +6,36 @@ import numpy as np
 import pytest
 
 from conftest import make_blobs, tiny
-from skunet import UNetSegmenter
+from skunet import UNetSegmenter, recipes
 from skunet.evaluation import METRICS
 from skunet.losses import WeightMapLoss
 from skunet.presets import PRESETS, RECIPES, generic_segmenter, segmenter
 from skunet.tasks import TASKS, as_task_color, get_task, task_of
 
 
+def settings(seg):
+    """A segmenter's parameters, objects (callbacks, augmentations) by their type."""
+    plain = (int, float, str, bool, type(None), type)
+    return {
+        k: v if isinstance(v, plain) else type(v) for k, v in seg.get_params(deep=False).items()
+    }
+
+
 class TestRegistry:
     def test_every_task_is_complete(self):
         for name, task in TASKS.items():
-            assert task.name == name and task.recipes and task.summary and task.masks
+            assert task.name == name and recipes.RECIPES[name] and task.summary and task.masks
             assert set(task.metrics.values()) | set(task.label_metrics.values()) <= set(METRICS)
-            assert task.default_recipe == next(iter(task.recipes))
+            assert recipes.DEFAULTS[name] in recipes.RECIPES[name]
             seg = PRESETS[name]()  # every preset builds, and carries its task
             assert seg.task == name and task_of(seg) is task
+            # the preset's default recipe is the task's declared default
+            assert settings(seg) == settings(segmenter(name))
             if task.class_names is not None:
                 assert len(task.class_names) == seg.n_classes
 
     def test_presets_read_the_registry(self):
-        assert RECIPES["blood_cells"] is TASKS["blood-cells"].recipes
+        assert RECIPES["blood_cells"] is recipes.RECIPES["blood-cells"]
         assert segmenter("em", "fast").get_params()["module__base_channels"] == 16
         with pytest.raises(ValueError, match="unknown task 'cells'"):
             get_task("cells")

@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(TASKS),
         help="; ".join(f"{t.name}: {t.summary}" for t in tasks),
     )
-    train.add_argument("--recipe", help="the preset's recipe (default: its first)")
+    train.add_argument(
+        "--recipe", help="the preset's recipe (default: the task's, skunet.recipes.DEFAULTS)"
+    )
     train.add_argument(
         "--classes", type=int, help="generic preset: classes of the masks (default 2)"
     )

@@ -63,9 +63,8 @@ def load(args: argparse.Namespace):
 
 
 def predict(args: argparse.Namespace) -> int:
-    from ..datasets import read_image
+    from ..datasets import as_task_color, read_image
     from ..progress import tqdm
-    from ..tasks import as_task_color
 
     seg = load(args)
     if args.instances is None:  # a pretrained model's objects by default, a file's classes
@@ -123,7 +122,7 @@ def models(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from ..evaluation import task_metrics
+    from ..tasks import task_metrics
 
     seg = load(args)
     X, y, files = read_pairs(args.images, args.masks, seg.n_channels_in_)
@@ -147,9 +146,8 @@ def export(args: argparse.Namespace) -> int:
     if args.format == "onnx":
         seg.export_onnx(out, overwrite=args.overwrite)
     else:
-        from ..datasets import read_image
+        from ..datasets import as_task_color, read_image
         from ..export import to_bioimageio
-        from ..tasks import as_task_color
 
         image = args.test_image and as_task_color(read_image(args.test_image), seg.n_channels_in_)
         to_bioimageio(

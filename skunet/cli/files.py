@@ -12,8 +12,7 @@ __all__ = ["input_files", "naming_files", "output_path", "read_pairs", "write_ma
 def read_pairs(images: str, masks: str, n_channels: int):
     """Images (as ``n_channels`` channels) and masks paired by name, and the pairs' file
     names (for messages)."""
-    from ..datasets import paired_files, read_image
-    from ..tasks import as_task_color
+    from ..datasets import as_task_color, paired_files, read_image
 
     pairs = paired_files(images, masks)
     X = [as_task_color(read_image(image), n_channels) for image, _ in pairs.values()]

@@ -49,7 +49,7 @@ def segment(
     """Yield ``(planes done, planes)`` while segmenting each 2-D plane of ``data`` (an
     RGB layer's planes keep their colour axis), and return the stacked result: labels
     for "instances" / "classes", ``(..., K, H, W)`` float32 probabilities otherwise."""
-    from ..tasks import as_task_color
+    from ..datasets import as_task_color
 
     spatial = data.shape[-3:-1] if rgb else data.shape[-2:]
     lead = data.shape[: data.ndim - (3 if rgb else 2)]
