@@ -92,7 +92,12 @@ def _describe_constraint(constraint: Any) -> str:
     return constraint.describe()
 
 
-def check_params(params: dict[str, Any], constraints: dict[str, list[Any]]) -> None:
+def check_params(
+    params: dict[str, Any],
+    constraints: dict[str, list[Any]],
+    owner: str | None = None,
+    route: str = "",
+) -> None:
     """Check parameter values against a table of constraints, in the style of
     scikit-learn's ``_parameter_constraints``: each name maps to the list of what it may
     be (an :class:`Interval`, :class:`Options`, a type, ``"boolean"``, ``callable`` or
@@ -102,7 +107,9 @@ def check_params(params: dict[str, Any], constraints: dict[str, list[Any]]) -> N
     ------
     ValueError, TypeError
         For the first parameter that fits none of its constraints (ValueError when its
-        type is right but its value is not); the message names the parameter, what it
+        type is right but its value is not); the message names the parameter (after
+        ``owner``, e.g. a callback's class, and with its ``route``, e.g.
+        ``callbacks__time_limit__``, when given), what it
         may be, the value given and, for a misspelled option, the closest one.
 
     Examples
@@ -122,7 +129,7 @@ def check_params(params: dict[str, Any], constraints: dict[str, list[Any]]) -> N
         text = described[0] if len(described) == 1 else ", ".join(described[:-1])
         if len(described) > 1:
             text += f" or {described[-1]}"
-        message = f"{name} must be {text}, got {value!r}"
+        message = f"{owner + ': ' if owner else ''}{name} must be {text}, got {value!r}"
         options = [v for c in allowed if isinstance(c, Options) for v in c.values]
         if isinstance(value, str) and options:
             close = difflib.get_close_matches(value, options, n=1)
@@ -132,4 +139,6 @@ def check_params(params: dict[str, Any], constraints: dict[str, list[Any]]) -> N
         right_type = (isinstance(value, str) and bool(options)) or (
             numbers and isinstance(value, Real) and not isinstance(value, bool)
         )
+        if route:
+            message += f" ({route}{name})"
         raise (ValueError if right_type else TypeError)(message)

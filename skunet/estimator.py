@@ -35,6 +35,7 @@ from .callbacks import (
 from .constraints import Interval, Options, check_params
 from .evaluation import evaluate
 from .export.network import export_onnx
+from .inference import InferenceSettings
 from .mixed_precision import MixedPrecisionMixin
 from .models import UNet
 from .persistence import load_segmenter, save_segmenter
@@ -231,15 +232,10 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
         "patches_per_image": [Interval(int, 1)],
         "augment": ["boolean", callable],
         "random_state": [Interval(int), None],
-        "tile_size": [Interval(int, 1), None],
-        "tile_overlap": [Interval(float, 0, 1, "left")],
-        "blend": [Options(("gaussian", "constant"))],
         "normalize": [Options(("percentile",)), None],
-        "tta": ["boolean"],
         "postprocess": [callable, None],
-        "channels_last": ["boolean", None],
-        "autocast": ["boolean", Options(("auto", "bfloat16", "float16"))],
         "task": [Options(tuple(TASKS)), None],
+        **InferenceSettings._parameter_constraints,  # tile_size, tta, autocast, ...
     }
 
     # ------------------------------------------------------------------ set-up
@@ -269,6 +265,25 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
         self._check_argument_names()
         check_params(self.get_params(deep=False), self._parameter_constraints)
         check_target(self.target, self.n_classes)
+        # the callbacks' own parameters, as routed (callbacks__<name>__<param>)
+        for name, callback in self._named_callbacks():
+            table = getattr(callback, "_parameter_constraints", None)
+            if table is None or isinstance(callback, type):
+                continue
+            given = {**callback.get_params(), **self.get_params_for(f"callbacks__{name}")}
+            check_params(given, table, type(callback).__name__, f"callbacks__{name}__")
+
+    def _named_callbacks(self) -> list[tuple[str, Any]]:
+        """``(name, callback)`` of the default and the user's callbacks, as skorch names
+        them (a bare callback by its class name), before ``initialize``."""
+        user = self.callbacks if isinstance(self.callbacks, (list, tuple)) else []
+        named = []
+        for item in [*self._default_callbacks, *user]:
+            name, callback = item if isinstance(item, tuple) else (None, item)
+            name = name or getattr(callback, "__name__", type(callback).__name__)
+            # replaced by set_params(callbacks__<name>=...)
+            named.append((name, self.__dict__.get(f"callbacks__{name}", callback)))
+        return named
 
     # ---------------------------------------------------------------- predict
     def predict_proba(self, X: Any, out: Any = None) -> Any:

@@ -12,17 +12,20 @@ K channels otherwise; :func:`expand` gives the (K, H, W) form.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from .constraints import Interval, Options, check_params
 from .progress import tqdm
 from .tiling import Geometry, blend_weights, tile_starts, window
 from .validation import as_float32
@@ -59,17 +62,20 @@ class InferenceSettings:
     pixels_per_batch: int = 8 * 288 * 288
     progress: bool = False
 
+    # what the settings a user passes may be; the estimator's own table includes it
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "tile_size": [Interval(int, 1), None],
+        "tile_overlap": [Interval(float, 0, 1, "left")],
+        "blend": [Options(("gaussian", "constant"))],
+        "tta": ["boolean"],
+        "channels_last": ["boolean", None],
+        "autocast": ["boolean", Options(("auto", "bfloat16", "float16"))],
+    }
+
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
-        size = self.tile_size
-        if size is not None and (
-            isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1
-        ):
-            raise ValueError(f"tile_size must be None or a positive integer, got {size!r}")
-        if not 0 <= self.tile_overlap < 1:
-            raise ValueError(f"tile_overlap must be in [0, 1), got {self.tile_overlap!r}")
-        if self.blend not in ("gaussian", "constant"):
-            raise ValueError(f"blend={self.blend!r}; use 'gaussian' or 'constant'")
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        check_params(values, self._parameter_constraints)
 
     def autocast_context(self):
         return autocast_context(self.device, self.autocast)

@@ -368,6 +368,24 @@ class TestTimeLimit:
             "Stopping after epoch 1: another epoch would end past the time limit of 1e-09 minutes."
         ]
 
+    def test_a_routed_bad_limit_is_named_before_any_mask_is_converted(self, blobs, monkeypatch):
+        import skunet.training
+
+        def spy(*args, **kwargs):
+            raise AssertionError("a mask was converted before the parameters were checked")
+
+        monkeypatch.setattr(skunet.training, "mask_classes", spy)
+        seg = tiny(callbacks=[("time_limit", TimeLimit(5))], callbacks__time_limit__minutes=-1)
+        with pytest.raises(
+            ValueError, match=r"TimeLimit: minutes .* got -1 \(callbacks__time_limit__minutes\)"
+        ):
+            seg.fit(*blobs)
+        from skunet.callbacks import MetricScoring
+
+        seg = tiny(callbacks=[MetricScoring(every=0)])  # named by its class, as skorch does
+        with pytest.raises(ValueError, match=r"\(callbacks__MetricScoring__every\)"):
+            seg.fit(*blobs)
+
     @pytest.mark.parametrize(
         "minutes, error", [(0, ValueError), (-1, ValueError), ("5", TypeError)]
     )

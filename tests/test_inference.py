@@ -194,7 +194,7 @@ class TestOptions:
         [
             ({"tile_size": 0}, "tile_size must be"),
             ({"tile_overlap": 1.0}, "tile_overlap"),
-            ({"blend": "linear"}, "blend='linear'"),  # set after fit: refused by predict
+            ({"blend": "linear"}, "blend must be one of .*got 'linear'"),  # refused by predict
         ],
     )
     def test_bad_settings(self, unet, kwargs, match):

@@ -5,6 +5,7 @@ the instance thresholds chosen on the validation images after training."""
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import numpy as np
 from skorch.callbacks import Callback, EpochScoring
@@ -129,9 +130,15 @@ class MetricScoring(_ValidationScoring):
         self.metric = metric
         self.every = every
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "metric": [str],  # a name of METRICS (looked up in initialize)
+        "every": [Interval(int, 1)],
+        "lower_is_better": ["boolean"],
+    }
+
     def initialize(self):
+        check_params(self.get_params(), self._parameter_constraints, "MetricScoring")
         lookup(METRICS, self.metric, "metric")
-        check_params({"every": self.every}, {"every": [Interval(int, 1)]})
         super().initialize()
         self.name_ = f"valid_{self.metric}"
         return self

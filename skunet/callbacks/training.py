@@ -10,11 +10,13 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 from skorch.callbacks import Callback, Checkpoint, Freezer
 from skorch.history import History
 
+from ..constraints import Interval, check_params
 from ..persistence import atomic_path
 
 __all__ = ["EncoderFreezer", "SegmentationCheckpoint", "TimeLimit"]
@@ -216,11 +218,14 @@ class TimeLimit(Callback):
         self.minutes = minutes
         self.sink = sink
 
+    # checked by the estimator's fit before any data is converted, and here
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "minutes": [Interval(float, 0, closed="neither")],
+        "sink": [callable, None],
+    }
+
     def initialize(self):
-        if isinstance(self.minutes, bool) or not isinstance(self.minutes, (int, float)):
-            raise TypeError(f"TimeLimit: minutes must be a number, got {self.minutes!r}")
-        if not self.minutes > 0:
-            raise ValueError(f"TimeLimit: minutes must be positive, got {self.minutes!r}")
+        check_params(self.get_params(), self._parameter_constraints, "TimeLimit")
         self.stopped_epoch_ = None
         return self
 
