@@ -26,7 +26,7 @@ import time
 import torch
 from _record import RESULTS, load, update
 
-from skunet.inference import autocast_context, native_bfloat16
+from skunet.mixed_precision import autocast_context, native_bfloat16
 from skunet.models import UNet
 
 SETTINGS = [(cl, bf) for cl in (False, True) for bf in (False, True)]

@@ -40,7 +40,7 @@ from _throughput import PRESETS, matmul_gflops, preset_throughput, timed, unet_g
 from torch.utils.data import DataLoader, Dataset
 
 from skunet import UNetSegmenter
-from skunet.inference import autocast_dtype, native_bfloat16
+from skunet.mixed_precision import autocast_dtype, native_bfloat16
 from skunet.models import UNet
 
 NET = {"module__depth": 4, "module__base_channels": 16}

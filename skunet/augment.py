@@ -20,8 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy import ndimage as ndi
-from torchvision import tv_tensors
-from torchvision.transforms import v2
 
 from .tiling import IGNORE
 
@@ -128,6 +126,11 @@ class Augment:
         return cls(elastic=10.0, degrees=10.0, scale=0.05, noise=0.02, brightness=0.1, contrast=0.1)
 
     def _affine(self, image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # imported here: importing torchvision costs seconds (it loads its detection
+        # models and torch's compiler), which every ``import skunet`` would pay
+        from torchvision import tv_tensors
+        from torchvision.transforms import v2
+
         transform = v2.RandomAffine(
             degrees=self.degrees,
             scale=(1 - self.scale, 1 + self.scale) if self.scale else None,
@@ -149,6 +152,8 @@ class Augment:
         if self.brightness:
             image = image + _uniform(-self.brightness, self.brightness)
         if self.noise:
+            from torchvision.transforms import v2
+
             noisy = v2.GaussianNoise(sigma=self.noise, clip=False)(torch.from_numpy(image))
             image = noisy.numpy()
         return image.astype(np.float32, copy=False)

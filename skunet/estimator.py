@@ -32,7 +32,7 @@ from .callbacks import (
     ProgressBar,
     SegmentationCheckpoint,
 )
-from .constraints import Interval, Options, check_params
+from .constraints import Interval, Options
 from .evaluation import evaluate
 from .export.network import export_onnx
 from .inference import InferenceSettings
@@ -44,7 +44,7 @@ from .progress import in_notebook
 from .targets import TARGETS
 from .tasks import TASKS
 from .training import TrainingMixin
-from .validation import check_masks, check_target
+from .validation import check_masks
 
 __all__ = ["UNetSegmenter"]
 
@@ -257,33 +257,6 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
             + ours
             + [cb for cb in skorch_defaults if cb[0] == "print_log"]
         )
-
-    def _check_own_params(self) -> None:
-        """Unknown or misspelt arguments (skorch's check, with "did you mean" hints),
-        every parameter of :attr:`_parameter_constraints`, then the pairs that depend on
-        each other; run first thing in ``fit``, before any image or mask is converted."""
-        self._check_argument_names()
-        check_params(self.get_params(deep=False), self._parameter_constraints)
-        check_target(self.target, self.n_classes)
-        # the callbacks' own parameters, as routed (callbacks__<name>__<param>)
-        for name, callback in self._named_callbacks():
-            table = getattr(callback, "_parameter_constraints", None)
-            if table is None or isinstance(callback, type):
-                continue
-            given = {**callback.get_params(), **self.get_params_for(f"callbacks__{name}")}
-            check_params(given, table, type(callback).__name__, f"callbacks__{name}__")
-
-    def _named_callbacks(self) -> list[tuple[str, Any]]:
-        """``(name, callback)`` of the default and the user's callbacks, as skorch names
-        them (a bare callback by its class name), before ``initialize``."""
-        user = self.callbacks if isinstance(self.callbacks, (list, tuple)) else []
-        named = []
-        for item in [*self._default_callbacks, *user]:
-            name, callback = item if isinstance(item, tuple) else (None, item)
-            name = name or getattr(callback, "__name__", type(callback).__name__)
-            # replaced by set_params(callbacks__<name>=...)
-            named.append((name, self.__dict__.get(f"callbacks__{name}", callback)))
-        return named
 
     # ---------------------------------------------------------------- predict
     def predict_proba(self, X: Any, out: Any = None) -> Any:

@@ -13,10 +13,8 @@ K channels otherwise; :func:`expand` gives the (K, H, W) form.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, ClassVar
@@ -26,6 +24,7 @@ import torch
 from torch import nn
 
 from .constraints import Interval, Options, check_params
+from .mixed_precision import autocast_context
 from .progress import tqdm
 from .tiling import Geometry, blend_weights, tile_starts, window
 from .validation import as_float32
@@ -33,13 +32,10 @@ from .validation import as_float32
 __all__ = [
     "FLIPS",
     "InferenceSettings",
-    "autocast_context",
-    "autocast_dtype",
     "classes",
     "compact_probabilities",
     "expand",
     "logit_classes",
-    "native_bfloat16",
     "predict_compact",
     "tile_input_size",
 ]
@@ -79,51 +75,6 @@ class InferenceSettings:
 
     def autocast_context(self):
         return autocast_context(self.device, self.autocast)
-
-
-def autocast_dtype(device: str | torch.device, setting: bool | str) -> torch.dtype | None:
-    """The dtype the estimator's ``autocast`` setting runs the network in on ``device``
-    (None: full precision). True is bfloat16 on the CPU and float16 on CUDA, ``"auto"``
-    bfloat16 where the hardware has it (see :func:`native_bfloat16`), another string
-    names the dtype.
-
-    >>> autocast_dtype("cpu", True), autocast_dtype("cuda", True), autocast_dtype("cpu", False)
-    (torch.bfloat16, torch.float16, None)
-    """
-    device = torch.device(device)
-    if setting == "auto":
-        setting = "bfloat16" if native_bfloat16(device) else False
-    if not setting:
-        return None
-    if isinstance(setting, str):
-        return getattr(torch, setting)
-    return torch.float16 if device.type == "cuda" else torch.bfloat16
-
-
-def autocast_context(device: str | torch.device, setting: bool | str):
-    """``torch.autocast`` for the estimator's ``autocast`` setting (a no-op when it
-    resolves to full precision; see :func:`autocast_dtype`)."""
-    device = torch.device(device)
-    dtype = autocast_dtype(device, setting)
-    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
-
-
-@functools.cache
-def native_bfloat16(device: str | torch.device = "cpu") -> bool:
-    """Whether ``device`` computes in bfloat16 natively: a CUDA GPU that supports it, or
-    a CPU with AVX-512 BF16 or AMX (read from ``/proc/cpuinfo``; False elsewhere, where
-    bfloat16 would be emulated and slower than float32)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def compact_probabilities(logits: torch.Tensor) -> torch.Tensor:

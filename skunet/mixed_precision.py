@@ -1,25 +1,91 @@
-"""Mixed-precision training and prediction for skorch nets (the ``autocast`` parameter).
+"""Where and in what precision the network runs: the device, channels-last memory, and
+mixed-precision training and prediction for skorch nets (the ``autocast`` parameter).
 
-:class:`MixedPrecisionMixin` runs the network's forward pass under ``torch.autocast`` in
-the dtype that :func:`skunet.inference.autocast_dtype` resolves from the net's
-``autocast`` setting; losses, scores and weights stay float32. Training in float16
-scales the loss with a ``torch.amp.GradScaler`` (one per optimizer initialisation) and
-unscales the gradients before callbacks see them; bfloat16 needs no scaling.
+The precision policy is :func:`autocast_dtype` (what ``autocast`` means on a device,
+``"auto"`` by :func:`native_bfloat16`). :class:`MixedPrecisionMixin` runs the network's
+forward pass under ``torch.autocast`` in that dtype; losses, scores and weights stay
+float32. Training in float16 scales the loss with a ``torch.amp.GradScaler`` (one per
+optimizer initialisation) and unscales the gradients before callbacks see them; bfloat16
+needs no scaling.
 """
 
 from __future__ import annotations
 
+import functools
+from contextlib import nullcontext
+
 import torch
 
-from .inference import autocast_context, autocast_dtype
+from .models import UNet, VGG16UNet
 
-__all__ = ["MixedPrecisionMixin"]
+__all__ = ["MixedPrecisionMixin", "autocast_context", "autocast_dtype", "native_bfloat16"]
+
+
+def autocast_dtype(device: str | torch.device, setting: bool | str) -> torch.dtype | None:
+    """The dtype the estimator's ``autocast`` setting runs the network in on ``device``
+    (None: full precision). True is bfloat16 on the CPU and float16 on CUDA, ``"auto"``
+    bfloat16 where the hardware has it (see :func:`native_bfloat16`), another string
+    names the dtype.
+
+    >>> autocast_dtype("cpu", True), autocast_dtype("cuda", True), autocast_dtype("cpu", False)
+    (torch.bfloat16, torch.float16, None)
+    """
+    device = torch.device(device)
+    if setting == "auto":
+        setting = "bfloat16" if native_bfloat16(device) else False
+    if not setting:
+        return None
+    if isinstance(setting, str):
+        return getattr(torch, setting)
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+def autocast_context(device: str | torch.device, setting: bool | str):
+    """``torch.autocast`` for the estimator's ``autocast`` setting (a no-op when it
+    resolves to full precision; see :func:`autocast_dtype`)."""
+    device = torch.device(device)
+    dtype = autocast_dtype(device, setting)
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+@functools.cache
+def native_bfloat16(device: str | torch.device = "cpu") -> bool:
+    """Whether ``device`` computes in bfloat16 natively: a CUDA GPU that supports it, or
+    a CPU with AVX-512 BF16 or AMX (read from ``/proc/cpuinfo``; False elsewhere, where
+    bfloat16 would be emulated and slower than float32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 class MixedPrecisionMixin:
-    """For a skorch ``NeuralNet`` subclass with ``autocast``, ``_device()`` and
-    ``_channels_last()``; it overrides ``infer``, ``initialize_optimizer``,
+    """For a skorch ``NeuralNet`` subclass with ``device``, ``channels_last`` and
+    ``autocast``: it says where the network runs (``_device()``) and in which memory
+    format (``_channels_last()``), and overrides ``infer``, ``initialize_optimizer``,
     ``train_step_single`` and ``_step_optimizer``."""
+
+    def _device(self) -> torch.device:
+        """``device``, or where the network's weights are when something else places
+        them (``device=None``, e.g. Hugging Face Accelerate)."""
+        if self.device is not None:
+            return torch.device(self.device)
+        module = getattr(self, "module_", None)
+        first = next(module.parameters(), None) if module is not None else None
+        return first.device if first is not None else torch.device("cpu")
+
+    def _channels_last(self) -> bool:
+        if self.channels_last is None:  # on for the networks known to support it
+            own = (UNet, VGG16UNet)
+            return self.module in own or isinstance(self.module, own)
+        return bool(self.channels_last)
 
     def infer(self, x, **fit_params):
         if self._channels_last() and isinstance(x, torch.Tensor):

@@ -22,16 +22,16 @@ from skorch import NeuralNet
 from skorch.callbacks import Freezer
 from torch.utils.data import Subset
 
+from .constraints import check_params
 from .dataset import ImageSet, PatchDataset, WholeImageCollate
 from .lazy_windows import LazyImage
 from .losses import PaddedBCEWithLogitsLoss, PaddedCrossEntropyLoss
 from .lr_finder import LRRangeResult, lr_range_test
-from .models import UNet, VGG16UNet
 from .preprocessing import normalize_images
 from .targets import decoding, mask_classes
 from .tasks import task_of
 from .tiling import Geometry
-from .validation import check_images, check_masks
+from .validation import check_images, check_masks, check_target
 
 __all__ = ["TrainingMixin"]
 
@@ -66,6 +66,33 @@ class TrainingMixin:
             self._validate_params()
         finally:
             self.prefixes_ = registered
+
+    def _check_own_params(self) -> None:
+        """Unknown or misspelt arguments (skorch's check, with "did you mean" hints),
+        every parameter of :attr:`_parameter_constraints`, then the pairs that depend on
+        each other; run first thing in ``fit``, before any image or mask is converted."""
+        self._check_argument_names()
+        check_params(self.get_params(deep=False), self._parameter_constraints)
+        check_target(self.target, self.n_classes)
+        # the callbacks' own parameters, as routed (callbacks__<name>__<param>)
+        for name, callback in self._named_callbacks():
+            table = getattr(callback, "_parameter_constraints", None)
+            if table is None or isinstance(callback, type):
+                continue
+            given = {**callback.get_params(), **self.get_params_for(f"callbacks__{name}")}
+            check_params(given, table, type(callback).__name__, f"callbacks__{name}__")
+
+    def _named_callbacks(self) -> list[tuple[str, Any]]:
+        """``(name, callback)`` of the default and the user's callbacks, as skorch names
+        them (a bare callback by its class name), before ``initialize``."""
+        user = self.callbacks if isinstance(self.callbacks, (list, tuple)) else []
+        named = []
+        for item in [*self._default_callbacks, *user]:
+            name, callback = item if isinstance(item, tuple) else (None, item)
+            name = name or getattr(callback, "__name__", type(callback).__name__)
+            # replaced by set_params(callbacks__<name>=...)
+            named.append((name, self.__dict__.get(f"callbacks__{name}", callback)))
+        return named
 
     def _n_outputs(self) -> int:
         given = self.get_params_for("module").get("out_channels")
@@ -199,24 +226,9 @@ class TrainingMixin:
                     )
         return dataset_train, dataset_valid
 
-    def _device(self) -> torch.device:
-        """``device``, or where the network's weights are when something else places
-        them (``device=None``, e.g. Hugging Face Accelerate)."""
-        if self.device is not None:
-            return torch.device(self.device)
-        module = getattr(self, "module_", None)
-        first = next(module.parameters(), None) if module is not None else None
-        return first.device if first is not None else torch.device("cpu")
-
     def _membranes(self) -> bool:
         """A binary model of a task whose background is membrane between cells (EM)."""
         return self.n_classes == 2 and task_of(self).membranes
-
-    def _channels_last(self) -> bool:
-        if self.channels_last is None:  # on for the networks known to support it
-            own = (UNet, VGG16UNet)
-            return self.module in own or isinstance(self.module, own)
-        return bool(self.channels_last)
 
     def train_step(self, batch, **fit_params):
         step = super().train_step(batch, **fit_params)

@@ -166,16 +166,16 @@ class TestOptions:
 
     @pytest.mark.parametrize("native", [True, False])
     def test_auto_autocast_is_bfloat16_only_where_native(self, monkeypatch, native):
-        from skunet import inference
+        from skunet import mixed_precision
 
-        monkeypatch.setattr(inference, "native_bfloat16", lambda device: native)
-        with inference.autocast_context("cpu", "auto") as ctx:
+        monkeypatch.setattr(mixed_precision, "native_bfloat16", lambda device: native)
+        with mixed_precision.autocast_context("cpu", "auto") as ctx:
             assert torch.get_autocast_dtype("cpu") == torch.bfloat16
             assert torch.is_autocast_enabled("cpu") == native
         assert (ctx is not None) == native
 
     def test_native_bfloat16_reads_the_cpu_flags(self):
-        from skunet.inference import native_bfloat16
+        from skunet.mixed_precision import native_bfloat16
 
         if not os.path.exists("/proc/cpuinfo"):
             pytest.skip("reads Linux's /proc/cpuinfo")

@@ -108,3 +108,15 @@ def test_no_module_uses_another_modules_private_names():
 def test_modules_stay_under_about_400_lines():
     lengths = {path: len(path.read_text().splitlines()) for path in ROOT.rglob("*.py")}
     assert not {str(p.relative_to(ROOT)): n for p, n in lengths.items() if n > 420}
+
+
+def test_importing_skunet_and_its_command_line_leaves_torchvision_unloaded():
+    """torchvision costs seconds at import (its detection models load torch's compiler):
+    skunet imports it only to build a VGG network or augment with an affine jitter, so
+    ``skunet --help`` and every worker process start without it."""
+    import subprocess
+    import sys
+
+    code = "import sys, skunet, skunet.cli, skunet.presets\nprint('torchvision' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

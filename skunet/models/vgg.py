@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
-from torchvision.models import VGG16_BN_Weights
-from torchvision.models.vgg import cfgs, make_layers
+
+if TYPE_CHECKING:
+    from torchvision.models import VGG16_BN_Weights
 
 __all__ = ["VGG16UNet", "vgg16_bn_encoder"]
 
@@ -36,6 +39,8 @@ def _cycle(values: list[float], n: int) -> torch.Tensor:
 
 
 def _verify(weights: VGG16_BN_Weights | str) -> VGG16_BN_Weights:
+    from torchvision.models import VGG16_BN_Weights
+
     try:
         return VGG16_BN_Weights.verify(weights)
     except (KeyError, ValueError, TypeError):
@@ -53,6 +58,9 @@ def vgg16_bn_encoder(
     ``features.*`` tensors are used; the first convolution is adapted when
     ``in_channels != 3`` (summed for one channel, cycled and rescaled otherwise).
     """
+    # torchvision is imported when a VGG network is built, not with skunet (seconds)
+    from torchvision.models.vgg import cfgs, make_layers
+
     features = make_layers(cfgs["D"], batch_norm=True)
     if in_channels != 3:
         features[0] = nn.Conv2d(in_channels, 64, kernel_size=3, padding=1)
