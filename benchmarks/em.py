@@ -60,7 +60,7 @@ from skunet.augment import Augment
 from skunet.callbacks import MetricScoring
 from skunet.datasets import load_isbi2012
 from skunet.metrics import challenge_scores, rand_scores
-from skunet.metrics.rand import THRESHOLDS
+from skunet.metrics.rand import PROTOCOL_THRESHOLDS
 from skunet.presets import em_segmenter
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "isbi2012"
@@ -115,7 +115,7 @@ def pixel_errors(truth: list, cells: list) -> dict[float, float]:
     thresholds t."""
     return {
         float(t): float(np.mean([np.mean((c > t) != (y > 0)) for y, c in zip(truth, cells)]))
-        for t in THRESHOLDS
+        for t in PROTOCOL_THRESHOLDS
     }
 
 

@@ -52,7 +52,6 @@ from skunet.metrics import match_dataset
 from skunet.presets import nuclei_segmenter
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018"
-THRESHOLDS = list(IOU_THRESHOLDS)  # AP at IoU 0.5 ... 0.9, as the calibration scores it
 VARIANTS = {
     "2class": {"target": "mask"},  # binary U-Net, connected components
     "3class": {"target": "boundary"},  # background / interior / boundary, watershed
@@ -93,7 +92,7 @@ def split(n: int, fraction: float = 0.15, seed: int = 0) -> tuple[np.ndarray, np
 
 def object_scores(y_test: list, pred: list) -> dict:
     """AP at each IoU threshold and the counts at 0.5, pooled over the images."""
-    matches = match_dataset(y_test, pred, thresh=THRESHOLDS)
+    matches = match_dataset(y_test, pred, thresh=list(IOU_THRESHOLDS))
     at50 = matches[0]
     return {
         "ap": {f"{m.thresh:.2f}": m.accuracy for m in matches},
@@ -213,7 +212,8 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
         if calibration is None
         else {"calibrated": calibration.score, "defaults": calibration.default_score},
         "ap_defaults": {
-            f"{m.thresh:.2f}": m.accuracy for m in match_dataset(y_test, default, thresh=THRESHOLDS)
+            f"{m.thresh:.2f}": m.accuracy
+            for m in match_dataset(y_test, default, thresh=list(IOU_THRESHOLDS))
         },
         other_key: {
             **object_scores(y_test, list(other_pred)),

@@ -28,9 +28,10 @@ from pathlib import Path
 
 import torch
 from _record import RESULTS, load, machine, update
-from nuclei import DEFAULT_DATA, THRESHOLDS, object_scores, split
+from nuclei import DEFAULT_DATA, object_scores, split
 
 from skunet import UNetSegmenter
+from skunet.calibration import IOU_THRESHOLDS
 from skunet.datasets import load_dsb2018
 from skunet.pretrained import CARDS_FILE, ModelCard, check_file
 
@@ -104,7 +105,7 @@ def measure(model: Path, X_test: list, y_test: list, precisions: list[str]) -> d
         },
         "epochs": len(trained.history),
         "precisions": rows,
-        "thresholds": THRESHOLDS,
+        "thresholds": list(IOU_THRESHOLDS),
     }
 
 

@@ -155,14 +155,14 @@ class MetricScoring(_ValidationScoring):
                 net.predictor_,
                 [im for im, _ in items],
                 targets,
-                _instance_labels(dataset_valid) or targets,
+                _validation_labels(dataset_valid) or targets,
                 [self.metric],
             )
             score = scores[self.metric]
         self._record_score(net.history, score)
 
 
-def _instance_labels(dataset) -> list[np.ndarray] | None:
+def _validation_labels(dataset) -> list[np.ndarray] | None:
     """The instance labels of a validation subset of the training images, if kept."""
     labels = getattr(getattr(dataset, "dataset", None), "labels", None)
     if not isinstance(dataset, Subset) or labels is None:
@@ -197,7 +197,7 @@ class InstanceCalibrator(Callback):
         if not decoding(net.target, net.predictor_.membranes).instance_labels:
             return
         _, valid = net.get_split_datasets(X, None)
-        labels = _instance_labels(valid)
+        labels = _validation_labels(valid)
         if not labels:
             return
         images = [valid[i][0] for i in range(len(valid))]

@@ -10,7 +10,13 @@ from skimage.segmentation import expand_labels
 
 from ..targets import cell_instances
 
-__all__ = ["ChallengeScores", "RandScores", "challenge_scores", "rand_scores"]
+__all__ = [
+    "PROTOCOL_THRESHOLDS",
+    "ChallengeScores",
+    "RandScores",
+    "challenge_scores",
+    "rand_scores",
+]
 
 
 class RandScores(NamedTuple):
@@ -124,13 +130,14 @@ class ChallengeScores(NamedTuple):
     v_info_threshold: float
 
 
-THRESHOLDS = tuple(round(0.1 * k, 1) for k in range(11))
+PROTOCOL_THRESHOLDS = tuple(round(0.1 * k, 1) for k in range(11))
+"""The cell-probability thresholds the challenge protocol tries (0.0, 0.1, ... 1.0)."""
 
 
 def challenge_scores(
     y_true: np.ndarray | Sequence[np.ndarray],
     proposal: np.ndarray | Sequence[np.ndarray],
-    thresholds: Sequence[float] = THRESHOLDS,
+    thresholds: Sequence[float] = PROTOCOL_THRESHOLDS,
 ) -> ChallengeScores:
     """V_rand and V_info as the ISBI 2012 challenge reports them, from cell probabilities.
 
