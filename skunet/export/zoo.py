@@ -2,7 +2,7 @@
 
 :func:`to_bioimageio` writes the zip that napari, Fiji (deepImageJ), ilastik, QuPath and
 ``bioimageio.core`` run: the network as one ``image -> probabilities`` graph
-(:class:`~skunet.export.network.ProbabilityNetwork`) in up to three weight formats
+(:class:`~skunet.probability_network.ProbabilityNetwork`) in up to three weight formats
 (``pytorch_state_dict``, the parent, built by :func:`network` from skunet's own classes,
 and ``torchscript`` / ``onnx`` converted from it), the model's normalisation as the
 package's preprocessing, test tensors from a real image, a cover, the model card as its
@@ -38,16 +38,16 @@ from ..persistence import (
     segmenter_metadata,
 )
 from ..preprocessing import normalize_images
-from ..validation import as_float32, lookup
-from ..version import __version__
-from . import parts
-from .network import (
+from ..probability_network import (
     ONNX_OPSET,
     ProbabilityNetwork,
     cpu_graph,
     export_onnx,
     export_torchscript,
 )
+from ..validation import as_float32, lookup
+from ..version import __version__
+from . import parts
 
 __all__ = ["WEIGHT_FORMATS", "from_bioimageio", "network", "to_bioimageio"]
 
@@ -73,7 +73,7 @@ def _spec() -> Any:
 
 def network(metadata: dict[str, str], trust: list[str] | None = None) -> ProbabilityNetwork:
     """The package's ``pytorch_state_dict`` architecture: the untrained
-    :class:`~skunet.export.network.ProbabilityNetwork` of the segmenter that
+    :class:`~skunet.probability_network.ProbabilityNetwork` of the segmenter that
     ``metadata`` (a model file's metadata) describes; the consumer loads the weights."""
     from ..estimator import UNetSegmenter
 
