@@ -60,7 +60,7 @@ from skunet.augment import Augment
 from skunet.callbacks import MetricScoring
 from skunet.datasets import load_isbi2012
 from skunet.metrics import challenge_scores, rand_scores
-from skunet.metrics.rand import PROTOCOL_THRESHOLDS
+from skunet.metrics.rand import PROTOCOL_THRESHOLDS, pixel_error
 from skunet.presets import em_segmenter
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "isbi2012"
@@ -114,7 +114,7 @@ def pixel_errors(truth: list, cells: list) -> dict[float, float]:
     """Mean pixel error over the slices of ``cell probability > t`` for the protocol's
     thresholds t."""
     return {
-        float(t): float(np.mean([np.mean((c > t) != (y > 0)) for y, c in zip(truth, cells)]))
+        float(t): float(np.mean([pixel_error(y, c > t) for y, c in zip(truth, cells)]))
         for t in PROTOCOL_THRESHOLDS
     }
 

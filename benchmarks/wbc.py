@@ -58,10 +58,11 @@ from skunet.datasets import load_wbc
 from skunet.instances import LargestObject, largest_object
 from skunet.metrics import dice_score, iou_score, whole_dice_score
 from skunet.presets import RECIPES, blood_cell_segmenter
+from skunet.tasks import TASKS
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "wbc"
 RESULTS_FILE = RESULTS / "wbc.json"
-CLASSES = ("background", "cytoplasm", "nucleus")
+CLASSES = TASKS["blood-cells"].class_names
 # each combination of flip averaging and the clean-up: (tta, cleaned up)
 VARIANTS = {
     "raw": (False, False),

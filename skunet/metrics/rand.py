@@ -15,6 +15,7 @@ __all__ = [
     "ChallengeScores",
     "RandScores",
     "challenge_scores",
+    "pixel_error",
     "rand_scores",
 ]
 
@@ -35,14 +36,23 @@ def _ratio(x: float, y: float) -> float:
     return min(float(x / y), 1.0) if y > 0 else 1.0  # 1 + 2e-16 is rounding
 
 
+def pixel_error(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The fraction of pixels whose cell / membrane class differs (cells are > 0).
+
+    >>> pixel_error(np.array([[1, 0], [1, 1]]), np.array([[1, 1], [1, 1]]))
+    0.25
+    """
+    return float(np.mean((np.asarray(y_true) > 0) != (np.asarray(y_pred) > 0)))
+
+
 def _rand_scores(y_true: np.ndarray, y_pred: np.ndarray, thin: bool) -> RandScores:
     true, pred = cell_instances(y_true), cell_instances(y_pred)
-    pixel_error = float(np.mean((true > 0) != (pred > 0)))
+    error = pixel_error(true, pred)
     if thin and pred.any():  # predicted membranes thinned to the seams between cells
         pred = expand_labels(pred, distance=max(pred.shape))
     inside = true > 0  # foreground-restricted: the true membrane does not count
     if not inside.any():
-        return RandScores(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, pixel_error)
+        return RandScores(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, error)
     _, t = np.unique(true[inside], return_inverse=True)
     _, q = np.unique(pred[inside], return_inverse=True)
     n = inside.sum()
@@ -60,7 +70,7 @@ def _rand_scores(y_true: np.ndarray, y_pred: np.ndarray, thin: bool) -> RandScor
         v_info=_ratio(2 * mutual, h_t + h_q),
         v_info_split=_ratio(mutual, h_q),
         v_info_merge=_ratio(mutual, h_t),
-        pixel_error=pixel_error,
+        pixel_error=error,
     )
 
 
