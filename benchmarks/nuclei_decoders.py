@@ -24,9 +24,9 @@ from nuclei import DEFAULT_DATA, object_scores, split
 
 from skunet import UNetSegmenter
 from skunet.calibration import calibrate_instances
-from skunet.dataset import ImageSet
 from skunet.datasets import load_dsb2018
 from skunet.instances import distance_instances
+from skunet.sampling import ImageSet
 
 RESULTS_FILE = Path(__file__).parent / "results" / "nuclei_trials.json"
 

@@ -3,7 +3,7 @@
 The data flow: ``fit`` checks the parameters (:attr:`UNetSegmenter._parameter_constraints`),
 validates images and masks (:mod:`skunet.validation`), turns masks into class maps
 (:mod:`skunet.targets`), splits whole images into train / validation, and trains on
-random mirrored patches (:mod:`skunet.dataset`) with padding-aware losses
+random mirrored patches (:mod:`skunet.sampling`) with padding-aware losses
 (:mod:`skunet.losses`); skorch's hooks for that live in :mod:`skunet.training` and
 mixed precision in :mod:`skunet.mixed_precision`. After ``fit``, ``predictor_``
 (:mod:`skunet.predictor`) predicts: it mirrors each image to the size the network needs,

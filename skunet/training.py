@@ -3,7 +3,7 @@
 :class:`TrainingMixin` validates the data (:mod:`skunet.validation`), turns masks into
 class maps (:mod:`skunet.targets`), builds the network with the channels of ``X`` and
 the outputs ``n_classes`` needs, picks the padding-aware loss, and feeds skorch's loop
-random mirrored patches (:mod:`skunet.dataset`; of Dask / Zarr images, read window by
+random mirrored patches (:mod:`skunet.sampling`; of Dask / Zarr images, read window by
 window, :mod:`skunet.lazy_windows`) for training and whole images for validation; a
 non-finite loss stops training and restores the best epoch.
 """
@@ -23,11 +23,11 @@ from skorch.callbacks import Freezer
 from torch.utils.data import Subset
 
 from .constraints import check_params
-from .dataset import ImageSet, PatchDataset, WholeImageCollate
 from .lazy_windows import LazyImage
 from .losses import PaddedBCEWithLogitsLoss, PaddedCrossEntropyLoss
 from .lr_finder import LRRangeResult, lr_range_test
 from .preprocessing import normalize_images
+from .sampling import ImageSet, PatchDataset, WholeImageCollate
 from .targets import decoding, mask_classes
 from .tasks import task_of
 from .tiling import Geometry

@@ -189,8 +189,8 @@ def test_ap_monitor_reads_the_instance_labels_of_the_validation_images():
     from skorch.dataset import ValidSplit
 
     from skunet.callbacks import MetricScoring
-    from skunet.dataset import ImageSet
     from skunet.evaluation import evaluate
+    from skunet.sampling import ImageSet
 
     X, y = make_blobs(10)
     seg = tiny(

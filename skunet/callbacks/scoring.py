@@ -13,11 +13,11 @@ from torch.utils.data import Subset
 
 from ..calibration import THRESHOLDS, calibrate_segmenter
 from ..constraints import Interval, check_params
-from ..dataset import class_target
 from ..evaluation import METRICS, score_images
 from ..inference import logit_classes
 from ..metrics import confusion_matrix, iou_from_confusion
 from ..models.blocks import center_crop
+from ..sampling import class_target
 from ..targets import decoding
 from ..validation import lookup
 
