@@ -83,10 +83,12 @@ class Target:
     min_classes : int, default=2
     classes : str
         What the classes are, for error messages.
-    reach : int or None, default=0
-        Pixels of the mask around a pixel that ``encode`` reads to give its class (None:
-        its whole object), so that training on a mask larger than memory reads only a
-        window and that margin (:class:`~skunet.lazy_windows.LazyClasses`).
+    reach : int or None, default=None
+        Pixels of the mask around a pixel that ``encode`` reads to give its class, so
+        that training on a mask larger than memory reads only a window and that margin
+        (:class:`~skunet.lazy_windows.LazyClasses`). None (the safe default for a new
+        instance target): the whole object and one pixel around it, with the objects
+        renumbered, so ``encode`` must then depend on the objects' shapes, not their ids.
     """
 
     name: str
@@ -100,7 +102,7 @@ class Target:
     n_classes: int | None = None
     min_classes: int = 2
     classes: str = ""
-    reach: int | None = 0
+    reach: int | None = None
 
     def check_classes(self, n_classes: int) -> None:
         """ValueError unless ``n_classes`` is what this target derives."""
@@ -207,6 +209,7 @@ TARGETS: dict[str, Target] = {
         decoder="label_components",
         regions=Regions(_above, connectivity=2, whole=True),
         instance_labels=False,
+        reach=0,  # each pixel's class is its own value
         split=None,
         splits=(None,),
         classes="class indices; binary masks: background / foreground",
@@ -237,7 +240,7 @@ TARGETS: dict[str, Target] = {
         splits=(None, 0.3, 0.4, 0.5, 0.6, 0.7),
         min_classes=3,
         classes="the background and n_classes - 1 >= 2 distance levels",
-        reach=None,  # each object's distance transform, normalised by its largest
+        # reach None: each object's distance transform, normalised by its largest
     ),
 }
 """The targets by name (see :class:`Target`)."""
@@ -257,6 +260,7 @@ MEMBRANES = Target(
     splits=(None, 1.0, 2.0, 4.0, 8.0),  # pixels of distance-transform height
     n_classes=2,
     classes="membrane / cell",
+    reach=0,
 )
 """The decoding of binary membrane models (EM cells, :func:`decoding`)."""
 
