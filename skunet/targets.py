@@ -12,6 +12,7 @@ target is one record. Also here: the encodings themselves and the U-Net weight m
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -195,10 +196,11 @@ def mask_classes(mask: np.ndarray, n_classes: int, target: str = "mask") -> np.n
     >>> mask_classes(np.array([[0, 7]]), n_classes=2)
     array([[0, 1]], dtype=uint8)
     """
-    record = TARGETS[target]
     if is_lazy(mask):  # a Dask label image larger than memory, encoded window by window
-        return LazyClasses(mask, lambda m: record.encode(m, n_classes), record.reach)
-    return record.encode(mask, n_classes)
+        # by name, so that DataLoader workers started by spawning can unpickle it
+        encode = functools.partial(mask_classes, n_classes=n_classes, target=target)
+        return LazyClasses(mask, encode, TARGETS[target].reach)
+    return TARGETS[target].encode(mask, n_classes)
 
 
 TARGETS: dict[str, Target] = {

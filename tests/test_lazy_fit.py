@@ -1,6 +1,8 @@
 """Training on Dask and Zarr images larger than memory: the same weights as in memory,
 windows read on demand, bad input named before training."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ from scipy import ndimage as ndi
 
 from conftest import disks, make_blobs, tiny
 from skunet.lazy_windows import LazyClasses, LazyImage, object_boxes
-from skunet.targets import TARGETS
+from skunet.targets import TARGETS, mask_classes
 from skunet.tiling import window
 
 da = pytest.importorskip("dask.array")
@@ -62,6 +64,8 @@ def test_lazy_class_windows_equal_the_class_map_in_memory(target, n_classes):
     lazy = LazyClasses(
         da.from_array(labels, chunks=(17, 23)), lambda m: record.encode(m, n_classes), record.reach
     )
+    spawned = pickle.loads(pickle.dumps(mask_classes(lazy.labels, n_classes, target)))
+    assert np.array_equal(spawned.region(0, 90, 0, 130), whole)  # what a worker unpickles
     rng = np.random.default_rng(1)
     for _ in range(150):  # inside, across borders, larger than the image (mirrored)
         top, left = rng.integers(-60, 100), rng.integers(-60, 140)
