@@ -9,6 +9,11 @@ connected components at several thresholds and of
 slice), and the pixel error of the membranes as predicted and thinned after the
 threshold (membranes eroded by 1 or 2 pixels; skeletonised, the most a thinning can do);
 records them in ``benchmarks/results/em_trials.json``.
+
+``--grid 0.1 0.2 ... 0.9`` instead calibrates the model's threshold on the slice
+``em.py`` held out of that fold's training (its last training slice) over that grid, as
+``em.py`` does over the default grid, and reports the V_rand of ``predict_instances``
+on the fold's test slices with each grid.
 """
 
 from __future__ import annotations
@@ -49,6 +54,27 @@ def pixel_error_trials(truth: list, cells: list) -> dict[str, dict[float, float]
     }
 
 
+def calibration_trial(seg, X, y, train, test, grid: list[float]) -> dict:
+    """``predict_instances``' V_rand on the test slices after calibrating on the fold's
+    held-out slice over the default grid and over ``grid`` (no split, as chosen)."""
+    held = int(train[-1])
+    truth = [y[i] for i in test]
+    rows = {}
+    for name, thresholds in {"default grid": None, "grid": grid}.items():
+        kwargs = {} if thresholds is None else {"thresholds": thresholds}
+        result = seg.calibrate_instances([X[held]], [y[held]], **kwargs)
+        cells = rand_scores(truth, list(seg.predict_instances([X[i] for i in test])))
+        rows[name] = {
+            "thresholds": list(thresholds or sorted({t for t, _ in result.scores})),
+            "chosen": {"threshold": result.threshold, "split": result.split},
+            "v_rand_instances": cells.v_rand,
+            "v_info_instances": cells.v_info,
+        }
+        print(f"{name:12} chose t={result.threshold} split={result.split} on slice {held}: "
+              f"V_rand {cells.v_rand:.4f}, V_info {cells.v_info:.4f}")  # fmt: skip
+    return {"calibration_slice": held, **rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="a fold's model (em.py --keep)")
@@ -58,10 +84,16 @@ def main() -> None:
     parser.add_argument("--splits", type=float, nargs="+", default=[2.0, 4.0, 8.0, 16.0])
     parser.add_argument("--threshold", type=float, default=0.4, help="of the split decoders")
     parser.add_argument("--out", type=Path, default=RESULTS_FILE)
+    parser.add_argument("--grid", type=float, nargs="+", help="calibrate over this grid")
     args = parser.parse_args()
     X, y = load_isbi2012(args.data)
-    _, test = list(KFold(5).split(X))[args.fold]
+    train, test = list(KFold(5).split(X))[args.fold]
     seg = UNetSegmenter.load(args.model)
+    if args.grid:
+        key = f"calibration grid of {args.model.name}, fold {args.fold}"
+        update(args.out, key, calibration_trial(seg, X, y, train, test, args.grid))
+        print(f"written: {args.out} ({key})")
+        return
     cells = [p[1] for p in seg.predict_proba([X[i] for i in test])]
     truth = [y[i] for i in test]
     decoders = {f"components, t={t:g}": (label_components, t, None) for t in args.thresholds}
