@@ -173,11 +173,29 @@ class TrainingMixin:
             )
         self.n_channels_in_ = n_channels
         self.classes_ = np.arange(self.n_classes)
+        self._warn_sparse_sampling(images)
         targets = [mask_classes(m, self.n_classes, self.target) for m in masks]
         # kept for the calibration: objects of instance targets, cells of membrane models
         calibrated = decoding(self.target, self._membranes()).instance_labels
         labels = masks if calibrated else None
         return ImageSet(images, targets, labels)
+
+    def _warn_sparse_sampling(self, images: list) -> None:
+        """Warn when an epoch's patches would see under 1 % of a large (lazy) image:
+        ``patches_per_image`` counts per image, whatever its size."""
+        for i, image in enumerate(images):
+            if not isinstance(image, LazyImage):
+                continue
+            area, patch = image.shape[1] * image.shape[2], self.patch_size**2
+            if self.patches_per_image * patch < 0.01 * area:
+                warnings.warn(
+                    f"X[{i}] has {area / 1e6:.1f} megapixels, of which patches_per_image="
+                    f"{self.patches_per_image} patch(es) of {self.patch_size} px see "
+                    f"{100 * self.patches_per_image * patch / area:.2g} % per epoch; "
+                    f"patches_per_image={-(-area // patch)} would cover it once",
+                    UserWarning,
+                    stacklevel=3,
+                )
 
     def fit(self, X: Any, y: Any = None, **fit_params: Any):
         """Train on images ``X`` and masks ``y`` (re-initialising unless ``warm_start``).
