@@ -83,7 +83,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, data: Path, results: P
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--epochs", type=int, help="override the recipe's max_epochs")
     parser.add_argument("--out", type=Path, default=results, help="results file")
-    parser.add_argument("--table", action="store_true", help="print the README table and exit")
+    parser.add_argument("--table", action="store_true", help="print the docs table and exit")
     parser.add_argument(
         "--minutes", type=float, help="stop each training before this wall time (TimeLimit)"
     )

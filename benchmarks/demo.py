@@ -2,7 +2,7 @@
 
     python benchmarks/demo.py [--seeds 0 1 2] [--epochs 30]
 
-Writes ``benchmarks/results/demo.json`` and prints a markdown table for the README.
+Writes ``benchmarks/results/demo.json`` and prints a markdown table for docs/benchmarks.md.
 """
 
 from __future__ import annotations

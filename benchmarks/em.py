@@ -5,7 +5,7 @@
     python benchmarks/em.py --config cpu_vrand  # cpu, the checkpoint on validation V_rand
     python benchmarks/em.py --config gpu        # the preset itself (the 2015 paper's recipe)
     python benchmarks/em.py --config cpu --folds 3   # recorded as "cpu, folds [3]"
-    python benchmarks/em.py --table             # the README table from the results file
+    python benchmarks/em.py --table             # the docs table from the results file
 
 Trials of a recipe's parameters on a proxy (one fold, fixed seed), kept apart:
 

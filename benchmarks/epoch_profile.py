@@ -17,7 +17,7 @@ wall time of every epoch after the first (which warms up; from the start of the 
 
 The timers wrap skorch's public methods in a subclass and the preset's own callables,
 so what is timed is the preset's real code. Writes ``benchmarks/results/profile.json``
-and prints the README table (``--table`` prints it from the file).
+and prints the docs table (``--table`` prints it from the file).
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def main() -> None:
         "--presets", nargs="+", default=["nuclei:unet", "blood-cells:fast", "em:fast"]
     )
     parser.add_argument("--epochs", type=int, default=3, help="the first one is not timed")
-    parser.add_argument("--table", action="store_true", help="print the README table and exit")
+    parser.add_argument("--table", action="store_true", help="print the docs table and exit")
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the first one warms up)")

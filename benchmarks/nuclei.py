@@ -2,11 +2,11 @@
 
     python benchmarks/nuclei.py --config cpu    # about 20 minutes on 2 CPU cores
     python benchmarks/nuclei.py --config gpu    # the full preset, on a CUDA GPU
-    python benchmarks/nuclei.py --table         # the README table from the results file
+    python benchmarks/nuclei.py --table         # the docs table from the results file
     python benchmarks/nuclei.py --config cpu --variants distance stardist   # beside StarDist
 
 The ``stardist`` variant is the peer: StarDist 2D trained from scratch, in its own
-environment (``--peer-python``, default ``.venv-stardist/bin/python``; see the README),
+environment (``--peer-python``, default ``.venv-stardist/bin/python``; see docs/tasks/nuclei.md),
 by ``benchmarks/stardist_peer.py`` for the wall time our first variant trained in this
 run (or ``--minutes``), on the same training images, with the same validation
 images for its ``optimize_thresholds``, scored here by the same code.

@@ -19,7 +19,7 @@ from runs interleaved in this one process so that machine noise cancels:
   epoch and the GFLOP/s of its network at that rate, as a fraction of the matmul in the
   precision it trains in (float32, or bfloat16 where ``autocast="auto"`` picks it).
 
-Writes ``benchmarks/results/speed.json`` and prints the markdown table for the README.
+Writes ``benchmarks/results/speed.json`` and prints the markdown table for docs/guide/speed.md.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     python benchmarks/stardist_peer.py SPLIT.npz OUT.npz --seconds 1200
 
-Runs in its own environment (``stardist`` and ``tensorflow-cpu``; see the README's
+Runs in its own environment (``stardist`` and ``tensorflow-cpu``; see docs/tasks/nuclei.md's
 nuclei benchmark), so that skunet's needs TensorFlow nowhere. ``benchmarks/nuclei.py
 --variants distance stardist`` writes the split, calls this script with the budget its own
 network trained for, and scores the returned label images with skunet's code.

@@ -3,7 +3,7 @@
     python benchmarks/wbc.py                  # the "fast" preset and the lab's recipe
     python benchmarks/wbc.py --recipes fast   # one of them
     python benchmarks/wbc.py --folds 0        # a quick look: recorded as "fast, folds [0]"
-    python benchmarks/wbc.py --table          # the README table from the results file
+    python benchmarks/wbc.py --table          # the docs table from the results file
 
 Splits ``shared/data/wbc`` (240 RGB images, 88-120 px) into 5 folds by image (shuffled,
 seed 0). For each fold it trains ``skunet.presets.blood_cell_segmenter(recipe)`` on the
