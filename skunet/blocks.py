@@ -31,7 +31,7 @@ import torch
 
 from .inference import forward
 from .lazy import as_lazy_image, lazy_percentiles
-from .preprocessing import scale_range
+from .preprocessing import PERCENTILES, scale_range
 from .tiling import blend_weights, reflect_indices, tile_starts
 from .validation import as_float32
 
@@ -139,7 +139,7 @@ class BlockJob:
         self._predictor_key = dask.delayed(self.predictor, name=f"skunet-net-{uuid.uuid4().hex}")
         self.scale = None
         if predictor.normalize == "percentile":
-            self.scale = lazy_percentiles(self.image, (1.0, 99.8))
+            self.scale = lazy_percentiles(self.image, PERCENTILES)
         region = predictor.tile_sizes()[1]
         self.whole = self.shape[0] <= region and self.shape[1] <= region
 

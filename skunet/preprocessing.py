@@ -13,7 +13,17 @@ from .lazy import lazy_percentiles
 from .lazy_windows import LazyImage
 from .validation import check_images
 
-__all__ = ["ImageNormalizer", "normalize_images", "percentile_normalize", "scale_range"]
+__all__ = [
+    "PERCENTILES",
+    "ImageNormalizer",
+    "normalize_images",
+    "percentile_normalize",
+    "scale_range",
+]
+
+PERCENTILES = (1.0, 99.8)
+"""The percentiles a ``normalize="percentile"`` model maps to 0 and 1, in memory,
+block by block and window by window."""
 
 
 def scale_range(image: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -32,7 +42,10 @@ def scale_range(image: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray
 
 
 def percentile_normalize(
-    image: np.ndarray, lower: float = 1.0, upper: float = 99.8, clip: bool = False
+    image: np.ndarray,
+    lower: float = PERCENTILES[0],
+    upper: float = PERCENTILES[1],
+    clip: bool = False,
 ) -> np.ndarray:
     """Map each channel's ``lower`` / ``upper`` percentiles of a ``(C, H, W)`` image to 0 / 1.
 
@@ -69,7 +82,7 @@ def normalize_images(images: list[np.ndarray], method: str | None) -> list[np.nd
 def _lazy_normalize(image: LazyImage) -> LazyImage:
     """A training image larger than memory scaled as :func:`percentile_normalize` scales
     it in memory: by its exact percentiles (one pass over it)."""
-    lo, hi = lazy_percentiles(image.pixels(), (1.0, 99.8))
+    lo, hi = lazy_percentiles(image.pixels(), PERCENTILES)
     return image.scaled(partial(scale_range, lo=lo, hi=hi))
 
 
