@@ -31,7 +31,8 @@ from scipy.sparse.csgraph import connected_components
 from skimage.measure import label
 from skimage.segmentation import relabel_sequential
 
-from .blocks import BlockJob, chunk_grid
+from .blocks import RECORD, BlockJob, chunk_grid, run_recording, write_block
+from .instance_stash import Stash
 from .targets import decoding
 
 __all__ = ["blockwise_instances"]
@@ -171,7 +172,9 @@ def blockwise_instances(
     predictor, X: Any, threshold: float | None, split: float | str | None, out: Any = None
 ):
     """Instance labels of a lazy image (see the module's description): a Dask array of
-    int64, or ``out`` (a Zarr array) filled. Passes 1 and 2 run before it returns."""
+    int64, or ``out`` (a Zarr array) filled. Passes 1 and 2 run before it returns. Into
+    a Zarr output, a run killed part-way resumes when run again
+    (:mod:`skunet.instance_stash`)."""
     import dask.array as da
 
     settings = predictor.instance_settings(threshold, split)
@@ -185,21 +188,67 @@ def blockwise_instances(
             "predict_proba's blocks yourself"
         )
     job = BlockJob(predictor, X, chunks=chunk_grid(out) if out is not None else None)
+    if out is not None:
+        return _into(job, record, threshold, split, out)
     if job.whole:
-        labels = predictor.predict_instances([np.asarray(job.image)], threshold, split)[0]
-        result, total = da.from_array(labels.astype(np.int64)), int(labels.max(initial=0))
+        return da.from_array(_whole(job, threshold, split))
+    return _labels(job, record, threshold, split)[0]
+
+
+def _whole(job: BlockJob, threshold: float, split: float | None) -> np.ndarray:
+    labels = job.predictor.predict_instances([np.asarray(job.image)], threshold, split)[0]
+    return labels.astype(np.int64)
+
+
+def _into(job: BlockJob, record, threshold: float, split: float | None, out: Any):
+    """The labels written into the Zarr array ``out``, resuming a killed run of the same
+    job: its stashed first passes are read, its final blocks are not written again."""
+    import dask
+
+    if tuple(out.shape) != job.shape:
+        raise ValueError(f"out has shape {tuple(out.shape)}; these labels need {job.shape}")
+    if not np.issubdtype(out.dtype, np.integer):
+        raise ValueError(f"out has dtype {out.dtype}; instance labels need an integer dtype")
+    fingerprint = job.fingerprint(f"instances {record.decoder} {threshold} {split}")
+    blocks = dict(job.blocks())
+    mine = dict(out.attrs).get(RECORD) or {}
+    if mine.get("job") not in (None, fingerprint):
+        raise ValueError(
+            "out holds another prediction (another model, input or settings wrote it); "
+            f"pass a new array, or delete its attribute {RECORD!r} to overwrite it"
+        )
+    done = {tuple(ij) for ij in mine.get("done", [])}
+    if len(done) == len(blocks):
+        return out  # an earlier run finished
+    stash = None if job.whole else Stash.beside(out, fingerprint, job.shape, out.chunks[-2:])
+    if stash is None or not done:
+        done = set()  # without a stash, nothing finished can be trusted
+        out.attrs[RECORD] = {"job": fingerprint, "done": []}
+    if job.whole:
+        result = _whole(job, threshold, split)
+        total = int(result.max(initial=0))
     else:
-        result, total = _labels(job, record, threshold, split)
-    if out is None:
-        return result
-    if not np.issubdtype(out.dtype, np.integer) or np.iinfo(out.dtype).max < total:
-        raise ValueError(f"out has dtype {out.dtype}; {total} objects need a wider integer dtype")
-    da.store(result, out, lock=False)
+        result, total = _labels(job, record, threshold, split, stash)
+    _check_dtype(out, total)
+    writes = {}
+    for ij, block in blocks.items():
+        if ij not in done:
+            part = result[block[0] : block[1], block[2] : block[3]]
+            writes[ij] = dask.delayed(write_block, pure=False)(out, part, block, 0)
+    run_recording(out, fingerprint, done, writes)
+    if stash is not None:
+        stash.delete()
     return out
 
 
-def _labels(job: BlockJob, record, threshold: float, split: float | None):
-    """The three passes: (a Dask array of the labels, the number of objects)."""
+def _check_dtype(out: Any, total: int) -> None:
+    if np.iinfo(out.dtype).max < total:
+        raise ValueError(f"out has dtype {out.dtype}; {total} objects need a wider integer dtype")
+
+
+def _labels(job: BlockJob, record, threshold: float, split: float | None, stash=None):
+    """The three passes: (a Dask array of the labels, the number of objects). With a
+    ``stash``, the first passes are written there (those of its finished blocks read)."""
     import dask
     import dask.array as da
 
@@ -207,13 +256,24 @@ def _labels(job: BlockJob, record, threshold: float, split: float | None):
     blocks = dict(job.blocks())
     first = {}
     for ij, block in blocks.items():
+        if stash is not None and ij in stash.done:
+            continue
         grown = _grow(block, regions.halo, shape)
         p = job.probability_task(grown)
         first[ij] = dask.delayed(_first_pass, nout=3)(
             p, block, grown, shape, regions, record.decode, threshold, split
         )
-    first = dict(zip(first, dask.persist(*first.values())))
-    metas = dict(zip(first, dask.compute(*[f[1] for f in first.values()])))
+    if stash is None:
+        first = dict(zip(first, dask.persist(*first.values())))
+        metas = dict(zip(first, dask.compute(*[f[1] for f in first.values()])))
+    else:
+        save = dask.delayed(stash.save, pure=False)
+        stash.run({ij: save(ij, blocks[ij], f) for ij, f in first.items()})
+        metas = {ij: stash.meta(ij, block) for ij, block in blocks.items()}
+        first = {
+            ij: (dask.delayed(stash.local)(block), None, dask.delayed(stash.pieces)(ij))
+            for ij, block in blocks.items()
+        }
     grid = (len(job.chunks[0]), len(job.chunks[1]))
     group, base = _merge(metas, grid, diagonal=regions.connectivity == 2)
     offsets, total = {}, 0

@@ -37,6 +37,9 @@ from .validation import as_float32
 
 __all__ = ["BlockJob", "block_probabilities", "chunk_grid"]
 
+WAVE = 2 * (os.cpu_count() or 2)
+"""Blocks computed (and then recorded as finished) at a time, without a Dask cluster."""
+
 RECORD = "skunet_blocks"
 """Attribute of a Zarr output that lists its finished blocks (and what wrote them)."""
 
@@ -251,11 +254,11 @@ class BlockJob:
         else:
             tasks = {ij: (b, self._task(b, finalize)) for ij, b in self.blocks()}
         writes = {
-            ij: dask.delayed(_write, pure=False)(out, task, block, len(lead))
+            ij: dask.delayed(write_block, pure=False)(out, task, block, len(lead))
             for ij, (block, task) in tasks.items()
             if ij not in done
         }
-        _run_recording(out, fingerprint, done, writes)
+        run_recording(out, fingerprint, done, writes)
 
 
 def _identity(p: np.ndarray) -> np.ndarray:
@@ -273,12 +276,14 @@ def _run_whole(predictor, image, finalize):
     return predictor.probabilities(predictor.check_images([np.asarray(image)]), finalize)[0]
 
 
-def _write(out, data: np.ndarray, block, leading: int) -> None:
+def write_block(out, data: np.ndarray, block, leading: int) -> None:
+    """Write ``data`` into the block ``(r0, r1, c0, c1)`` of ``out`` (after ``leading``
+    whole axes)."""
     r0, r1, c0, c1 = block
     out[(slice(None),) * leading + (slice(r0, r1), slice(c0, c1))] = data
 
 
-def _run_recording(out, fingerprint: str, done: set, writes: dict) -> None:
+def run_recording(out, fingerprint: str, done: set, writes: dict) -> None:
     """Compute the writes, recording finished blocks in ``out``'s attributes (on a
     Dask cluster as each finishes; with the local scheduler in waves of a few blocks)."""
     import dask
@@ -304,8 +309,7 @@ def _run_recording(out, fingerprint: str, done: set, writes: dict) -> None:
         record()
         return
     items = list(writes.items())
-    wave = 2 * (os.cpu_count() or 2)
-    for k in range(0, len(items), wave):
-        dask.compute(*[w for _, w in items[k : k + wave]])
-        done.update(ij for ij, _ in items[k : k + wave])
+    for k in range(0, len(items), WAVE):
+        dask.compute(*[w for _, w in items[k : k + WAVE]])
+        done.update(ij for ij, _ in items[k : k + WAVE])
         record()

@@ -291,7 +291,9 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
         calibrated pair (``instance_params_``, see :meth:`calibrate_instances`), else
         the defaults; ``split=None`` never splits. A Dask or Zarr image gives int64
         labels block by block, equal to the in-memory ones up to numbering (objects
-        cut by blocks are merged; :mod:`skunet.block_instances`), or fills ``out``.
+        cut by blocks are merged; :mod:`skunet.block_instances`), or fills ``out``,
+        resuming an interrupted run from the first passes it kept beside ``out``
+        (:mod:`skunet.instance_stash`).
         """
         return self.predictor_.predict_instances(X, threshold, split, out)
 

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -177,11 +178,79 @@ def test_instances_into_a_zarr_output_of_a_narrow_dtype(tmp_path):
     )
     p.predict_instances(da.from_array(logits, chunks=16), out=out)
     assert same_objects(out[:], p.predict_instances([logits])[0])
-    tiny_out = zarr.create_array(
-        tmp_path / "t.zarr", shape=logits.shape, chunks=(20, 20), dtype="bool"
-    )
-    with pytest.raises(ValueError, match="wider integer dtype"):
-        p.predict_instances(da.from_array(logits, chunks=16), out=tiny_out)
+    grid = np.kron(np.ones((30, 30)), np.pad(np.ones((3, 3)), (0, 2)))  # 900 squares
+    many = np.where(grid > 0, 4.0, -4.0).astype(np.float32)
+    tiny_out = zarr.create_array(tmp_path / "t.zarr", shape=many.shape, chunks=(40, 40), dtype="i1")
+    with pytest.raises(ValueError, match="int8; 900 objects need a wider integer dtype"):
+        p.predict_instances(da.from_array(many, chunks=40), out=tiny_out)
+    boolean = zarr.create_array(tmp_path / "b.zarr", shape=logits.shape, chunks=(20, 20), dtype="?")
+    with pytest.raises(ValueError, match="dtype bool; instance labels need an integer dtype"):
+        p.predict_instances(da.from_array(logits, chunks=16), out=boolean)
+
+
+class Failing:
+    """``function`` raising once it has been called ``after`` times (counting calls)."""
+
+    def __init__(self, function, after=None):
+        self.function, self.after, self.calls = function, after, 0
+        self.lock = threading.Lock()
+
+    def __call__(self, *args, **kwargs):
+        with self.lock:
+            self.calls += 1
+            if self.after is not None and self.calls > self.after:
+                raise RuntimeError("killed")
+        return self.function(*args, **kwargs)
+
+
+@pytest.mark.parametrize("inside_a_group", [False, True])
+def test_instances_into_zarr_resume_after_a_failure_in_either_pass(
+    tmp_path, monkeypatch, inside_a_group
+):
+    import skunet.block_instances as block_instances
+    import skunet.blocks as blocks
+
+    monkeypatch.setattr(blocks, "WAVE", 4)
+    labels = spiral()
+    touching = disks(labels.shape, [(40, 40), (40, 52)], radius=8)  # two touching objects
+    levels = distance_classes(np.where(touching > 0, touching + labels.max(), labels), 4)
+    noise = np.random.default_rng(0).normal(0, 1, (*labels.shape, 5))
+    logits = (6.0 * np.eye(5)[levels] + noise).astype(np.float32)
+    p = predictor_of(5, 5, "distance")  # watershed: merged regions are decoded again
+    lazy = da.from_array(logits, chunks=(10, 10, 5))  # 7 x 9 blocks
+    if inside_a_group:
+        group = zarr.open_group(tmp_path / "o.zarr", mode="w")
+        out = group.create_array("0", shape=labels.shape, chunks=(10, 10), dtype="i4")
+        stash = tmp_path / "o.zarr" / "0.skunet-partial"
+    else:
+        out = zarr.create_array(
+            tmp_path / "o.zarr", shape=labels.shape, chunks=(10, 10), dtype="i4"
+        )
+        stash = tmp_path / "o.zarr.skunet-partial"
+    probabilities = Failing(blocks.block_probabilities, after=9)
+    monkeypatch.setattr(blocks, "block_probabilities", probabilities)
+    with pytest.raises(RuntimeError, match="killed"):
+        p.predict_instances(lazy, split=None, out=out)
+    time.sleep(1)  # the tasks that had started when one failed finish
+    assert len(zarr.open_group(stash).attrs["skunet_blocks"]["done"]) == 8  # two waves
+    final = Failing(block_instances._final_block, after=6)
+    probabilities.calls, probabilities.after = 0, None
+    monkeypatch.setattr(block_instances, "_final_block", final)
+    with pytest.raises(RuntimeError, match="killed"):
+        p.predict_instances(lazy, split=None, out=out)
+    time.sleep(1)
+    assert probabilities.calls == 63 - 8  # stashed blocks were not predicted again
+    assert len(out.attrs["skunet_blocks"]["done"]) == 4 and stash.exists()
+    probabilities.calls, final.calls, final.after = 0, 0, None
+    assert p.predict_instances(lazy, split=None, out=out) is out
+    assert probabilities.calls == 0 and final.calls == 63 - 4
+    assert not stash.exists() and len(out.attrs["skunet_blocks"]["done"]) == 63
+    wanted = p.predict_instances([logits], split=None)[0]
+    assert out[:].max() == wanted.max() >= 2 and same_objects(out[:], wanted)
+    assert p.predict_instances(lazy, split=None, out=out) is out  # finished: nothing to do
+    assert probabilities.calls == 0
+    with pytest.raises(ValueError, match="holds another prediction"):
+        p.predict_instances(lazy, split=None, threshold=0.3, out=out)
 
 
 def test_splits_that_need_the_whole_image_are_refused():
@@ -205,34 +274,46 @@ def slow(*args, **kwargs):
 blocks.block_probabilities = slow
 source = zarr.open_array(sys.argv[2] + "/in.zarr", mode="r")
 out = zarr.open_array(sys.argv[2] + "/out.zarr", mode="r+")
-seg.predict_proba(source, out=out)
+getattr(seg, sys.argv[5])(source, out=out)
 """
 
 
-def test_a_killed_prediction_resumes_where_it_stopped(fitted, tmp_path):
+@pytest.mark.parametrize("method", ["predict_proba", "predict_instances"])
+def test_a_killed_prediction_resumes_where_it_stopped(fitted, tmp_path, method):
     image, _ = slide(2, shape=(96, 96))
     zarr_of(tmp_path / "in.zarr", image, (16, 16))
+    lead = (2,) if method == "predict_proba" else ()
     out = zarr.create_array(
-        tmp_path / "out.zarr", shape=(2, 96, 96), chunks=(2, 16, 16), dtype="f4"
+        tmp_path / "out.zarr", shape=(*lead, 96, 96), chunks=(*lead, 16, 16), dtype="f4"
     )
+    if method == "predict_instances":  # its first pass is recorded in the stash
+        out = zarr.create_array(
+            tmp_path / "out.zarr", shape=(96, 96), chunks=(16, 16), dtype="i4", overwrite=True
+        )
+    record = tmp_path / ("out.zarr" if lead else "out.zarr.skunet-partial") / "zarr.json"
     fitted.save(tmp_path / "m.skunet")
     script, calls = tmp_path / "run.py", tmp_path / "calls"
     script.write_text(RESUMED)
     args = [sys.executable, str(script), str(tmp_path / "m.skunet"), str(tmp_path), str(calls)]
-    proc = subprocess.Popen([*args, "0.3"], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen([*args, "0.3", method], env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 120
     done = []
     while time.monotonic() < deadline and not done:
         time.sleep(0.2)
-        meta = json.loads((tmp_path / "out.zarr" / "zarr.json").read_text())
-        done = meta.get("attributes", {}).get("skunet_blocks", {}).get("done", [])
+        if record.exists():
+            meta = json.loads(record.read_text())
+            done = meta.get("attributes", {}).get("skunet_blocks", {}).get("done", [])
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert 0 < len(done) < 36, "the run must be killed part-way"
     calls.unlink()
-    subprocess.run([*args, "0"], check=True)
+    subprocess.run([*args, "0", method], check=True)
     assert len(calls.read_text()) == 36 - len(done)  # finished blocks were not redone
-    np.testing.assert_allclose(out[:], fitted.predict_proba([image])[0], atol=1e-5)
+    if lead:
+        np.testing.assert_allclose(out[:], fitted.predict_proba([image])[0], atol=1e-5)
+    else:
+        assert same_objects(out[:], fitted.predict_instances([image])[0])
+        assert not (tmp_path / "out.zarr.skunet-partial").exists()
     assert len(zarr.open_array(tmp_path / "out.zarr").attrs["skunet_blocks"]["done"]) == 36
 
 
@@ -316,8 +397,9 @@ def test_the_command_line_predicts_zarr_into_ome_zarr_and_resumes(fitted, tmp_pa
     assert main(labels) == 0
     got = zarr.open_group(tmp_path / "l.zarr")["0"][:]
     assert same_objects(got, fitted.predict_instances([image])[0])
-    assert main(labels) == 2
-    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert main(labels) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert not (tmp_path / "l.zarr" / "0.skunet-partial").exists()
     assert main([*labels, "--overwrite"]) == 0
     assert main([*args, "--out", str(tmp_path / "x"), "--chunks", "50"]) == 2
     assert "a Zarr input is predicted into a .zarr path" in capsys.readouterr().err

@@ -32,6 +32,7 @@ def predict_zarr(args: argparse.Namespace, seg, source: Path) -> int:
     import zarr
 
     from ..blocks import RECORD
+    from ..instance_stash import SUFFIX
     from ..lazy import create_zarr_image, open_zarr_image
 
     out = Path(args.out)
@@ -43,14 +44,20 @@ def predict_zarr(args: argparse.Namespace, seg, source: Path) -> int:
     dtype = "int64" if args.instances else "uint8"
     array = None
     if out.exists() and not args.overwrite:
-        try:  # a classes run of this job, interrupted: resume it
+        try:  # a run of this job, interrupted: resume it
             array = zarr.open_group(str(out), mode="r+")["0"]
         except (KeyError, FileNotFoundError, zarr.errors.NodeNotFoundError):
             array = None
-        if array is None or args.instances or RECORD not in array.attrs:
+        if array is None or RECORD not in array.attrs:
             raise FileExistsError(f"{str(out)!r} exists; pass --overwrite to replace it")
         done = len(array.attrs[RECORD]["done"])
-        print(f"resuming {out}: {done} block(s) were finished")
+        stash = out / f"0{SUFFIX}"
+        if stash.exists():  # the first pass of instances, kept block by block
+            first = len(zarr.open_group(str(stash), mode="r").attrs[RECORD]["done"])
+            done = f"{done} block(s) were finished, {first} first pass(es) are kept"
+        else:
+            done = f"{done} block(s) were finished"
+        print(f"resuming {out}: {done}")
     elif out.exists():
         shutil.rmtree(out)
     if array is None:
