@@ -25,12 +25,12 @@ the pixel error at 0.5, its best threshold and V_rand's threshold, the protocol 
 without flip averaging ("variants"; the recipe's ``tta`` gives the fold's figures), V_rand
 and V_info of the cells of ``predict_instances`` (:func:`skunet.instances.membrane_instances`
 with the model's calibrated threshold and split; a recipe without validation slices, such
-as ``fast``, is calibrated on the fold's last training slice, held out of its training
-unless ``--no-calibration``) beside those of the uncalibrated defaults, and the training
-wall time. It saves a picture of the slice with
-the lowest V_rand at 0.5 (image, truth, prediction) beside the results. Records go under
-the configuration's key in ``benchmarks/results/em.json`` with the command, date and
-machine.
+as ``fast``, is calibrated on the fold's last training slice, or ``--calibration-slices``
+spread through its training stack, held out of its training unless ``--no-calibration``)
+beside those of the uncalibrated defaults, and the training wall time. It saves a
+picture of the slice with the lowest V_rand at 0.5 (image, truth, prediction) beside the
+results. Records go under the configuration's key in ``benchmarks/results/em.json`` with
+the command, date and machine.
 """
 
 from __future__ import annotations
@@ -142,11 +142,15 @@ def run_fold(args: argparse.Namespace, X, y, k: int, train, test) -> tuple[dict,
     seg = em_segmenter(recipe, **{**params, **parse_settings(args.set)})
     with_time_limit(seg, args.minutes)
     # a recipe without validation slices (train_split=None) calibrates its cells'
-    # threshold and split by V_rand on the last training slice, held out of the training
-    held = int(train[-1]) if seg.train_split is None and not args.no_calibration else None
-    seconds = fit_seconds(seg, X, y, [i for i in train if i != held])
-    if held is not None:
-        seg.calibrate_instances([X[held]], [y[held]])
+    # threshold and split by V_rand on training slices held out of the training: the
+    # last one, or --calibration-slices spread through the training stack
+    held = []
+    if seg.train_split is None and not args.no_calibration:
+        n = args.calibration_slices
+        held = sorted(int(train[len(train) - 1 - round(i * len(train) / n)]) for i in range(n))
+    seconds = fit_seconds(seg, X, y, [i for i in train if i not in held])
+    if held:
+        seg.calibrate_instances([X[i] for i in held], [y[i] for i in held])
     if args.keep:
         # the fold's network, for decoder and post-processing trials without retraining
         args.keep.mkdir(parents=True, exist_ok=True)
@@ -178,7 +182,7 @@ def run_fold(args: argparse.Namespace, X, y, k: int, train, test) -> tuple[dict,
         "v_info_instances": cells_of.v_info,
         "v_rand_instances_defaults": defaults.v_rand,
         "instance_params": getattr(seg, "instance_params_", None),
-        "calibration_slice": held,
+        "calibration_slices": held,
         "worst_slice": int(test[worst]),
         "fit_seconds": seconds,
         "epochs_run": len(seg.history),
@@ -269,6 +273,13 @@ def main() -> None:
         "--no-calibration",
         action="store_true",
         help="train_split=None recipes: train on every training slice, keep the defaults",
+    )
+    parser.add_argument(
+        "--calibration-slices",
+        type=int,
+        default=1,
+        help="train_split=None recipes: calibrate on this many training slices, spread "
+        "through the stack and held out of the training (default 1: the last)",
     )
     parser.add_argument("--keep", type=Path, help="save each fold's fitted model in this folder")
     add_common_arguments(parser, DEFAULT_DATA, RESULTS_FILE)
