@@ -333,6 +333,10 @@ def test_a_local_cluster_predicts_a_zarr_image_into_a_zarr_output(fitted, tmp_pa
         distributed.Client(cluster) as client,
     ):
         fitted.predict_proba(source, out=out)
+        labels = zarr.create_array(
+            tmp_path / "l.zarr", shape=image.shape, chunks=(45, 65), dtype="i4"
+        )
+        fitted.predict_instances(source, out=labels)  # workers write the stash
         lazy = fitted.predict_proba(da.from_zarr(source))
         keys = [k for k in lazy.__dask_graph__() if "skunet-net" in str(k)]
         instances = fitted.predict_instances(da.from_zarr(source)).compute()
@@ -344,6 +348,7 @@ def test_a_local_cluster_predicts_a_zarr_image_into_a_zarr_output(fitted, tmp_pa
     assert len(keys) == 1  # the network is one key of the graph
     assert all(n <= 1 for n in holders.values())
     assert same_objects(instances, fitted.predict_instances([image])[0])
+    assert same_objects(labels[:], instances) and not (tmp_path / "l.zarr.skunet-partial").exists()
 
 
 @pytest.mark.slow
