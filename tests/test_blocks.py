@@ -408,3 +408,14 @@ def test_the_command_line_predicts_zarr_into_ome_zarr_and_resumes(fitted, tmp_pa
     assert main([*labels, "--overwrite"]) == 0
     assert main([*args, "--out", str(tmp_path / "x"), "--chunks", "50"]) == 2
     assert "a Zarr input is predicted into a .zarr path" in capsys.readouterr().err
+
+
+def test_an_image_within_one_tile_fills_a_zarr_output_and_records_it(tmp_path):
+    labels = spiral()[:40, :44]
+    logits = np.where(labels > 0, 4.0, -4.0).astype(np.float32)
+    p = predictor_of(1, 2, "mask", tile=64)  # predicted whole, written block by block
+    out = zarr.create_array(tmp_path / "o.zarr", shape=logits.shape, chunks=(10, 10), dtype="i4")
+    assert p.predict_instances(da.from_array(logits, chunks=10), out=out) is out
+    assert same_objects(out[:], p.predict_instances([logits])[0])
+    assert len(out.attrs["skunet_blocks"]["done"]) == 4 * 5
+    assert not (tmp_path / "o.zarr.skunet-partial").exists()
