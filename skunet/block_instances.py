@@ -205,31 +205,25 @@ def _into(job: BlockJob, record, threshold: float, split: float | None, out: Any
     job: its stashed first passes are read, its final blocks are not written again."""
     import dask
 
-    if tuple(out.shape) != job.shape:
-        raise ValueError(f"out has shape {tuple(out.shape)}; these labels need {job.shape}")
     if not np.issubdtype(out.dtype, np.integer):
         raise ValueError(f"out has dtype {out.dtype}; instance labels need an integer dtype")
-    fingerprint = job.fingerprint(f"instances {record.decoder} {threshold} {split}")
+    fingerprint, done = job.claim(out, f"instances {record.decoder} {threshold} {split}")
     blocks = dict(job.blocks())
-    mine = dict(out.attrs).get(RECORD) or {}
-    if mine.get("job") not in (None, fingerprint):
-        raise ValueError(
-            "out holds another prediction (another model, input or settings wrote it); "
-            f"pass a new array, or delete its attribute {RECORD!r} to overwrite it"
-        )
-    done = {tuple(ij) for ij in mine.get("done", [])}
-    if len(done) == len(blocks):
+    if done is not None and len(done) == len(blocks):
         return out  # an earlier run finished
-    stash = None if job.whole else Stash.beside(out, fingerprint, job.shape, out.chunks[-2:])
-    if stash is None or not done:
-        done = set()  # without a stash, nothing finished can be trusted
+    resume = done is not None
+    stash = None if job.whole else Stash.beside(out, fingerprint, out.chunks[-2:], resume)
+    done = done or set()
+    if stash is None and done:  # without a stash, nothing finished can be trusted
+        done = set()
         out.attrs[RECORD] = {"job": fingerprint, "done": []}
     if job.whole:
         result = _whole(job, threshold, split)
         total = int(result.max(initial=0))
     else:
         result, total = _labels(job, record, threshold, split, stash)
-    _check_dtype(out, total)
+    if np.iinfo(out.dtype).max < total:
+        raise ValueError(f"out has dtype {out.dtype}; {total} objects need a wider integer dtype")
     writes = {}
     for ij, block in blocks.items():
         if ij not in done:
@@ -241,11 +235,6 @@ def _into(job: BlockJob, record, threshold: float, split: float | None, out: Any
     return out
 
 
-def _check_dtype(out: Any, total: int) -> None:
-    if np.iinfo(out.dtype).max < total:
-        raise ValueError(f"out has dtype {out.dtype}; {total} objects need a wider integer dtype")
-
-
 def _labels(job: BlockJob, record, threshold: float, split: float | None, stash=None):
     """The three passes: (a Dask array of the labels, the number of objects). With a
     ``stash``, the first passes are written there (those of its finished blocks read)."""
@@ -254,9 +243,10 @@ def _labels(job: BlockJob, record, threshold: float, split: float | None, stash=
 
     regions, shape = record.regions, job.shape
     blocks = dict(job.blocks())
+    stashed = stash.done if stash is not None else set()
     first = {}
     for ij, block in blocks.items():
-        if stash is not None and ij in stash.done:
+        if ij in stashed:
             continue
         grown = _grow(block, regions.halo, shape)
         p = job.probability_task(grown)

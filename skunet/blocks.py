@@ -228,12 +228,10 @@ class BlockJob:
         digest.update(json.dumps(settings, sort_keys=True).encode())
         return digest.hexdigest()[:16]
 
-    def store(self, out, kind: str, finalize, channels: int | None) -> None:
-        """Write the prediction into the Zarr array ``out``, block by block, skipping the
-        blocks an earlier run of the same job recorded as finished."""
-        import dask
-
-        lead = () if channels is None else (channels,)
+    def claim(self, out, kind: str, lead: tuple = ()) -> tuple[str, set | None]:
+        """Check that the Zarr array ``out`` fits this job's ``kind`` of prediction and
+        holds no other, and record the job in it: ``(fingerprint, finished blocks)``,
+        the blocks None when ``out`` recorded no run before."""
         expected = (*lead, *self.shape)
         if tuple(out.shape) != expected:
             raise ValueError(f"out has shape {tuple(out.shape)}; this prediction needs {expected}")
@@ -245,9 +243,18 @@ class BlockJob:
                 "pass a new array, or delete its attribute "
                 f"{RECORD!r} to overwrite it"
             )
-        done = {tuple(ij) for ij in record["done"]} if record else set()
-        if not done:
+        if not record or not record["done"]:
             out.attrs[RECORD] = {"job": fingerprint, "done": []}
+        return fingerprint, None if record is None else {tuple(ij) for ij in record["done"]}
+
+    def store(self, out, kind: str, finalize, channels: int | None) -> None:
+        """Write the prediction into the Zarr array ``out``, block by block, skipping the
+        blocks an earlier run of the same job recorded as finished."""
+        import dask
+
+        lead = () if channels is None else (channels,)
+        fingerprint, done = self.claim(out, kind, lead)
+        done = done or set()
         if self.whole:
             everything = (0, self.shape[0], 0, self.shape[1])
             tasks = {(0, 0): (everything, self._whole_task(finalize))}

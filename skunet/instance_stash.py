@@ -40,37 +40,53 @@ class Stash:
     Use :meth:`Stash.beside` to open (or start) the stash of an output array.
     """
 
-    def __init__(self, store: Any, path: str, fingerprint: str, folder: str | None = None):
+    def __init__(self, store: Any, path: str, fingerprint: str = "", folder: str | None = None):
         self.store, self.path, self.folder = store, path, folder
         self.fingerprint = fingerprint
 
     # ------------------------------------------------------------------ where
     @classmethod
-    def beside(cls, out: Any, fingerprint: str, shape: tuple, chunks: tuple) -> Stash | None:
-        """The stash of the Zarr array ``out`` for the job ``fingerprint``: the one a
-        killed run of that job left, or a new, empty one (replacing a stash of another
-        job, or one whose output records no run of this job). None for stores that
-        cannot hold one (see the module's description)."""
+    def of(cls, out: Any, fingerprint: str = "") -> Stash | None:
+        """Where the stash of the Zarr array ``out`` is (it may not exist); None for
+        stores that cannot hold one (see the module's description)."""
         from zarr.storage import LocalStore
 
-        record = dict(out.attrs).get(RECORD) or {}
         if out.path:
             parent, _, name = out.path.rpartition("/")
-            stash = cls(out.store, f"{parent}/{name}{SUFFIX}".lstrip("/"), fingerprint)
-        elif isinstance(out.store, LocalStore):
+            return cls(out.store, f"{parent}/{name}{SUFFIX}".lstrip("/"), fingerprint)
+        if isinstance(out.store, LocalStore):
             root = Path(out.store.root)
             folder = str(root.with_name(root.name + SUFFIX))
-            stash = cls(LocalStore(folder), "", fingerprint, folder)
-        else:
+            return cls(LocalStore(folder), "", fingerprint, folder)
+        return None
+
+    @classmethod
+    def beside(cls, out: Any, fingerprint: str, chunks: tuple, resume: bool) -> Stash | None:
+        """The stash of the Zarr array ``out`` for the job ``fingerprint``: with
+        ``resume`` (``out`` records a run of this job), the one that run left; else, or
+        when the stash holds another job, a new, empty one. None for stores that cannot
+        hold one."""
+        stash = cls.of(out, fingerprint)
+        if stash is None:
             return None
         group = stash._group("a")
-        mine = record.get("job") == fingerprint
-        if not mine or dict(group.attrs).get(RECORD, {}).get("job") != fingerprint:
+        if not resume or dict(group.attrs).get(RECORD, {}).get("job") != fingerprint:
             stash.delete()
             group = stash._group("w")
             group.attrs[RECORD] = {"job": fingerprint, "done": []}
+            shape = tuple(out.shape[-2:])
             group.create_array("local", shape=shape, chunks=chunks, dtype="i4", fill_value=0)
         return stash
+
+    def exists(self) -> bool:
+        """Whether the stash is there (a killed run of instances left it)."""
+        import zarr
+
+        try:
+            self._group()
+        except (FileNotFoundError, zarr.errors.NodeNotFoundError):
+            return False
+        return True
 
     def _group(self, mode: str = "r"):
         import zarr

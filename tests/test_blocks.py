@@ -419,3 +419,24 @@ def test_an_image_within_one_tile_fills_a_zarr_output_and_records_it(tmp_path):
     assert same_objects(out[:], p.predict_instances([logits])[0])
     assert len(out.attrs["skunet_blocks"]["done"]) == 4 * 5
     assert not (tmp_path / "o.zarr.skunet-partial").exists()
+
+
+def test_a_new_output_does_not_reuse_the_stash_of_another_image(tmp_path, monkeypatch):
+    import skunet.blocks as blocks
+
+    monkeypatch.setattr(blocks, "WAVE", 4)
+    p = predictor_of(1, 2, "mask")
+    first = np.where(spiral() > 0, 4.0, -4.0).astype(np.float32)
+    second = first[::-1].copy()  # same shape and dtype: the same job's fingerprint
+    out = zarr.create_array(tmp_path / "o.zarr", shape=first.shape, chunks=(10, 10), dtype="i4")
+    monkeypatch.setattr(blocks, "block_probabilities", Failing(blocks.block_probabilities, 5))
+    with pytest.raises(RuntimeError, match="killed"):
+        p.predict_instances(da.from_array(first, chunks=10), out=out)
+    time.sleep(1)
+    assert len(zarr.open_group(tmp_path / "o.zarr.skunet-partial").attrs["skunet_blocks"]["done"])
+    monkeypatch.undo()
+    out = zarr.create_array(
+        tmp_path / "o.zarr", shape=first.shape, chunks=(10, 10), dtype="i4", overwrite=True
+    )
+    p.predict_instances(da.from_array(second, chunks=10), out=out)
+    assert same_objects(out[:], p.predict_instances([second])[0])

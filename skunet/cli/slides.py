@@ -32,7 +32,7 @@ def predict_zarr(args: argparse.Namespace, seg, source: Path) -> int:
     import zarr
 
     from ..blocks import RECORD
-    from ..instance_stash import SUFFIX
+    from ..instance_stash import Stash
     from ..lazy import create_zarr_image, open_zarr_image
 
     out = Path(args.out)
@@ -51,10 +51,9 @@ def predict_zarr(args: argparse.Namespace, seg, source: Path) -> int:
         if array is None or RECORD not in array.attrs:
             raise FileExistsError(f"{str(out)!r} exists; pass --overwrite to replace it")
         done = len(array.attrs[RECORD]["done"])
-        stash = out / f"0{SUFFIX}"
-        if stash.exists():  # the first pass of instances, kept block by block
-            first = len(zarr.open_group(str(stash), mode="r").attrs[RECORD]["done"])
-            done = f"{done} block(s) were finished, {first} first pass(es) are kept"
+        stash = Stash.of(array)
+        if stash is not None and stash.exists():  # instances' first passes, kept
+            done = f"{done} block(s) were finished, {len(stash.done)} first pass(es) are kept"
         else:
             done = f"{done} block(s) were finished"
         print(f"resuming {out}: {done}")
