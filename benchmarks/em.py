@@ -31,6 +31,10 @@ beside those of the uncalibrated defaults, and the training wall time. It saves 
 picture of the slice with the lowest V_rand at 0.5 (image, truth, prediction) beside the
 results. Records go under the configuration's key in ``benchmarks/results/em.json`` with
 the command, date and machine.
+
+``--keep DIR`` saves each fold's network; ``--keep DIR --reuse`` scores the networks
+saved there (new decoders, a new calibration) without training them again, with their
+epochs' own time as training time and the fold's record naming the file.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from _record import (
 from sklearn.model_selection import KFold
 from skorch.dataset import ValidSplit
 
+from skunet import UNetSegmenter
 from skunet.augment import Augment
 from skunet.callbacks import MetricScoring
 from skunet.datasets import load_isbi2012
@@ -148,13 +153,20 @@ def run_fold(args: argparse.Namespace, X, y, k: int, train, test) -> tuple[dict,
     if seg.train_split is None and not args.no_calibration:
         n = args.calibration_slices
         held = sorted(int(train[len(train) - 1 - round(i * len(train) / n)]) for i in range(n))
-    seconds = fit_seconds(seg, X, y, [i for i in train if i not in held])
+    kept = args.keep / f"em_{args.name or args.config}_fold{k}.skunet" if args.keep else None
+    reused = bool(args.reuse and kept and kept.exists())
+    if reused:
+        # the fold's network as --keep saved it; its training time is its epochs' own
+        seg = UNetSegmenter.load(kept)
+        seconds = float(sum(seg.history[:, "dur"]))
+    else:
+        seconds = fit_seconds(seg, X, y, [i for i in train if i not in held])
     if held:
         seg.calibrate_instances([X[i] for i in held], [y[i] for i in held])
-    if args.keep:
+    if kept and not reused:
         # the fold's network, for decoder and post-processing trials without retraining
         args.keep.mkdir(parents=True, exist_ok=True)
-        seg.save(args.keep / f"em_{args.name or args.config}_fold{k}.skunet", overwrite=True)
+        seg.save(kept, overwrite=True)
     truth = [y[i] for i in test]
     # the protocol with and without flip averaging, from one network; the recipe's own
     # setting gives the fold's figures
@@ -183,6 +195,7 @@ def run_fold(args: argparse.Namespace, X, y, k: int, train, test) -> tuple[dict,
         "v_rand_instances_defaults": defaults.v_rand,
         "instance_params": getattr(seg, "instance_params_", None),
         "calibration_slices": held,
+        "reused": str(kept) if reused else None,
         "worst_slice": int(test[worst]),
         "fit_seconds": seconds,
         "epochs_run": len(seg.history),
@@ -282,6 +295,12 @@ def main() -> None:
         "through the stack and held out of the training (default 1: the last)",
     )
     parser.add_argument("--keep", type=Path, help="save each fold's fitted model in this folder")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="load a fold's model from --keep instead of training it, when it is there "
+        "(saved with the same configuration and --calibration-slices); calibrate and score",
+    )
     add_common_arguments(parser, DEFAULT_DATA, RESULTS_FILE)
     args = parser.parse_args()
     if args.table:

@@ -5,8 +5,9 @@
 
 Predicts the fold's test slices once (the model's own ``tta``) and scores the cells of
 connected components at several thresholds and of
-:func:`skunet.instances.membrane_instances` at several splits (V_rand, V_info, cells per
-slice), and the pixel error of the membranes as predicted and thinned after the
+:func:`skunet.instances.membrane_instances` at several seed thresholds and splits (the
+mean membrane probability of a border that keeps two cells apart; V_rand, V_info, cells
+per slice), and the pixel error of the membranes as predicted and thinned after the
 threshold (membranes eroded by 1 or 2 pixels; skeletonised, the most a thinning can do);
 records them in ``benchmarks/results/em_trials.json``.
 
@@ -81,8 +82,10 @@ def main() -> None:
     parser.add_argument("--fold", type=int, required=True, help="the fold it was trained for")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.4, 0.5])
-    parser.add_argument("--splits", type=float, nargs="+", default=[2.0, 4.0, 8.0, 16.0])
-    parser.add_argument("--threshold", type=float, default=0.4, help="of the split decoders")
+    parser.add_argument("--splits", type=float, nargs="+", default=[0.75, 0.85, 0.95])
+    parser.add_argument(
+        "--seeds", type=float, nargs="+", default=[0.5, 0.9], help="the split decoders' thresholds"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_FILE)
     parser.add_argument("--grid", type=float, nargs="+", help="calibrate over this grid")
     args = parser.parse_args()
@@ -98,11 +101,8 @@ def main() -> None:
     truth = [y[i] for i in test]
     decoders = {f"components, t={t:g}": (label_components, t, None) for t in args.thresholds}
     decoders |= {
-        f"membrane_instances, t={args.threshold:g}, split {s:g} px": (
-            membrane_instances,
-            args.threshold,
-            s,
-        )
+        f"membrane_instances, t={t:g}, split {s:g}": (membrane_instances, t, s)
+        for t in args.seeds
         for s in args.splits
     }
     rows = {}

@@ -183,9 +183,9 @@ def blockwise_instances(
     regions = record.regions
     if split is not None and not regions.split_local:
         raise ValueError(
-            f"{record.decoder} with split={split} needs the whole image (it normalises by "
-            "the image's largest distance); block-wise, pass split=None, or decode "
-            "predict_proba's blocks yourself"
+            f"{record.decoder} with split={split} needs the whole image (its split reads "
+            "the whole image, not one region at a time); block-wise, pass split=None, "
+            "or decode predict_proba's blocks yourself"
         )
     job = BlockJob(predictor, X, chunks=chunk_grid(out) if out is not None else None)
     if out is not None:

@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .metrics import match_dataset, rand_scores
-from .targets import decoding
+from .targets import THRESHOLDS, decoding
 
 __all__ = [
     "IOU_THRESHOLDS",
+    "THRESHOLDS",
     "InstanceCalibration",
     "calibrate_instances",
     "calibrate_segmenter",
@@ -41,9 +42,6 @@ __all__ = [
 ]
 
 IOU_THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
-# The nuclei benchmark's first calibrated model chose 0.3 and 2 px, both at the edge of
-# the grid it had (0.3-0.7 x None-2 px), so the grid reaches further now.
-THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 DEFAULT = (0.5, "auto")
 
 
@@ -102,7 +100,7 @@ def calibrate_instances(
     predictor,
     images: Sequence[np.ndarray],
     labels: Sequence[np.ndarray],
-    thresholds: Sequence[float] = THRESHOLDS,
+    thresholds: Sequence[float] | None = None,
     splits: Sequence[float | None] | None = None,
     iou_thresholds: Sequence[float] = IOU_THRESHOLDS,
 ) -> InstanceCalibration:
@@ -113,8 +111,9 @@ def calibrate_instances(
 
     ``predictor`` is a fitted :class:`~skunet.predictor.Predictor` of a binary model, a
     membrane model or an instance target (``split`` applies to the latter two only;
-    None tries :func:`split_grid`). The images are predicted once; every candidate
-    decodes the same probabilities.
+    None tries :func:`split_grid`). ``thresholds=None`` tries the decoder's own grid
+    (:data:`THRESHOLDS`; membrane models also try 0.8 and 0.9). The images are
+    predicted once; every candidate decodes the same probabilities.
     """
     predictor.check_instances()
     if len(images) != len(labels) or not len(images):
@@ -126,6 +125,8 @@ def calibrate_instances(
     probabilities = predictor.probabilities(images)
     if (predictor.n_classes == 2 and not predictor.membranes) or splits is None:
         splits = split_grid(predictor.target, predictor.membranes)
+    if thresholds is None:
+        thresholds = decoding(predictor.target, predictor.membranes).thresholds
     candidates = [DEFAULT] + [(float(t), s) for t in thresholds for s in splits]
     scores: dict = {}
     for t, s in candidates:
@@ -156,7 +157,7 @@ def calibrate_segmenter(
     net,
     images: Sequence[np.ndarray],
     labels: Sequence[np.ndarray],
-    thresholds: Sequence[float] = THRESHOLDS,
+    thresholds: Sequence[float] | None = None,
     splits: Sequence[float | None] | None = None,
 ) -> InstanceCalibration:
     """:func:`calibrate_instances` with a fitted segmenter's predictor on checked

@@ -23,7 +23,7 @@ import torch
 from skorch import NeuralNet
 from skorch.dataset import ValidSplit
 
-from .calibration import THRESHOLDS, InstanceCalibration, calibrate_segmenter
+from .calibration import InstanceCalibration, calibrate_segmenter
 from .callbacks import (
     CyclicLRScheduler,
     EncoderFreezer,
@@ -301,7 +301,7 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
         self,
         X: Any,
         y: Any,
-        thresholds: Sequence[float] = THRESHOLDS,
+        thresholds: Sequence[float] | None = None,
         splits: Sequence[float | None] | None = None,
     ) -> InstanceCalibration:
         """Choose ``predict_instances``' threshold (and split, for instance targets)

@@ -197,6 +197,19 @@ class TrainingMixin:
                     stacklevel=3,
                 )
 
+    def initialize_callbacks(self):
+        super().initialize_callbacks()
+        self._callbacks_built_from = self.callbacks
+        return self
+
+    def _use_new_callbacks(self) -> None:
+        """Build the callbacks again when ``set_params(callbacks=...)`` replaced them since
+        they were built: skorch builds them from the list it had before the new one is
+        stored, and a warm start or ``partial_fit`` does not build them again, so a new
+        ``TimeLimit`` would otherwise be ignored."""
+        if self.callbacks is not getattr(self, "_callbacks_built_from", self.callbacks):
+            self.initialize_callbacks()
+
     def fit(self, X: Any, y: Any = None, **fit_params: Any):
         """Train on images ``X`` and masks ``y`` (re-initialising unless ``warm_start``).
 
@@ -205,6 +218,8 @@ class TrainingMixin:
         patch reads only its window (:mod:`skunet.lazy_windows`).
         """
         continuing = self.warm_start and self.initialized_
+        if continuing:
+            self._use_new_callbacks()
         data = self._fit_data(X, y, continuing)
         if self.random_state is not None:
             torch.manual_seed(self.random_state)
@@ -212,6 +227,8 @@ class TrainingMixin:
 
     def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params: Any):
         """Continue training on ``X`` / ``y`` without re-initialising the network."""
+        if self.initialized_:
+            self._use_new_callbacks()
         if not isinstance(X, ImageSet):
             X = self._fit_data(X, y, continuing=self.initialized_)
         super().partial_fit(X, None, **fit_params)

@@ -359,6 +359,19 @@ class TestTimeLimit:
         seg = tiny(max_epochs=3, callbacks=[("time_limit", limit)]).fit(*blobs)
         assert len(seg.history) == 3 and limit.stopped_epoch_ is None
 
+    @pytest.mark.parametrize("continuing", ["warm_start", "partial_fit"])
+    def test_a_limit_set_on_a_fitted_model_binds_its_next_training(self, blobs, continuing):
+        """set_params(callbacks=...) after a fit: a warm start (fine-tuning a loaded
+        model) and partial_fit train with the new callbacks, not the ones of the fit."""
+        seg = tiny(max_epochs=2, callbacks=[("time_limit", TimeLimit(60))]).fit(*blobs)
+        seg.set_params(callbacks=[("time_limit", TimeLimit(1e-9, sink=None))], max_epochs=3)
+        if continuing == "warm_start":
+            seg.set_params(warm_start=True).fit(*blobs)
+        else:
+            seg.partial_fit(*blobs)
+        assert len(seg.history) == 2 + 1  # stopped after the first epoch of the new limit
+        assert dict(seg.callbacks_)["time_limit"].minutes == 1e-9
+
     def test_first_epoch_always_runs_and_says_why_it_stopped(self, blobs):
         messages = []
         limit = TimeLimit(minutes=1e-9, sink=messages.append)

@@ -75,23 +75,26 @@ def test_postprocess_applies_to_class_maps_and_survives_save_load(tmp_path):
     np.testing.assert_array_equal(loaded.predict(X), seg.predict(X))
 
 
-def test_membrane_instances_bridge_gaps_that_merge_components():
+def test_membrane_instances_keep_apart_cells_that_a_gap_joins():
     from skunet.instances import membrane_instances
 
     cells = np.full((40, 61), 0.95)
     cells[:, 30] = 0.1  # a membrane between two cells ...
     cells[18:21, 30] = 0.7  # ... with a 3-pixel gap
     assert label_components(cells).max() == 1
-    labels = membrane_instances(cells)
+    labels = membrane_instances(cells, threshold=0.8)  # seeds above the gap
     assert labels.max() == 2
     assert len(np.unique(labels[:, :30])) == 1 and len(np.unique(labels[:, 31:])) == 1
-    # a round cell is never split, and split=None in the estimator keeps components
+    assert (labels > 0).all()  # every pixel belongs to a cell
+    # seeds the gap joins are one cell; a round cell is never split
+    assert membrane_instances(cells, threshold=0.5).max() == 1
     round_cell = disks((50, 50), [(25, 25)], radius=18).astype(float)
     assert membrane_instances(round_cell).max() == 1
 
 
 class TestMembraneInstances:
-    """The EM decoder never loses a cell and splits only at strong evidence of a gap."""
+    """The EM decoder never loses a cell, keeps apart cells that a gap joins, merges the
+    pieces of a cell with a dark inside and never merges across an intact membrane."""
 
     @staticmethod
     def three_cells(gap_rows=None):
@@ -103,28 +106,45 @@ class TestMembraneInstances:
             cells[gap_rows, 35] = 0.8
         return cells
 
-    @pytest.mark.parametrize("split", [1.0, 2.0, 4.0, 8.0, 100.0])
-    def test_a_thin_cell_between_two_large_ones_survives(self, split):
+    @pytest.mark.parametrize("split", [0.5, 0.75, 0.85, 0.9])
+    @pytest.mark.parametrize("threshold", [0.5, 0.9])
+    def test_a_thin_cell_between_two_large_ones_survives(self, threshold, split):
         from skunet.instances import membrane_instances
 
-        labels = membrane_instances(self.three_cells(), split=split)
+        labels = membrane_instances(self.three_cells(), threshold, split)
         assert labels.max() == 3
         for columns in (slice(0, 35), slice(36, 39), slice(40, 80)):
             values = np.unique(labels[:, columns])
             assert len(values) == 1 and values[0] > 0
 
-    def test_two_cells_joined_by_a_one_pixel_gap_come_back_as_two(self):
+    @pytest.mark.parametrize("split", [0.5, 0.85, 0.9])
+    def test_two_cells_joined_by_a_one_pixel_gap_come_back_as_two(self, split):
         from skunet.instances import membrane_instances
 
-        cells = np.full((40, 61), 0.95)
-        cells[:, 30] = 0.1
-        cells[20, 30] = 0.9  # one pixel of the membrane is missed
-        labels = membrane_instances(cells)
-        assert labels.max() == 2
-        assert len(np.unique(labels[:, :30])) == 1 and len(np.unique(labels[:, 31:])) == 1
+        cells = self.three_cells(gap_rows=20)
+        assert label_components(cells, 0.5).max() == 2  # the gap merges two cells
+        labels = membrane_instances(cells, threshold=0.85, split=split)
+        assert labels.max() == 3
+        for columns in (slice(0, 35), slice(36, 39), slice(40, 80)):
+            assert len(np.unique(labels[:, columns])) == 1
+
+    def test_the_pieces_of_a_cell_with_a_dark_inside_merge(self):
+        """A dark band inside the left cell (cell probability 0.3, membrane 0.7) cuts
+        its components in two; the agglomeration joins them, not across the membrane."""
+        from skunet.instances import membrane_instances
+
+        cells = self.three_cells()
+        cells[:, 10:14] = 0.3
+        assert label_components(cells).max() == 4
+        labels = membrane_instances(cells, threshold=0.5, split=0.85)
+        assert labels.max() == 3
+        assert len(np.unique(labels[:, :35])) == 1
+        assert len(np.unique(labels[:, 36:39])) == 1 and labels[0, 37] != labels[0, 0]
+        # a border as strong as the split stays: the band is kept as a border
+        assert membrane_instances(cells, threshold=0.5, split=0.6).max() == 4
 
     @pytest.mark.parametrize("seed", range(4))
-    @pytest.mark.parametrize("split", [0.5, 2.0, 6.0])
+    @pytest.mark.parametrize("split", [0.5, 0.75, 0.85])
     def test_never_merged_across_an_intact_membrane(self, seed, split):
         from skimage.measure import label
 
@@ -132,13 +152,15 @@ class TestMembraneInstances:
         from skunet.instances import membrane_instances
 
         rng = np.random.default_rng(seed)
+        # membrane probability 0.85 or more on every membrane pixel
         cells = membrane_cells((96, 96), step=12, seed=seed) * 0.8 + rng.uniform(0, 0.15, (96, 96))
         labels = membrane_instances(cells, threshold=0.5, split=split)
         components = label(cells > 0.5, connectivity=1)
-        assert ((labels > 0) == (components > 0)).all()  # every cell pixel has a cell
-        for value in np.unique(labels[labels > 0]):  # each cell inside one component
-            assert len(np.unique(components[labels == value])) == 1
-        assert len(np.unique(labels[labels > 0])) >= components.max()  # none lost
+        assert (labels > 0).all()  # every pixel has a cell
+        inside = components > 0
+        for value in np.unique(labels):  # each cell holds one component
+            assert len(np.unique(components[(labels == value) & inside])) == 1
+        assert len(np.unique(labels)) == components.max()  # none lost
 
 
 def test_em_models_give_membrane_instances():
@@ -149,11 +171,11 @@ def test_em_models_give_membrane_instances():
     X = [m.astype(np.float32) * 0.6 + 0.2 for m in y]
     seg = tiny(max_epochs=1, task="em", callbacks__calibration=None).fit(X, y)  # defaults
     cells = [p[1] for p in seg.predict_proba(X)]
-    # uncalibrated: no split (the EM benchmark's cells are over-, not under-segmented)
+    # uncalibrated: threshold 0.5, split 0.85
     for labels, c in zip(seg.predict_instances(X), cells):
+        np.testing.assert_array_equal(labels, membrane_instances(c, 0.5, 0.85))
+    for labels, c in zip(seg.predict_instances(X, split=None), cells):
         np.testing.assert_array_equal(labels, label_components(c))
-    for labels, c in zip(seg.predict_instances(X, split=2.0), cells):
-        np.testing.assert_array_equal(labels, membrane_instances(c, split=2.0))
 
 
 def test_largest_object_opening_cuts_a_neighbour_on_a_bridge_and_a_spur():

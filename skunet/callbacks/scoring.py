@@ -11,7 +11,7 @@ import numpy as np
 from skorch.callbacks import Callback, EpochScoring
 from torch.utils.data import Subset
 
-from ..calibration import THRESHOLDS, calibrate_segmenter
+from ..calibration import calibrate_segmenter
 from ..constraints import Interval, check_params
 from ..evaluation import METRICS, score_images
 from ..inference import logit_classes
@@ -176,7 +176,7 @@ class InstanceCalibrator(Callback):
 
     For instance targets (``"boundary"``, ``"distance"``) and EM membrane models trained
     with a ``train_split``: the validation images are predicted once and decoded with
-    every pair of ``thresholds`` x ``splits`` (None: the target's grid,
+    every pair of ``thresholds`` x ``splits`` (None: the target's grids,
     :func:`~skunet.calibration.split_grid`); the pair with the best mean AP over IoU
     0.5-0.9 against their instance labels (membrane models: the best mean V_rand
     against their cells) becomes the model's ``instance_params_`` (the defaults win ties; see
@@ -186,7 +186,7 @@ class InstanceCalibrator(Callback):
     ``callbacks__calibration=None`` to keep the defaults.
     """
 
-    def __init__(self, thresholds=THRESHOLDS, splits=None, sink=print) -> None:
+    def __init__(self, thresholds=None, splits=None, sink=print) -> None:
         self.thresholds = thresholds
         self.splits = splits
         self.sink = sink
