@@ -14,6 +14,7 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs(path, monkeypatch, tmp_path):
     monkeypatch.setenv("SKUNET_SMALL", "1")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own (inline), as a user's
     # without the shared data the notebooks fall back to the bundled sample / synthetic cells
     for variable, folder in (
         ("SKUNET_DSB2018", "dsb2018"),
