@@ -248,7 +248,7 @@ def _cell(s: dict, key: str) -> str:
 def table(results: dict) -> str:
     lines = [
         "| configuration | V_rand (protocol) | V_info (protocol) | V_rand @0.5 | V_info @0.5 "
-        "| V_rand, watershed cells | pixel error @0.5 | pixel error, best t "
+        "| V_rand, cells (predict_instances) | pixel error @0.5 | pixel error, best t "
         "| training per fold | device |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
