@@ -69,7 +69,8 @@ FINE_TUNING: dict[str, Any] = {
 continue from the loaded weights at a tenth of the training learning rate on all the
 user's labelled images, keep the last epoch, then choose the instance thresholds again
 on labelled images the network did not train on (``calibrate_instances``). Every value
-can be overridden; ``callbacks__time_limit`` or ``max_epochs`` bound the minutes."""
+can be overridden; ``max_epochs`` or ``callbacks=[("time_limit", TimeLimit(3))]`` bound
+the minutes."""
 
 
 @dataclasses.dataclass(frozen=True)

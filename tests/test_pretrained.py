@@ -182,6 +182,19 @@ class TestFineTuning:
         assert warm.history[-1, "train_loss"] == pytest.approx(expected, rel=1e-4)
         assert abs(fresh.history[-1, "train_loss"] - expected) > 0.3
 
+    def test_a_time_limit_bounds_fine_tuning_as_documented(self):
+        """The shipped model, fine-tuned as docs/pretrained.md says: a TimeLimit added
+        with ``callbacks=`` binds the warm start (it has no time_limit of its own)."""
+        from skunet.callbacks import TimeLimit
+        from skunet.datasets import load_sample
+
+        X, y = load_sample("nuclei")
+        limit = TimeLimit(1e-9, sink=None)
+        model = load_model("nuclei", **pretrained.FINE_TUNING, callbacks=[("time_limit", limit)])
+        before = len(model.history)
+        model.fit(X[:2], y[:2])
+        assert len(model.history) == before + 1 and limit.stopped_epoch_ == before + 1
+
     def test_saved_weight_precision(self, trained, tmp_path):
         seg, path, (X, _) = trained
         half = seg.save(tmp_path / "half.skunet", weights="float16")
