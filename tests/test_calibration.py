@@ -113,6 +113,7 @@ def test_membrane_models_choose_threshold_and_split_by_v_rand():
     assert result.default_score < 0.97 and result.score == 1.0  # merged: 2 cells of 3
     assert p.instances(cell[None], result.threshold, result.split).max() == 3
     assert set(split for _, split in result.scores) >= {None, 0.85}
+    assert {t for t, _ in result.scores} >= {0.8, 0.9}  # the membranes' own thresholds
 
 
 def test_mismatched_labels_are_refused():
