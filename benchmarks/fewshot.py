@@ -5,6 +5,7 @@ k labelled images of that type, and against training from scratch on the same k 
     python benchmarks/fewshot.py base --minutes 60       # the preset without the held-out type
     python benchmarks/fewshot.py run BASE.skunet         # k = 5 and 10, 3 minutes each
     python benchmarks/fewshot.py run BASE.skunet --smoke # a minute, to check the wiring
+    python benchmarks/fewshot.py table                   # the docs table from the records
 
 ``types`` clusters the 484 shared DSB2018 training images by what distinguishes their
 kinds (k-means on the standardised log image size, log median nucleus area, log mean
@@ -33,7 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _record import RESULTS, update, with_time_limit
+from _record import RESULTS, load, parse_settings, update, with_time_limit
 from nuclei import CONFIGS, DEFAULT_DATA, object_scores
 from sklearn.cluster import KMeans
 
@@ -131,7 +132,13 @@ def run(args: argparse.Namespace) -> None:
     X, y, held_out, of_type, _ = split_by_type(args)
     rng = np.random.default_rng(args.seed)
     order = [of_type[i] for i in rng.permutation(len(of_type))]
-    figures = {"type": held_out, "type_images": len(of_type), "base": str(args.base), "k": {}}
+    figures = {
+        "type": held_out,
+        "type_images": len(of_type),
+        "base": str(args.base),
+        "fine_tuning": {**FINE_TUNING, **parse_settings(args.set)},
+        "k": {},
+    }
     test = order[max(args.k) :]  # one test set for every k
     test = test[:4] if args.smoke else test
     X_test, y_test = [X[i] for i in test], [y[i] for i in test]
@@ -141,23 +148,23 @@ def run(args: argparse.Namespace) -> None:
         X_k, y_k = [X[i] for i in order[:k]], [y[i] for i in order[:k]]
         rows = {"pretrained": as_is}
         tuned = UNetSegmenter.load(args.base).set_params(
-            **{**FINE_TUNING, "max_epochs": args.epochs}
+            **{**FINE_TUNING, "max_epochs": args.epochs, **parse_settings(args.set)}
         )
-        tuned.initialize_callbacks()
         tuned, seconds = adapted(tuned, X_k, y_k, args.minutes)
         rows["fine-tuned"] = {
             **object_scores(y_test, list(tuned.predict_instances(X_test))),
             "fit_seconds": round(seconds, 1),
             "epochs": len(tuned.history) - len(base.history),
         }
-        scratch = recipe(args, train_split=None, max_epochs=args.epochs)
-        scratch.set_params(callbacks__checkpoint=None)
-        scratch, seconds = adapted(scratch, X_k, y_k, args.minutes)
-        rows["scratch"] = {
-            **object_scores(y_test, list(scratch.predict_instances(X_test))),
-            "fit_seconds": round(seconds, 1),
-            "epochs": len(scratch.history),
-        }
+        if not args.no_scratch:
+            scratch = recipe(args, train_split=None, max_epochs=args.epochs)
+            scratch.set_params(callbacks__checkpoint=None)
+            scratch, seconds = adapted(scratch, X_k, y_k, args.minutes)
+            rows["scratch"] = {
+                **object_scores(y_test, list(scratch.predict_instances(X_test))),
+                "fit_seconds": round(seconds, 1),
+                "epochs": len(scratch.history),
+            }
         figures["k"][str(k)] = {"test_images": len(test), **rows}
         for name, r in rows.items():
             print(
@@ -170,9 +177,34 @@ def run(args: argparse.Namespace) -> None:
         print(f"written: {args.out}")
 
 
+def table(records: dict) -> str:
+    """The docs table: AP of each model for each k, with its training seconds and epochs."""
+    lines = [
+        "| held-out type | k | model | AP@0.5 | AP@0.75 | AP@0.9 | training |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for record in records.values():
+        for k, rows in record["k"].items():
+            for name in ("pretrained", "fine-tuned", "scratch"):
+                if name not in rows:
+                    continue
+                r = rows[name]
+                trained = (
+                    f"{r['fit_seconds'] / 60:.1f} min, {r['epochs']} epochs"
+                    if "fit_seconds" in r
+                    else "none"
+                )
+                lines.append(
+                    f"| {record['type']} ({rows['test_images']} test images) | {k} | {name} "
+                    f"| {r['ap']['0.50']:.3f} | {r['ap']['0.75']:.3f} | {r['ap']['0.90']:.3f} "
+                    f"| {trained} |"
+                )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=["types", "base", "run"])
+    parser.add_argument("step", choices=["types", "base", "run", "table"])
     parser.add_argument("base", nargs="?", type=Path, help="run: the base model file")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--n-types", type=int, default=5)
@@ -185,11 +217,17 @@ def main() -> None:
         "--smoke", action="store_true", help="tiny networks, 4 test images, no record"
     )
     parser.add_argument("--save", type=Path, default=Path("fewshot-base.skunet"))
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="PARAM=EXPR", help="fine-tuning override"
+    )
+    parser.add_argument("--no-scratch", action="store_true", help="fine-tuning trials only")
     parser.add_argument("--name", help="the record's key")
     parser.add_argument("--out", type=Path, default=RESULTS_FILE)
     args = parser.parse_args()
     if args.step == "types":
         find_types(args)
+    elif args.step == "table":
+        print(table(load(args.out)))
     elif args.step == "base":
         train_base(args)
     else:
