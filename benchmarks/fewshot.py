@@ -178,9 +178,10 @@ def run(args: argparse.Namespace) -> None:
 
 
 def table(records: dict) -> str:
-    """The docs table: AP of each model for each k, with its training seconds and epochs."""
+    """The docs table: AP of each model for each k, with its training minutes and epochs,
+    for each record (by the fine-tuning's learning rate)."""
     lines = [
-        "| held-out type | k | model | AP@0.5 | AP@0.75 | AP@0.9 | training |",
+        "| run: fine-tuning lr | k | model | AP@0.5 | AP@0.75 | AP@0.9 | training |",
         "|---|---|---|---|---|---|---|",
     ]
     for record in records.values():
@@ -195,7 +196,7 @@ def table(records: dict) -> str:
                     else "none"
                 )
                 lines.append(
-                    f"| {record['type']} ({rows['test_images']} test images) | {k} | {name} "
+                    f"| {record['fine_tuning']['lr']:g} | {k} | {name} "
                     f"| {r['ap']['0.50']:.3f} | {r['ap']['0.75']:.3f} | {r['ap']['0.90']:.3f} "
                     f"| {trained} |"
                 )

@@ -101,9 +101,11 @@ def atomic_path(path: str | os.PathLike, keep_suffix: bool = False) -> Iterator[
     leaves neither the temporary file nor a changed ``path``. The temporary name ends in
     ``.tmp-<pid>`` (so that a leftover of a killed process is no image or model file to
     folder readers), or in ``path``'s own suffix with ``keep_suffix``, for writers that
-    choose the format by it.
+    choose the format by it. A missing folder is a ``FileNotFoundError`` that names it.
     """
     path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"no folder {str(path.parent)!r} to write {path.name!r} in")
     if keep_suffix:
         tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     else:

@@ -202,6 +202,20 @@ class TrainingMixin:
         self._callbacks_built_from = self.callbacks
         return self
 
+    def set_params(self, **params: Any):
+        """skorch's ``set_params``; a ``callbacks__NAME`` that names no callback of a built
+        model is a ``ValueError`` naming those it has (skorch fails to unpack it)."""
+        if getattr(self, "callbacks_", None) is not None and "callbacks" not in params:
+            names = [name for name, _ in self.callbacks_]
+            for key in params:
+                name = key.removeprefix("callbacks__").partition("__")[0]
+                if key.startswith("callbacks__") and name not in names:
+                    raise ValueError(
+                        f"{key}: the model has no callback named {name!r} (it has "
+                        f"{', '.join(names)}); add one with callbacks=[..., ({name!r}, cb)]"
+                    )
+        return super().set_params(**params)
+
     def _use_new_callbacks(self) -> None:
         """Build the callbacks again when ``set_params(callbacks=...)`` replaced them since
         they were built: skorch builds them from the list it had before the new one is

@@ -372,6 +372,14 @@ class TestTimeLimit:
         assert len(seg.history) == 2 + 1  # stopped after the first epoch of the new limit
         assert dict(seg.callbacks_)["time_limit"].minutes == 1e-9
 
+    def test_replacing_a_callback_the_model_lacks_names_those_it_has(self, blobs):
+        seg = tiny(max_epochs=1).fit(*blobs)  # no time_limit among its callbacks
+        for key in ("callbacks__time_limit", "callbacks__time_limit__minutes"):
+            with pytest.raises(ValueError, match=f"{key}: .*no callback named 'time_limit'"):
+                seg.set_params(**{key: 3})
+        seg.set_params(callbacks__print_log=None)  # a callback it has: replaced as before
+        assert dict(seg.callbacks_)["print_log"] is None
+
     def test_first_epoch_always_runs_and_says_why_it_stopped(self, blobs):
         messages = []
         limit = TimeLimit(minutes=1e-9, sink=messages.append)

@@ -61,6 +61,12 @@ class TestSaveLoad:
         assert UNetSegmenter.load(path).n_classes == 3
         assert sorted(p.name for p in tmp_path.iterdir()) == ["model.skunet"]
 
+    def test_a_missing_folder_is_named(self, fitted, tmp_path):
+        seg, _ = fitted
+        with pytest.raises(FileNotFoundError, match=r"no folder .*missing.* to write 'm\.skunet'"):
+            seg.save(tmp_path / "missing" / "m.skunet")
+        assert list(tmp_path.iterdir()) == []
+
     def test_save_before_fit(self, tmp_path):
         with pytest.raises(Exception, match="not fitted"):
             UNetSegmenter().save(tmp_path / "m.skunet")
