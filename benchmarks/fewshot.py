@@ -132,11 +132,13 @@ def run(args: argparse.Namespace) -> None:
     X, y, held_out, of_type, _ = split_by_type(args)
     rng = np.random.default_rng(args.seed)
     order = [of_type[i] for i in rng.permutation(len(of_type))]
+    # the fine-tuning as run: the recipe, bounded by --epochs (the time binds), --set
+    tuning = {**FINE_TUNING, "max_epochs": args.epochs, **parse_settings(args.set)}
     figures = {
         "type": held_out,
         "type_images": len(of_type),
         "base": str(args.base),
-        "fine_tuning": {**FINE_TUNING, **parse_settings(args.set)},
+        "fine_tuning": tuning,
         "k": {},
     }
     test = order[max(args.k) :]  # one test set for every k
@@ -147,9 +149,7 @@ def run(args: argparse.Namespace) -> None:
     for k in args.k:
         X_k, y_k = [X[i] for i in order[:k]], [y[i] for i in order[:k]]
         rows = {"pretrained": as_is}
-        tuned = UNetSegmenter.load(args.base).set_params(
-            **{**FINE_TUNING, "max_epochs": args.epochs, **parse_settings(args.set)}
-        )
+        tuned = UNetSegmenter.load(args.base).set_params(**tuning)
         tuned, seconds = adapted(tuned, X_k, y_k, args.minutes)
         rows["fine-tuned"] = {
             **object_scores(y_test, list(tuned.predict_instances(X_test))),

@@ -176,7 +176,9 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
     if args.save:  # for decoding experiments without training again
         print(f"saved: {seg.save(args.save / f'{args.name or config}-{name}.skunet')}")
     if not X_test:  # --all-images: nothing held out to score
-        return training_record(seg, fit_seconds)
+        result = {"params": {"max_epochs": seg.max_epochs}, **training_figures(seg, fit_seconds)}
+        print(f"trained on every image: {result}", flush=True)
+        return result
     start = time.perf_counter()
     predictor = seg.predictor_
     probabilities = predictor.probabilities(predictor.check_images(X_test))
@@ -194,7 +196,6 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
     other_pred = other.predict_instances(X_test)
     other_seconds = time.perf_counter() - start
     other_key = "tta" if flips else "no_tta"
-    calibration = getattr(seg, "calibration_", None)
     result = {
         "params": {
             k: getattr(v, "__name__", v)
@@ -213,10 +214,6 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
         }
         | {k: v for k, v in params.items() if k.startswith("module__")},
         **object_scores(y_test, pred),
-        "instance_params": getattr(seg, "instance_params_", None),
-        "validation_mean_ap": None
-        if calibration is None
-        else {"calibrated": calibration.score, "defaults": calibration.default_score},
         "ap_defaults": {
             f"{m.thresh:.2f}": m.accuracy
             for m in match_dataset(y_test, default, thresh=list(IOU_THRESHOLDS))
@@ -225,11 +222,7 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
             **object_scores(y_test, list(other_pred)),
             "predict_seconds": round(other_seconds, 1),
         },
-        "epochs_run": len(seg.history),
-        "best_valid_iou": float(np.nanmax(seg.history[:, "valid_iou"]))
-        if "valid_iou" in seg.history[-1]
-        else None,
-        "fit_seconds": round(fit_seconds, 1),
+        **training_figures(seg, fit_seconds),
         "predict_seconds": round(predict_seconds, 1),
     }
     print(
@@ -245,21 +238,21 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
     return result
 
 
-def training_record(seg, fit_seconds: float) -> dict:
-    """What a training on every image can report: its epochs, time and validation scores."""
+def training_figures(seg, fit_seconds: float) -> dict:
+    """What a training reports without held-out images: its chosen instance settings,
+    validation scores, epochs and time."""
     calibration = getattr(seg, "calibration_", None)
-    result = {
-        "params": {"max_epochs": seg.max_epochs},
+    return {
         "instance_params": getattr(seg, "instance_params_", None),
         "validation_mean_ap": None
         if calibration is None
         else {"calibrated": calibration.score, "defaults": calibration.default_score},
         "epochs_run": len(seg.history),
-        "best_valid_iou": float(np.nanmax(seg.history[:, "valid_iou"])),
+        "best_valid_iou": float(np.nanmax(seg.history[:, "valid_iou"]))
+        if "valid_iou" in seg.history[-1]
+        else None,
         "fit_seconds": round(fit_seconds, 1),
     }
-    print(f"trained on every image: {result}", flush=True)
-    return result
 
 
 def epochs(r: dict) -> str:

@@ -229,7 +229,7 @@ def _border_graph(labels: np.ndarray, strength: np.ndarray) -> RAG:
 
 def _border_mean(graph, src: int, dst: int, n: int) -> dict:
     """The border of a merged cell with its neighbour ``n``: the mean over both parts'
-    border pixels (``merge_hierarchical``'s ``weight_func``)."""
+    border pixel pairs (``merge_hierarchical``'s ``weight_func``)."""
     a, b = graph[src].get(n), graph[dst].get(n)
     parts = [e for e in (a, b) if e is not None]
     count = sum(e["count"] for e in parts)

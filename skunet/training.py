@@ -208,8 +208,10 @@ class TrainingMixin:
         if getattr(self, "callbacks_", None) is not None and "callbacks" not in params:
             names = [name for name, _ in self.callbacks_]
             for key in params:
+                if not key.startswith("callbacks__"):
+                    continue
                 name = key.removeprefix("callbacks__").partition("__")[0]
-                if key.startswith("callbacks__") and name not in names:
+                if name not in names:
                     raise ValueError(
                         f"{key}: the model has no callback named {name!r} (it has "
                         f"{', '.join(names)}); add one with callbacks=[..., ({name!r}, cb)]"
