@@ -35,7 +35,7 @@ from nuclei import DEFAULT_DATA, object_scores, split
 
 from skunet import UNetSegmenter
 from skunet.calibration import IOU_THRESHOLDS
-from skunet.datasets import load_dsb2018
+from skunet.datasets import load_dsb2018, paired_files
 from skunet.pretrained import CARDS_FILE, ModelCard, check_file
 
 SHIP_DIR = Path(__file__).resolve().parents[1] / "skunet" / "data" / "models"
@@ -123,9 +123,10 @@ ALL_NOTE = (
 )
 
 
-def ship(args: argparse.Namespace, figures: dict, training_images: int) -> Path:
+def ship(args: argparse.Namespace, figures: dict, training_images: int, held_out: list) -> Path:
     """Write the model in ``args.ship`` precision into the package and its card: MODEL, or
-    the ``--all-images`` model of the same recipe, whose figures are MODEL's."""
+    the ``--all-images`` model of the same recipe, whose figures are MODEL's; ``held_out``:
+    the ids of the images it never trained on."""
     SHIP_DIR.mkdir(parents=True, exist_ok=True)
     name = f"{args.card_name}-{args.version}.skunet"
     shipped = UNetSegmenter.load(args.trained_on_all or args.model)
@@ -145,6 +146,7 @@ def ship(args: argparse.Namespace, figures: dict, training_images: int) -> Path:
             "images": training_images,
             "licence": "CC0-1.0",
             "note": ALL_NOTE if args.trained_on_all else SPLIT_NOTE,
+            "held_out": held_out,
         },
         command=f"{args.training_command} && python "
         + shlex.join(["benchmarks/pretrained.py", *sys.argv[1:]]),
@@ -191,6 +193,9 @@ def main() -> None:
         sys.exit("--ship needs --version and one of the measured --precisions")
     torch.manual_seed(0)
     X, y = load_dsb2018(args.data, progress=False)
+    ids = list(paired_files(args.data / "train" / "images", args.data / "train" / "masks"))
+    if len(ids) != len(X):
+        sys.exit(f"{args.data}: expected the train/images + train/masks layout")
     test, train = split(len(X))
     figures = measure(args.model, [X[i] for i in test], [y[i] for i in test], args.precisions)
     figures["training_images"] = len(train)
@@ -198,7 +203,8 @@ def main() -> None:
     print(f"written: {args.out}")
     if args.ship:
         images = len(X) if args.trained_on_all else len(train)
-        ship(args, load(args.out)[args.name or args.model.stem], images)
+        held_out = [] if args.trained_on_all else [ids[i] for i in sorted(test)]
+        ship(args, load(args.out)[args.name or args.model.stem], images, held_out)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ __all__ = [
     "paired_files",
     "read_image",
     "read_image_folder",
+    "sample_ids",
     "to_color",
 ]
 
@@ -338,7 +339,22 @@ def load_sample(name: str = "nuclei") -> tuple[list[np.ndarray], list[np.ndarray
     >>> len(X), X[0].dtype, y[0].dtype
     (12, dtype('uint8'), dtype('uint16'))
     """
-    folder = lookup({"nuclei": "nuclei"}, name, "sample")
-    base = resources.files("skunet") / "data" / folder
-    with resources.as_file(base) as path:
+    with _sample_folder(name) as path:
         return read_image_folder(path / "images", path / "masks")
+
+
+def sample_ids(name: str = "nuclei") -> list[str]:
+    """The source's ids of the bundled sample's images (DSB2018's Kaggle ids), in
+    :func:`load_sample`'s order: which of them a pretrained model trained on is on its
+    card (``training_data["held_out"]``).
+
+    >>> sample_ids("nuclei")[3][:8]
+    '4ff152d7'
+    """
+    with _sample_folder(name) as path:
+        return list(paired_files(path / "images", path / "masks"))
+
+
+def _sample_folder(name: str):
+    folder = lookup({"nuclei": "nuclei"}, name, "sample")
+    return resources.as_file(resources.files("skunet") / "data" / folder)

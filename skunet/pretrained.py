@@ -32,6 +32,7 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,9 @@ class ModelCard:
     licence : str
         Of the weights.
     training_data : dict
-        ``source``, ``images`` (count), ``licence`` of the data.
+        ``source``, ``images`` (count), ``licence`` of the data; ``held_out``: the ids
+        of the source's images that the model never trained on (``[]``: it trained on
+        every image, so none of them can judge it), see :meth:`never_saw`.
     command : str
         What produced the file, exactly.
     figures : dict
@@ -125,6 +128,19 @@ class ModelCard:
     def key(self) -> str:
         """``"name@version"``."""
         return f"{self.name}@{self.version}"
+
+    def never_saw(self, ids: Sequence[str]) -> list[int]:
+        """The positions in ``ids`` (image ids of the training source) of the images the
+        model never trained on: those in ``training_data["held_out"]``; none when the
+        card does not say.
+
+        >>> card = get_card("nuclei@0.1.0")
+        >>> from skunet.datasets import sample_ids
+        >>> card.never_saw(sample_ids("nuclei"))   # the bundled sample's images 3, 7, 10
+        [3, 7, 10]
+        """
+        held_out = set(self.training_data.get("held_out", ()))
+        return [i for i, image in enumerate(ids) if image in held_out]
 
     def to_dict(self) -> dict[str, Any]:
         """The card as JSON-able data (the form of ``models.json``)."""

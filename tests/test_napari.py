@@ -21,6 +21,7 @@ from conftest import make_blobs, tiny  # noqa: E402
 from skunet.metrics import match_instances  # noqa: E402
 from skunet.napari.reader import get_reader  # noqa: E402
 from skunet.napari.widget import FROM_FILE, segment  # noqa: E402
+from skunet.pretrained import load_model  # noqa: E402
 
 TIMEOUT_MS = 300_000
 
@@ -54,7 +55,11 @@ def test_widget_segments_the_sample_with_the_pretrained_model(make_napari_viewer
     viewer.open_sample("skunet", "nuclei")
     widget = _segment_widget(viewer)
     assert widget.model.value == "nuclei" and widget.output.value == "instances"
-    assert (widget.threshold.value, widget.split.value) == (0.5, 0.6)  # the model's card
+    calibrated = load_model("nuclei").instance_params_  # the widget starts at these
+    assert (widget.threshold.value, widget.split.value) == (
+        calibrated["threshold"],
+        calibrated["split"],
+    )
     worker = widget.run()
     with qtbot.waitSignal(worker.finished, timeout=TIMEOUT_MS):
         pass
