@@ -23,8 +23,21 @@ from skunet.instances import LargestObject, largest_object
 RESULTS = Path(__file__).parent / "results"
 
 
+def instruction_set() -> str:
+    """The CPU's widest vector instructions that matter for torch here: training and
+    prediction in bfloat16 are about 2x faster with native AVX-512 BF16 than on AVX2."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return "unknown"
+    for flag, name in (("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2")):
+        if flag in flags:
+            return name
+    return "no AVX2"
+
+
 def machine() -> dict:
-    """What ran the benchmark: CPU, cores, torch threads, GPU if any."""
+    """What ran the benchmark: CPU and its vector instructions, cores, torch threads, GPU."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -35,6 +48,7 @@ def machine() -> dict:
         pass
     return {
         "cpu": cpu,
+        "instructions": instruction_set(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,

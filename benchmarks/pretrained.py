@@ -36,6 +36,7 @@ from nuclei import DEFAULT_DATA, object_scores, split
 from skunet import UNetSegmenter
 from skunet.calibration import IOU_THRESHOLDS
 from skunet.datasets import load_dsb2018, paired_files
+from skunet.mixed_precision import autocast_dtype
 from skunet.pretrained import CARDS_FILE, ModelCard, check_file
 
 SHIP_DIR = Path(__file__).resolve().parents[1] / "skunet" / "data" / "models"
@@ -46,18 +47,6 @@ LIMITS = [
     "2-D gray images; colour images must be converted to one channel first",
     "nuclei of roughly 5-80 px across; rescale images of other magnifications",
 ]
-
-
-def instruction_set() -> str:
-    """The CPU's widest vector instructions that matter for torch here."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return "unknown"
-    for flag, name in (("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2")):
-        if flag in flags:
-            return name
-    return "no AVX2"
 
 
 def timed_instances(seg: UNetSegmenter, X: list, tta: bool) -> tuple[list, float]:
@@ -101,6 +90,11 @@ def measure(model: Path, X_test: list, y_test: list, precisions: list[str]) -> d
         "megapixels": round(megapixels, 3),
         "instance_params": getattr(trained, "instance_params_", None),
         "tta": trained.tta,
+        # what the network computed in here: autocast="auto" is bfloat16 on a CPU with
+        # native bfloat16, float32 elsewhere
+        "computed_in": str(
+            autocast_dtype(trained.device, trained.autocast) or "float32"
+        ).removeprefix("torch."),
         "params": {
             k: v
             for k, v in trained.get_params(deep=False).items()
@@ -149,15 +143,15 @@ def ship(args: argparse.Namespace, figures: dict, training_images: int, held_out
             "held_out": held_out,
         },
         command=f"{args.training_command} && python "
-        + shlex.join(["benchmarks/pretrained.py", *sys.argv[1:]]),
+        + shlex.join(["benchmarks/pretrained.py", *_without_training_command(sys.argv[1:])]),
         figures={
             "images": figures["held_out_images"],
             "ap": row["ap"],
             "f1_50": row["f1_50"],
             "seconds_per_megapixel": row["seconds_per_megapixel"],
             "tta": figures["tta"],
-            "machine": f"{machine()['cpu']} ({instruction_set()}), "
-            f"{machine()['torch_threads']} torch threads, float32",
+            "machine": f"{machine()['cpu']} ({machine()['instructions']}), "
+            f"{machine()['torch_threads']} torch threads, {figures['computed_in']}",
         },
         limits=tuple(LIMITS),
         description="U-Net (depth 4, 16 channels, batch norm) on 4 distance levels, "
@@ -170,6 +164,17 @@ def ship(args: argparse.Namespace, figures: dict, training_images: int, held_out
     cards_path.write_text(json.dumps([*cards, card.to_dict()], indent=2) + "\n")
     print(f"shipped {path} ({card.size / 1e6:.1f} MB) and its card in {cards_path}")
     return path
+
+
+def _without_training_command(argv: list[str]) -> list[str]:
+    """The arguments less ``--training-command``, which the card's command starts with."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith("--training-command"):
+            skip = arg == "--training-command"  # its value follows as the next argument
+            continue
+        kept.append(arg)
+    return kept
 
 
 def main() -> None:
