@@ -268,7 +268,7 @@ def table(results: dict) -> str:
     ]
     for config, rec in results.items():
         device = device_of(rec)
-        for name, r in rec["variants"].items():
+        for name, r in rec.get("variants", {}).items():  # a decoders record has none
             if "ap" not in r:  # trained on every image: nothing held out
                 continue
             how = HOW[name]
