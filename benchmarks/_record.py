@@ -23,38 +23,35 @@ from skunet.instances import LargestObject, largest_object
 RESULTS = Path(__file__).parent / "results"
 
 
-def instruction_set() -> str:
-    """The CPU's widest vector instructions that matter for torch here: training and
-    prediction in bfloat16 are about 2x faster with native AVX-512 BF16 than on AVX2."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return "unknown"
-    for flag, name in (("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2")):
-        if flag in flags:
-            return name
-    return "no AVX2"
-
-
 def machine() -> dict:
     """What ran the benchmark: CPU and its vector instructions, cores, torch threads, GPU."""
-    cpu = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        cpuinfo = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
+        cpuinfo = ""
+    names = [
+        line.split(":", 1)[1].strip()
+        for line in cpuinfo.splitlines()
+        if line.startswith("model name")
+    ]
     return {
-        "cpu": cpu,
-        "instructions": instruction_set(),
+        "cpu": names[0] if names else platform.processor() or platform.machine(),
+        "instructions": _instruction_set(set(cpuinfo.split())) if cpuinfo else "unknown",
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
+
+
+def _instruction_set(flags: set[str]) -> str:
+    """The CPU's widest vector instructions that matter for torch here: training and
+    prediction in bfloat16 are about 2x faster with native AVX-512 BF16 than on AVX2."""
+    for flag, name in (("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2")):
+        if flag in flags:
+            return name
+    return "no AVX2"
 
 
 def record(figures: dict) -> dict:

@@ -126,6 +126,7 @@ def ship(args: argparse.Namespace, figures: dict, training_images: int, held_out
     shipped = UNetSegmenter.load(args.trained_on_all or args.model)
     path = shipped.save(SHIP_DIR / name, weights=args.ship, overwrite=True)
     row = figures["precisions"][args.ship]
+    ran_on = machine()
     card = ModelCard(
         name=args.card_name,
         version=args.version,
@@ -150,8 +151,8 @@ def ship(args: argparse.Namespace, figures: dict, training_images: int, held_out
             "f1_50": row["f1_50"],
             "seconds_per_megapixel": row["seconds_per_megapixel"],
             "tta": figures["tta"],
-            "machine": f"{machine()['cpu']} ({machine()['instructions']}), "
-            f"{machine()['torch_threads']} torch threads, {figures['computed_in']}",
+            "machine": f"{ran_on['cpu']} ({ran_on['instructions']}), "
+            f"{ran_on['torch_threads']} torch threads, {figures['computed_in']}",
         },
         limits=tuple(LIMITS),
         description="U-Net (depth 4, 16 channels, batch norm) on 4 distance levels, "
