@@ -253,6 +253,8 @@ def table(results: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for config, rec in results.items():
+        if "fit_seconds" not in rec.get("summary", {}):  # decoder and calibration trials
+            continue
         s = rec["summary"]
         # records made before the protocol existed hold the 0.5 figures under v_rand / v_info
         old = "v_rand_05" not in s
