@@ -25,8 +25,8 @@ the pixel error at 0.5, its best threshold and V_rand's threshold, the protocol 
 without flip averaging ("variants"; the recipe's ``tta`` gives the fold's figures), V_rand
 and V_info of the cells of ``predict_instances`` (:func:`skunet.instances.membrane_instances`
 with the model's calibrated threshold and split; a recipe without validation slices, such
-as ``fast``, is calibrated on the fold's last training slice, or ``--calibration-slices``
-spread through its training stack, held out of its training unless ``--no-calibration``)
+as ``fast``, is calibrated on three training slices spread through the fold's training
+stack, or ``--calibration-slices``, held out of its training unless ``--no-calibration``)
 beside those of the uncalibrated defaults, and the training wall time. It saves a
 picture of the slice with the lowest V_rand at 0.5 (image, truth, prediction) beside the
 results. Records go under the configuration's key in ``benchmarks/results/em.json`` with
@@ -139,6 +139,11 @@ def scores(truth: list, cells: list) -> dict:
     }
 
 
+def calibration_slices(train, n: int) -> list[int]:
+    """``n`` of a fold's training slices spread through its stack, the last among them."""
+    return sorted(int(train[len(train) - 1 - round(i * len(train) / n)]) for i in range(n))
+
+
 def run_fold(args: argparse.Namespace, X, y, k: int, train, test) -> tuple[dict, tuple]:
     recipe, overrides = CONFIGS[args.config]
     params = {**overrides, "device": args.device, "random_state": 0, "verbose": args.verbose}
@@ -147,12 +152,11 @@ def run_fold(args: argparse.Namespace, X, y, k: int, train, test) -> tuple[dict,
     seg = em_segmenter(recipe, **{**params, **parse_settings(args.set)})
     with_time_limit(seg, args.minutes)
     # a recipe without validation slices (train_split=None) calibrates its cells'
-    # threshold and split by V_rand on training slices held out of the training: the
-    # last one, or --calibration-slices spread through the training stack
+    # threshold and split by V_rand on --calibration-slices training slices spread
+    # through the training stack (the last one among them), held out of the training
     held = []
     if seg.train_split is None and not args.no_calibration:
-        n = args.calibration_slices
-        held = sorted(int(train[len(train) - 1 - round(i * len(train) / n)]) for i in range(n))
+        held = calibration_slices(train, args.calibration_slices)
     kept = args.keep / f"em_{args.name or args.config}_fold{k}.skunet" if args.keep else None
     reused = bool(args.reuse and kept and kept.exists())
     if reused:
@@ -292,9 +296,10 @@ def main() -> None:
     parser.add_argument(
         "--calibration-slices",
         type=int,
-        default=1,
+        default=3,
         help="train_split=None recipes: calibrate on this many training slices, spread "
-        "through the stack and held out of the training (default 1: the last)",
+        "through the stack and held out of the training (default 3; on one slice the "
+        "choice overfits it)",
     )
     parser.add_argument("--keep", type=Path, help="save each fold's fitted model in this folder")
     parser.add_argument(

@@ -9,11 +9,12 @@ connected components at several thresholds and of
 mean membrane probability of a border that keeps two cells apart; V_rand, V_info, cells
 per slice), and the pixel error of the membranes as predicted and thinned after the
 threshold (membranes eroded by 1 or 2 pixels; skeletonised, the most a thinning can do);
-records them in ``benchmarks/results/em_trials.json``.
+records them in ``benchmarks/results/em_trials.json`` (``--pixel-error-only``: the
+thinnings alone).
 
-``--grid 0.1 0.2 ... 0.9`` instead calibrates the model's threshold on the slice
-``em.py`` held out of that fold's training (its last training slice) over that grid, as
-``em.py`` does over the default grid, and reports the V_rand of ``predict_instances``
+``--grid 0.1 0.2 ... 0.9`` instead calibrates the model's threshold on the slices
+``em.py`` held out of that fold's training (``--calibration-slices``, as there) over that
+grid, as ``em.py`` does over the default grid, and reports the V_rand of ``predict_instances``
 on the fold's test slices with each grid.
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from _record import update
-from em import DEFAULT_DATA
+from em import DEFAULT_DATA, calibration_slices
 from scipy import ndimage as ndi
 from skimage.morphology import skeletonize
 from sklearn.model_selection import KFold
@@ -49,21 +50,21 @@ def pixel_error_trials(truth: list, cells: list) -> dict[str, dict[float, float]
     return {
         name: {
             t: float(np.mean([np.mean(thin(c <= t) != (y == 0)) for y, c in zip(truth, cells)]))
-            for t in (0.3, 0.4, 0.5, 0.6, 0.7)
+            for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
         }
         for name, thin in thinnings.items()
     }
 
 
-def calibration_trial(seg, X, y, train, test, grid: list[float]) -> dict:
+def calibration_trial(seg, X, y, train, test, grid: list[float], n: int) -> dict:
     """``predict_instances``' V_rand on the test slices after calibrating on the fold's
-    held-out slice over the default grid and over ``grid`` (no split, as chosen)."""
-    held = int(train[-1])
+    ``n`` held-out slices over the default grid and over ``grid``."""
+    held = calibration_slices(train, n)
     truth = [y[i] for i in test]
     rows = {}
     for name, thresholds in {"default grid": None, "grid": grid}.items():
         kwargs = {} if thresholds is None else {"thresholds": thresholds}
-        result = seg.calibrate_instances([X[held]], [y[held]], **kwargs)
+        result = seg.calibrate_instances([X[i] for i in held], [y[i] for i in held], **kwargs)
         cells = rand_scores(truth, list(seg.predict_instances([X[i] for i in test])))
         rows[name] = {
             "thresholds": list(thresholds or sorted({t for t, _ in result.scores})),
@@ -71,9 +72,9 @@ def calibration_trial(seg, X, y, train, test, grid: list[float]) -> dict:
             "v_rand_instances": cells.v_rand,
             "v_info_instances": cells.v_info,
         }
-        print(f"{name:12} chose t={result.threshold} split={result.split} on slice {held}: "
+        print(f"{name:12} chose t={result.threshold} split={result.split} on slices {held}: "
               f"V_rand {cells.v_rand:.4f}, V_info {cells.v_info:.4f}")  # fmt: skip
-    return {"calibration_slice": held, **rows}
+    return {"calibration_slices": held, **rows}
 
 
 def main() -> None:
@@ -88,13 +89,23 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=RESULTS_FILE)
     parser.add_argument("--grid", type=float, nargs="+", help="calibrate over this grid")
+    parser.add_argument(
+        "--calibration-slices", type=int, default=3, help="as em.py held them out (default 3)"
+    )
+    parser.add_argument(
+        "--pixel-error-only", action="store_true", help="only the thinnings' pixel errors"
+    )
     args = parser.parse_args()
     X, y = load_isbi2012(args.data)
     train, test = list(KFold(5).split(X))[args.fold]
     seg = UNetSegmenter.load(args.model)
     if args.grid:
         key = f"calibration grid of {args.model.name}, fold {args.fold}"
-        update(args.out, key, calibration_trial(seg, X, y, train, test, args.grid))
+        update(
+            args.out,
+            key,
+            calibration_trial(seg, X, y, train, test, args.grid, args.calibration_slices),
+        )
         print(f"written: {args.out} ({key})")
         return
     cells = [p[1] for p in seg.predict_proba([X[i] for i in test])]
@@ -106,7 +117,7 @@ def main() -> None:
         for s in args.splits
     }
     rows = {}
-    for name, (decode, t, s) in decoders.items():
+    for name, (decode, t, s) in {} if args.pixel_error_only else decoders.items():
         labels = [decode(c, t) if s is None else decode(c, t, s) for c in cells]
         scores = rand_scores(truth, labels)
         rows[name] = {
@@ -121,7 +132,8 @@ def main() -> None:
         best = min(errors, key=errors.get)
         print(f"pixel error, membranes {name:12} best {errors[best]:.4f} (t={best}); "
               + ", ".join(f"t={t}: {e:.4f}" for t, e in errors.items()))  # fmt: skip
-    key = f"decoders of {args.model.name}, fold {args.fold}"
+    what = "thinnings" if args.pixel_error_only else "decoders"
+    key = f"{what} of {args.model.name}, fold {args.fold}"
     figures = {"model": str(args.model), "fold": args.fold, "decoders": rows}
     update(args.out, key, {**figures, "pixel_error_thinned": thinned})
     print(f"written: {args.out} ({key})")
