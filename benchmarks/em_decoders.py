@@ -116,8 +116,10 @@ def main() -> None:
         for t in args.seeds
         for s in args.splits
     }
+    if args.pixel_error_only:
+        decoders = {}
     rows = {}
-    for name, (decode, t, s) in {} if args.pixel_error_only else decoders.items():
+    for name, (decode, t, s) in decoders.items():
         labels = [decode(c, t) if s is None else decode(c, t, s) for c in cells]
         scores = rand_scores(truth, labels)
         rows[name] = {
