@@ -34,6 +34,7 @@ from skunet import UNetSegmenter
 from skunet.datasets import load_isbi2012
 from skunet.instances import label_components, membrane_instances
 from skunet.metrics import rand_scores
+from skunet.metrics.rand import pixel_error
 
 RESULTS_FILE = Path(__file__).parent / "results" / "em_trials.json"
 
@@ -49,7 +50,7 @@ def pixel_error_trials(truth: list, cells: list) -> dict[str, dict[float, float]
     }
     return {
         name: {
-            t: float(np.mean([np.mean(thin(c <= t) != (y == 0)) for y, c in zip(truth, cells)]))
+            t: float(np.mean([pixel_error(y, ~thin(c <= t)) for y, c in zip(truth, cells)]))
             for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
         }
         for name, thin in thinnings.items()
