@@ -165,6 +165,11 @@ def run_peer(args: argparse.Namespace, data, seconds: float) -> dict:
     return result
 
 
+def saved_path(args: argparse.Namespace, variant: str) -> Path:
+    """Where ``--save`` writes a variant's model."""
+    return args.save / f"{args.name or args.config}-{variant}.skunet"
+
+
 def run_variant(name: str, args: argparse.Namespace, data) -> dict:
     (X_train, y_train), (X_test, y_test) = data
     params = variant_params(name, args)
@@ -174,7 +179,7 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
     seg.fit(X_train[:limit], y_train[:limit])
     fit_seconds = time.perf_counter() - start
     if args.save:  # for decoding experiments without training again
-        print(f"saved: {seg.save(args.save / f'{args.name or config}-{name}.skunet')}")
+        print(f"saved: {seg.save(saved_path(args, name))}")
     if not X_test:  # --all-images: nothing held out to score
         result = {"params": {"max_epochs": seg.max_epochs}, **training_figures(seg, fit_seconds)}
         print(f"trained on every image: {result}", flush=True)
@@ -304,6 +309,11 @@ def main() -> None:
     if args.table:
         print(table(load(args.out)))
         return
+    if args.save:  # before hours of training, not after: the folder, and nothing overwritten
+        args.save.mkdir(parents=True, exist_ok=True)
+        taken = [p for v in args.variants if (p := saved_path(args, v)).exists()]
+        if taken:
+            sys.exit(f"--save would overwrite {', '.join(map(str, taken))}; choose another --name")
     X, y = load_dsb2018(args.data, progress=False)
     test, train = split(len(X))
     if args.all_images:
