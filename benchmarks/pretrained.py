@@ -3,7 +3,7 @@
     python benchmarks/pretrained.py MODEL.skunet                  # measure, record
     python benchmarks/pretrained.py MODEL.skunet --ship float16 --version 0.1.0 \\
         --training-command "python benchmarks/nuclei.py ..."        # and ship it
-    python benchmarks/pretrained.py ALL.skunet --figures-from 'nuclei split, ...' \
+    python benchmarks/pretrained.py ALL.skunet --figures-from 'nuclei split, ...' \\
         --ship float16 --version 0.3.0   # ship an --all-images model, the split's figures
 
 MODEL is a nuclei model trained by ``benchmarks/nuclei.py --save`` on the benchmark's
@@ -85,11 +85,15 @@ def measure(
                     seconds_other / megapixels, 2
                 ),
             }
-            ap = scores.get("ap", {})
+            ap = scores.get("ap")
+            held_out = (
+                f"AP@0.5 {ap['0.50']:.3f}  AP@0.75 {ap['0.75']:.3f}  AP@0.9 {ap['0.90']:.3f}"
+                if ap
+                else "not scored"
+            )
             print(
-                f"{precision}: {rows[precision]['file_bytes'] / 1e6:.1f} MB  AP@0.5 "
-                f"{ap.get('0.50', float('nan')):.3f}  AP@0.75 {ap.get('0.75', float('nan')):.3f}"
-                f"  AP@0.9 {ap.get('0.90', float('nan')):.3f}  {seconds / megapixels:.2f} s/MP "
+                f"{precision}: {rows[precision]['file_bytes'] / 1e6:.1f} MB  {held_out}  "
+                f"{seconds / megapixels:.2f} s/MP "
                 f"(tta={own_tta}), {seconds_other / megapixels:.2f} s/MP (tta={not own_tta})",
                 flush=True,
             )
@@ -153,10 +157,8 @@ def ship(args: argparse.Namespace, figures: dict, training_images: int, held_out
     path = shipped.save(SHIP_DIR / name, weights=args.ship, overwrite=True)
     row = figures["precisions"][args.ship]
     held = figures.get("figures_from") or {**row, "images": figures["held_out_images"]}
-    all_images = args.trained_on_all or args.figures_from
     record = f", record {args.figures_from!r} of benchmarks/results/nuclei.json"
-    note = ALL_NOTE.format(record=record if args.figures_from else "")
-    note = note if all_images else SPLIT_NOTE
+    note = SPLIT_NOTE if held_out else ALL_NOTE.format(record=record if args.figures_from else "")
     ran_on = machine()
     card = ModelCard(
         name=args.card_name,
