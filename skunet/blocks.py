@@ -29,11 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .inference import forward
+from .inference import tile_batches
 from .lazy import as_lazy_image, lazy_percentiles
 from .preprocessing import PERCENTILES, scale_range
 from .tiling import blend_weights, reflect_indices, tile_starts
-from .validation import as_float32
 
 __all__ = ["BlockJob", "block_probabilities", "chunk_grid"]
 
@@ -74,7 +73,7 @@ def block_probabilities(
     """
     g, s = predictor.geometry, predictor.settings
     tile, region = predictor.tile_sizes()
-    c, off = g.context, g.output_offset
+    c = g.context
     (h, w), (r0, r1, c0, c1) = shape, block
     if scale is not None:
         image = scale_range(image, *scale)
@@ -82,24 +81,17 @@ def block_probabilities(
     cols = _tiles_over(tile_starts(w, region, s.tile_overlap), region, w, c0, c1)
     weights = blend_weights(region, s.blend)
     tiles = [(r, q) for r in rows for q in cols]
-    per_batch = max(1, s.pixels_per_batch // (tile * tile))
+
+    def read(t: tuple[int, int]) -> np.ndarray:
+        r, q = t
+        return image[
+            :,
+            reflect_indices(r - c, tile, h)[:, None] - origin[0],
+            reflect_indices(q - c, tile, w)[None, :] - origin[1],
+        ]
+
     acc = wsum = None
-    for b in range(0, len(tiles), per_batch):
-        batch = tiles[b : b + per_batch]
-        xb = np.stack(
-            [
-                as_float32(
-                    image[
-                        :,
-                        reflect_indices(r - c, tile, h)[:, None] - origin[0],
-                        reflect_indices(q - c, tile, w)[None, :] - origin[1],
-                    ]
-                )
-                for r, q in batch
-            ]
-        )
-        probs = forward(predictor.module, xb, s)[..., off : off + region, off : off + region]
-        probs = probs.cpu().numpy()
+    for batch, probs in tile_batches(predictor.module, tiles, read, tile, g, s):
         if acc is None:
             acc = np.zeros((probs.shape[1], r1 - r0, c1 - c0), dtype=np.float32)
             wsum = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)

@@ -121,6 +121,32 @@ def _windows(cuts, height: int, width: int) -> np.ndarray:
     return np.stack([as_float32(window(im, top, left, height, width)) for im, top, left in cuts])
 
 
+def tile_batches(
+    module: nn.Module,
+    tiles: Sequence,
+    read: Callable[[Any], np.ndarray],
+    tile: int,
+    g: Geometry,
+    s: InferenceSettings,
+) -> Iterator[tuple[Sequence, np.ndarray]]:
+    """Run ``tiles`` through the network in batches of about ``s.pixels_per_batch``
+    input pixels; yields each batch and the compact probabilities of its tiles' output
+    regions ``(n, K', tile - 2 context, tile - 2 context)``. ``read(t)`` is tile ``t``'s
+    input window ``(C, tile, tile)``."""
+    region, off = tile - 2 * g.context, g.output_offset
+    per_batch = tiles_per_batch(tile, s)
+    for b in range(0, len(tiles), per_batch):
+        batch = tiles[b : b + per_batch]
+        xb = np.stack([as_float32(read(t)) for t in batch])
+        probs = forward(module, xb, s)[..., off : off + region, off : off + region]
+        yield batch, probs.cpu().numpy()
+
+
+def tiles_per_batch(tile: int, s: InferenceSettings) -> int:
+    """How many ``tile`` x ``tile`` windows one batch holds (``s.pixels_per_batch``)."""
+    return max(1, s.pixels_per_batch // (tile * tile))
+
+
 def _whole(module, images, idx, g, s, bar, finalize) -> Iterator[tuple[int, np.ndarray]]:
     c, off = g.context, g.output_offset
     h, w = images[idx[0]].shape[1:]
@@ -142,13 +168,13 @@ def _tiled(module, image, tile, g, s, bar, finalize) -> np.ndarray:
     row are final: they are normalised, passed through ``finalize`` (e.g. to uint8
     classes) and stored, so the float buffers hold about one tile's rows, not the image.
     """
-    c, off = g.context, g.output_offset
+    c = g.context
     region = tile - 2 * c
     h, w = image.shape[1:]
     weights = blend_weights(region, s.blend)
     rows = tile_starts(h, region, s.tile_overlap)
     cols = tile_starts(w, region, s.tile_overlap)
-    per_batch = max(1, s.pixels_per_batch // (tile * tile))
+    per_batch = tiles_per_batch(tile, s)
     # the buffers hold the rows that the tiles of one batch can reach
     step = max((b - a for a, b in pairwise(rows)), default=0)
     band = min(region + step * (per_batch // len(cols) + 1), h)
@@ -169,11 +195,11 @@ def _tiled(module, image, tile, g, s, bar, finalize) -> np.ndarray:
         lo = upto
 
     tiles = [(i, r, q) for i, r in enumerate(rows) for q in cols]
-    for b in range(0, len(tiles), per_batch):
-        batch = tiles[b : b + per_batch]
-        xb = _windows(((image, r - c, q - c) for _, r, q in batch), tile, tile)
-        probs = forward(module, xb, s)[..., off : off + region, off : off + region]
-        probs = probs.cpu().numpy()
+
+    def read(t: tuple[int, int, int]) -> np.ndarray:
+        return window(image, t[1] - c, t[2] - c, tile, tile)
+
+    for batch, probs in tile_batches(module, tiles, read, tile, g, s):
         if acc is None:
             acc = np.zeros((probs.shape[1], band, w), dtype=np.float32)
             wsum = np.zeros((band, w), dtype=np.float32)
