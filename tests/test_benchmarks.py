@@ -1,0 +1,91 @@
+"""The parts of the benchmark scripts that decide what a record says: which slices the EM
+benchmark holds out for calibration and how the decoder-grid script judges calibration
+rules (it reads tables, so it is tested on made-up ones)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+
+em = pytest.importorskip("em")
+grid = pytest.importorskip("em_decoder_grid")
+
+
+def test_calibration_slices_are_the_ones_the_em_docs_name():
+    from sklearn.model_selection import KFold
+
+    held = [em.calibration_slices(train, 3) for train, _ in KFold(5).split(np.arange(30))]
+    assert held == [[13, 21, 29], [13, 21, 29], [7, 21, 29], [7, 15, 29], [7, 15, 23]]
+    for (train, _), h in zip(KFold(5).split(np.arange(30)), held):
+        assert set(h) <= set(train)
+
+
+def tables(calibration: dict, test: dict, protocol: float) -> dict:
+    """A fold whose every grid cell scores 0.9 except the given (threshold, split) cells,
+    for three calibration and two test slices."""
+    shape = (len(grid.THRESHOLDS), len(grid.SPLITS))
+
+    def table(cells: dict, n: int) -> list:
+        t = np.full((n, *shape), 0.9)
+        for (threshold, split), values in cells.items():
+            t[:, grid.THRESHOLDS.index(threshold), grid.SPLITS.index(split)] = values
+        return t.tolist()
+
+    return {
+        "calibration": table(calibration, 3),
+        "test": table(test, 2),
+        "protocol_v_rand": protocol,
+    }
+
+
+def test_calibration_chooses_within_the_package_grid_and_keeps_the_defaults_on_ties():
+    score = np.zeros((len(grid.THRESHOLDS), len(grid.SPLITS)))
+    score[grid.THRESHOLDS.index(0.1), grid.SPLITS.index(0.85)] = 1.0  # not in the grid
+    score[grid.THRESHOLDS.index(0.7), grid.SPLITS.index(0.93)] = 1.0  # nor this
+    assert grid.choose(score) == (
+        grid.THRESHOLDS.index(0.5),
+        grid.SPLITS.index(0.85),
+    )  # the defaults
+    score[grid.THRESHOLDS.index(0.7), grid.SPLITS.index(0.9)] = 0.5
+    assert grid.choose(score) == (grid.THRESHOLDS.index(0.7), grid.SPLITS.index(0.9))
+
+
+def test_rules_are_judged_against_the_protocol_on_the_test_slices():
+    # the best mean on the calibration slices is (0.7, 0.9), which fails on the test
+    # slices; (0.6, 0.8) is never bad on a calibration slice and holds on the test
+    fold = tables(
+        {(0.7, 0.9): [1.0, 1.0, 0.85], (0.6, 0.8): [0.95, 0.95, 0.95]},
+        {(0.7, 0.9): [0.8, 0.8], (0.6, 0.8): [0.96, 0.96]},
+        protocol=0.95,
+    )
+    judged = grid.judge({"0": fold, "1": fold})
+    mean = judged["rules"]["best mean (the package)"]
+    assert [f["pair"] for f in mean["folds"]] == ["0.7|0.9", "0.7|0.9"]
+    assert mean["mean_minus_protocol"] == pytest.approx(-0.15)
+    worst = judged["rules"]["best worst slice"]
+    assert [f["pair"] for f in worst["folds"]] == ["0.6|0.8", "0.6|0.8"]
+    assert worst["every_fold_within_0.005"]
+    defaults = judged["rules"]["the defaults (0.5, 0.85), no calibration"]
+    assert defaults["folds"][0]["v_rand"] == pytest.approx(0.9)
+    # each fold's rule is chosen on the other folds: here both prefer the worst slice
+    # (or a rule that chose the same pair)
+    held_out = judged["rule_chosen_on_the_other_folds"]
+    assert [f["pair"] for f in held_out["folds"]] == ["0.6|0.8", "0.6|0.8"]
+
+
+def test_a_fold_does_not_choose_its_own_rule():
+    good = tables({(0.6, 0.8): [0.95] * 3}, {(0.6, 0.8): [0.96] * 2}, protocol=0.95)
+    # on this fold the calibration's best mean fails on the test slices, but on the
+    # other fold it is the best rule, so this fold is judged with it
+    bad = tables(
+        {(0.7, 0.9): [1.0, 1.0, 0.85], (0.6, 0.8): [0.95] * 3},
+        {(0.7, 0.9): [0.8, 0.8], (0.6, 0.8): [0.96] * 2},
+        protocol=0.95,
+    )
+    judged = grid.judge({"0": bad, "1": good})
+    chosen = judged["rule_chosen_on_the_other_folds"]["folds"][0]
+    on_fold_1 = {n: r["folds"][1]["minus_protocol"] for n, r in judged["rules"].items()}
+    assert on_fold_1[chosen["rule"]] == max(on_fold_1.values())
