@@ -124,16 +124,20 @@ def calibrate_instances(
         )
     labels = [np.asarray(lab) for lab in labels]
     probabilities = predictor.probabilities(images)
+    record = decoding(predictor.target, predictor.membranes)
     if (predictor.n_classes == 2 and not predictor.membranes) or splits is None:
-        splits = split_grid(predictor.target, predictor.membranes)
+        splits = record.splits
     if thresholds is None:
-        thresholds = decoding(predictor.target, predictor.membranes).thresholds
+        thresholds = record.thresholds
     candidates = [DEFAULT] + [(float(t), s) for t in thresholds for s in splits]
     scores: dict = {}
     for t, s in candidates:
         if (t, s) in scores:
             continue
-        predicted = [predictor.instances(p, t, s) for p in probabilities]
+        # "auto" is the decoder's uncalibrated split, as it is once chosen, not the one
+        # an earlier calibration gave the predictor
+        split = record.split if s == "auto" else s
+        predicted = [predictor.instances(p, t, split) for p in probabilities]
         scores[(t, s)] = (
             mean_v_rand(labels, predicted)
             if predictor.membranes

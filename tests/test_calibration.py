@@ -116,6 +116,22 @@ def test_membrane_models_choose_threshold_and_split_by_v_rand():
     assert {t for t, _ in result.scores} >= {0.8, 0.9}  # the membranes' own thresholds
 
 
+def test_a_calibrated_model_calibrates_again_from_the_uncalibrated_defaults():
+    """The defaults candidate (0.5, "auto") is the decoder's own split (0.85), as it is
+    decoded once chosen, even when an earlier calibration gave the predictor another."""
+    truth = np.ones((40, 80), np.uint8)
+    truth[:, 35] = truth[:, 39] = 0
+    cell = np.where(truth == 1, 0.95, 0.05)
+    cell[:4, 35] = 0.5  # a border of mean membrane probability 0.905: 0.85 keeps it
+    calibrated = FixedPredictor([cell[None]], n_classes=2, membranes=True, instance_split=0.95)
+    assert calibrated.instances(cell[None]).max() == 2  # its own split merges two cells
+    result = calibrate_instances(calibrated, [None], [truth])
+    assert result.default_score == result.scores[(0.5, 0.85)] == 1.0
+    assert result.params == {"threshold": 0.5, "split": "auto"}
+    chosen = FixedPredictor([cell[None]], n_classes=2, membranes=True, instance_split=result.split)
+    assert chosen.instances(cell[None]).max() == 3
+
+
 def test_mismatched_labels_are_refused():
     p = FixedPredictor([np.zeros((3, 8, 8))], n_classes=3, target="boundary")
     with pytest.raises(ValueError, match="2 label images"):
