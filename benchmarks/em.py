@@ -25,7 +25,7 @@ the pixel error at 0.5, its best threshold and V_rand's threshold, the protocol 
 without flip averaging ("variants"; the recipe's ``tta`` gives the fold's figures), V_rand
 and V_info of the cells of ``predict_instances`` (:func:`skunet.instances.membrane_instances`
 with the model's calibrated threshold and split; a recipe without validation slices, such
-as ``fast``, is calibrated on three training slices spread through the fold's training
+as ``fast``, is calibrated on five training slices spread through the fold's training
 stack, or ``--calibration-slices``, held out of its training unless ``--no-calibration``)
 beside those of the uncalibrated defaults, and the training wall time. It saves a
 picture of the slice with the lowest V_rand at 0.5 (image, truth, prediction) beside the
@@ -296,10 +296,10 @@ def main() -> None:
     parser.add_argument(
         "--calibration-slices",
         type=int,
-        default=3,
+        default=5,
         help="train_split=None recipes: calibrate on this many training slices, spread "
-        "through the stack and held out of the training (default 3; on one slice the "
-        "choice overfits it)",
+        "through the stack and held out of the training (default 5; on one slice, and "
+        "less on three, the choice overfits them)",
     )
     parser.add_argument("--keep", type=Path, help="save each fold's fitted model in this folder")
     parser.add_argument(
