@@ -17,10 +17,19 @@ grid = pytest.importorskip("em_decoder_grid")
 def test_calibration_slices_are_the_ones_the_em_docs_name():
     from sklearn.model_selection import KFold
 
-    held = [em.calibration_slices(train, 3) for train, _ in KFold(5).split(np.arange(30))]
-    assert held == [[13, 21, 29], [13, 21, 29], [7, 21, 29], [7, 15, 29], [7, 15, 23]]
-    for (train, _), h in zip(KFold(5).split(np.arange(30)), held):
-        assert set(h) <= set(train)
+    folds = list(KFold(5).split(np.arange(30)))
+    three = [em.calibration_slices(train, 3) for train, _ in folds]
+    assert three == [[13, 21, 29], [13, 21, 29], [7, 21, 29], [7, 15, 29], [7, 15, 23]]
+    five = [em.calibration_slices(train, 5) for train, _ in folds]
+    assert five == [
+        [10, 15, 19, 24, 29],
+        [4, 15, 19, 24, 29],
+        [4, 9, 19, 24, 29],
+        [4, 9, 13, 24, 29],
+        [4, 9, 13, 18, 23],
+    ]
+    for (train, _), h in zip(folds * 2, three + five):
+        assert len(set(h)) == len(h) and set(h) <= set(train)
 
 
 def tables(calibration: dict, test: dict, protocol: float) -> dict:
