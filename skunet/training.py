@@ -227,7 +227,8 @@ class TrainingMixin:
             self.initialize_callbacks()
 
     def fit(self, X: Any, y: Any = None, **fit_params: Any):
-        """Train on images ``X`` and masks ``y`` (re-initialising unless ``warm_start``).
+        """Train on images ``X`` and masks ``y`` (re-initialising unless ``warm_start``; a
+        re-initialised network drops an earlier calibration, ``instance_params_``).
 
         ``X`` and ``y`` are lists of arrays, or stacks; items (or ``X`` and ``y``
         themselves) may be Dask or Zarr arrays larger than memory, of which each training
@@ -237,6 +238,10 @@ class TrainingMixin:
         if continuing:
             self._use_new_callbacks()
         data = self._fit_data(X, y, continuing)
+        if not continuing:
+            # a new network: an earlier fit's calibrated thresholds are not its own
+            for name in ("instance_params_", "calibration_"):
+                self.__dict__.pop(name, None)
         if self.random_state is not None:
             torch.manual_seed(self.random_state)
         return super().fit(data, None, **fit_params)

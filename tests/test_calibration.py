@@ -177,6 +177,17 @@ class TestEstimator:
         seg = tiny(n_classes=3, target="boundary", train_split=None).fit(X, y)
         assert not hasattr(seg, "instance_params_")
 
+    def test_a_new_fit_forgets_the_last_calibration_and_warm_start_keeps_it(self):
+        X, y = make_blobs(6)
+        seg = tiny(n_classes=3, target="boundary", train_split=None).fit(X[:4], y[:4])
+        seg.calibrate_instances(X[4:], y[4:], thresholds=[0.4], splits=[1.0])
+        chosen = seg.instance_params_
+        seg.set_params(warm_start=True).fit(X[:4], y[:4])  # fine-tuning keeps them
+        assert seg.instance_params_ == chosen
+        seg.set_params(warm_start=False).fit(X[:4], y[:4])  # a new network
+        assert not hasattr(seg, "instance_params_") and not hasattr(seg, "calibration_")
+        assert seg.predictor_.instance_settings()["threshold"] == 0.5
+
     def test_calibrate_instances_on_a_users_images(self):
         X, y = make_blobs(8)
         seg = tiny(n_classes=3, target="boundary", train_split=None).fit(X[:6], y[:6])
