@@ -34,6 +34,7 @@ from skimage.segmentation import relabel_sequential, watershed
 from sklearn.model_selection import KFold
 
 from skunet import UNetSegmenter
+from skunet.calibration import DEFAULT
 from skunet.datasets import load_isbi2012
 from skunet.instances import _border_graph, label_components
 from skunet.metrics import challenge_scores, rand_scores
@@ -43,7 +44,14 @@ RESULTS_FILE = RESULTS / "em_decoder_grid.json"
 BINS = 100  # membrane-probability histogram of a basin, for its median
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 SPLITS = (None, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97)
-DEFAULTS = (0.5, 0.85)
+MEMBRANES = decoding("mask", membranes=True)
+# the uncalibrated pair, (0.5, 0.85): the calibration's threshold, the decoder's split
+DEFAULTS = (DEFAULT[0], MEMBRANES.split)
+DEFAULT_CELL = THRESHOLDS.index(DEFAULTS[0]), SPLITS.index(DEFAULTS[1])
+# the grid cells the package's calibration tries: (thresholds, splits) bool
+PACKAGE_GRID = np.array(
+    [[t in MEMBRANES.thresholds and s in MEMBRANES.splits for s in SPLITS] for t in THRESHOLDS]
+)
 
 
 def contrast_instances(cell_prob: np.ndarray, threshold: float, split: float | None):
@@ -101,9 +109,9 @@ DECODERS = {
 }
 
 
-def grid_scores(seg, images: list, truth: list, decoder: str) -> tuple[np.ndarray, float]:
+def grid_scores(seg, images: list, truth: list, decoder: str) -> tuple[np.ndarray, list]:
     """V_rand of each image's cells for every (threshold, split), (images, thresholds,
-    splits), and the images' protocol V_rand."""
+    splits), and the images' cell probabilities."""
     cells = [p[1] for p in seg.predict_proba(images)]
     decode = DECODERS[decoder]
     return np.array(
@@ -111,7 +119,7 @@ def grid_scores(seg, images: list, truth: list, decoder: str) -> tuple[np.ndarra
             [[rand_scores(y, decode(seg, c, t, s)).v_rand for s in SPLITS] for t in THRESHOLDS]
             for y, c in zip(truth, cells)
         ]
-    ), challenge_scores(truth, cells).v_rand
+    ), cells
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -125,9 +133,9 @@ def measure(args: argparse.Namespace) -> dict:
         seg = UNetSegmenter.load(path)
         held = calibration_slices(train, args.calibration_slices)
         calibration, _ = grid_scores(seg, [X[i] for i in held], [y[i] for i in held], args.decoder)
-        tested, protocol = grid_scores(
-            seg, [X[i] for i in test], [y[i] for i in test], args.decoder
-        )
+        truth = [y[i] for i in test]
+        tested, cells = grid_scores(seg, [X[i] for i in test], truth, args.decoder)
+        protocol = challenge_scores(truth, cells).v_rand
         folds[str(k)] = {
             "network": path.name,
             "calibration_slices": held,
@@ -138,12 +146,6 @@ def measure(args: argparse.Namespace) -> dict:
         }
         print(f"fold {k}: protocol {protocol:.4f}", flush=True)
     return folds
-
-
-def _package_grid() -> np.ndarray:
-    """Which grid cells the package's calibration tries: (thresholds, splits) bool."""
-    own = decoding("mask", membranes=True)
-    return np.array([[t in own.thresholds and s in own.splits for s in SPLITS] for t in THRESHOLDS])
 
 
 def _smoothed(table: np.ndarray) -> np.ndarray:
@@ -161,7 +163,7 @@ def _smoothed(table: np.ndarray) -> np.ndarray:
 def _defaults(c: np.ndarray) -> np.ndarray:
     """A score only the defaults win."""
     out = np.zeros(c.shape[1:])
-    out[THRESHOLDS.index(DEFAULTS[0]), SPLITS.index(DEFAULTS[1])] = 1.0
+    out[DEFAULT_CELL] = 1.0
     return out
 
 
@@ -170,8 +172,7 @@ def _margin(delta: float):
 
     def rule(c: np.ndarray) -> np.ndarray:
         mean = c.mean(0)
-        d = THRESHOLDS.index(DEFAULTS[0]), SPLITS.index(DEFAULTS[1])
-        return _defaults(c) if mean[_package_grid()].max() < mean[d] + delta else mean
+        return _defaults(c) if mean[PACKAGE_GRID].max() < mean[DEFAULT_CELL] + delta else mean
 
     return rule
 
@@ -190,9 +191,8 @@ RULES = {
 
 def choose(score: np.ndarray) -> tuple[int, int]:
     """The best cell of ``score`` within the package's grid, the defaults on ties."""
-    d = THRESHOLDS.index(DEFAULTS[0]), SPLITS.index(DEFAULTS[1])
-    best = d
-    for i, j in zip(*np.nonzero(_package_grid())):
+    best = DEFAULT_CELL
+    for i, j in zip(*np.nonzero(PACKAGE_GRID)):
         if score[i, j] > score[best]:
             best = (int(i), int(j))
     return best
@@ -261,7 +261,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="the folder em.py --keep saved networks in")
     parser.add_argument("--name", default="cpu", help="their em.py --name (or --config)")
-    parser.add_argument("--calibration-slices", type=int, default=3, help="as em.py had")
+    parser.add_argument(
+        "--calibration-slices", type=int, default=5, help="as em.py had (its default: 5)"
+    )
     parser.add_argument("--decoder", choices=sorted(DECODERS), default="membrane_instances")
     parser.add_argument("--rules", action="store_true", help="judge the rules on the file")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="dataset folder")
