@@ -2,21 +2,22 @@
 
     python benchmarks/em.py --config cpu --keep DIR --name NAME \
         --out benchmarks/results/em_trials.json         # the five folds' networks
-    python benchmarks/em_decoder_grid.py --keep DIR --name NAME
+    python benchmarks/em_decoder_grid.py --keep DIR --name NAME [--decoder "mean borders"]
     python benchmarks/em_decoder_grid.py --rules        # the rules again, from the file
 
-For each fold's network (``DIR/em_<NAME>_fold<k>.skunet``, as ``em.py --keep`` saves
-them) it predicts the cell probabilities (flips averaged as the recipe does) of the
-fold's calibration slices (the ones ``em.py`` held out of that network's training) and
-test slices, decodes them with every pair of a grid finer than the package's
-(:func:`skunet.instances.membrane_instances`) and stores each slice's challenge V_rand
-(:func:`skunet.metrics.rand_scores`) with the fold's protocol score (the best threshold
-of the cell probability, :func:`skunet.metrics.challenge_scores`). From those tables it
-judges calibration rules, each choosing a pair on the calibration slices within the
-package's grid (:func:`skunet.calibration.split_grid`): how far the chosen pair's cells
-fall from the protocol on the test slices, per fold (issue 29 asks within 0.005 on
-every fold). A rule picked by its results on the same folds is overfitted to them, so
-the record also gives each fold the result of the rule that did best on the other four.
+For each fold's network (``DIR/em_<NAME>_fold<k>.skunet``, as ``em.py --keep`` saves them) it
+predicts the cell probabilities (flips averaged as the recipe does) of the fold's calibration slices
+(the ones ``em.py`` held out of that network's training) and test slices, decodes them with every
+pair of a grid finer than the package's (:func:`skunet.instances.membrane_instances`; ``--decoder
+"mean borders"``: its borders without the contrast, ``contrast=False``, the package's decoder until
+2026-12-02) and stores each slice's challenge V_rand (:func:`skunet.metrics.rand_scores`) with the
+fold's protocol score (the best threshold of the cell probability,
+:func:`skunet.metrics.challenge_scores`). From those tables it judges calibration rules, each
+choosing a pair on the calibration slices within the package's grid
+(:func:`skunet.calibration.split_grid`): how far the chosen pair's cells fall from the protocol on
+the test slices, per fold (issue 29 asks within 0.005 on every fold). A rule picked by its results
+on the same folds is overfitted to them, so the record also gives each fold the result of the rule
+that did best on the other four.
 """
 
 from __future__ import annotations
@@ -27,21 +28,16 @@ from pathlib import Path
 import numpy as np
 from _record import RESULTS, load, update
 from em import DEFAULT_DATA, calibration_slices
-from scipy import ndimage as ndi
-from skimage.graph import merge_hierarchical
-from skimage.measure import label
-from skimage.segmentation import relabel_sequential, watershed
 from sklearn.model_selection import KFold
 
 from skunet import UNetSegmenter
 from skunet.calibration import DEFAULT
 from skunet.datasets import load_isbi2012
-from skunet.instances import _border_graph, label_components
+from skunet.instances import membrane_instances
 from skunet.metrics import challenge_scores, rand_scores
 from skunet.targets import decoding
 
 RESULTS_FILE = RESULTS / "em_decoder_grid.json"
-BINS = 100  # membrane-probability histogram of a basin, for its median
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 SPLITS = (None, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97)
 MEMBRANES = decoding("mask", membranes=True)
@@ -54,58 +50,10 @@ PACKAGE_GRID = np.array(
 )
 
 
-def contrast_instances(cell_prob: np.ndarray, threshold: float, split: float | None):
-    """:func:`~skunet.instances.membrane_instances` with each border weighed by its
-    contrast to the darker inside of its two cells: ``(b - m) / (1 - m)``, ``b`` the
-    border's mean membrane probability (pixel pairs, as there) and ``m`` the smaller of
-    the two cells' median membrane probabilities, so that the pieces of a cell whose
-    inside the network found dark merge across a membrane as strong as that inside."""
-    if split is None:
-        return label_components(cell_prob, threshold)
-    seeds = label(cell_prob > threshold, connectivity=1)
-    membrane = 1 - np.asarray(cell_prob, dtype=np.float64)
-    basins = watershed(ndi.gaussian_filter(membrane, 1.0), seeds) if seeds.max() else seeds
-    if basins.max() < 2:
-        return basins.astype(np.int32)
-    graph = _border_graph(basins, membrane)
-    bins = np.minimum((membrane * BINS).astype(np.int64), BINS - 1)
-    n = int(basins.max()) + 1
-    hist = np.bincount((basins * BINS + bins).ravel(), minlength=n * BINS).reshape(n, BINS)
-    for node in graph.nodes:
-        graph.nodes[node]["hist"] = hist[node].astype(np.float64)
-    for a, b, e in graph.edges(data=True):
-        e["mean"] = e["weight"]
-        e["weight"] = _contrast(graph, a, b, e["mean"])
-
-    def merge(graph, src: int, dst: int) -> None:
-        graph.nodes[dst]["hist"] = graph.nodes[dst]["hist"] + graph.nodes[src]["hist"]
-
-    def weight(graph, src: int, dst: int, nbr: int) -> dict:
-        parts = [e for e in (graph[src].get(nbr), graph[dst].get(nbr)) if e is not None]
-        count = sum(e["count"] for e in parts)
-        mean = sum(e["mean"] * e["count"] for e in parts) / count
-        return {"count": count, "mean": mean, "weight": _contrast(graph, dst, nbr, mean)}
-
-    cells = merge_hierarchical(
-        basins, graph, split, rag_copy=False, in_place_merge=True,
-        merge_func=merge, weight_func=weight,
-    )  # fmt: skip
-    return relabel_sequential(cells + 1)[0].astype(np.int32)
-
-
-def _median(hist: np.ndarray) -> float:
-    return (np.searchsorted(np.cumsum(hist), hist.sum() / 2) + 0.5) / BINS
-
-
-def _contrast(graph, a: int, b: int, mean: float) -> float:
-    m = min(_median(graph.nodes[a]["hist"]), _median(graph.nodes[b]["hist"]))
-    m = min(m, 0.99)
-    return float((mean - m) / (1 - m)) if mean > m else 0.0
-
-
+# the package's decoder (predict_instances') and its borders without the contrast
 DECODERS = {
-    "membrane_instances": lambda seg, c, t, s: seg.predictor_.instances(c[None], t, s),
-    "contrast borders": lambda seg, c, t, s: contrast_instances(c, t, s),
+    "contrast borders": lambda seg, c, t, s: seg.predictor_.instances(c[None], t, s),
+    "mean borders": lambda seg, c, t, s: membrane_instances(c, t, s, contrast=False),
 }
 
 
@@ -264,7 +212,7 @@ def main() -> None:
     parser.add_argument(
         "--calibration-slices", type=int, default=5, help="as em.py had (its default: 5)"
     )
-    parser.add_argument("--decoder", choices=sorted(DECODERS), default="membrane_instances")
+    parser.add_argument("--decoder", choices=sorted(DECODERS), default="contrast borders")
     parser.add_argument("--rules", action="store_true", help="judge the rules on the file")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="dataset folder")
     parser.add_argument("--out", type=Path, default=RESULTS_FILE, help="results file")
@@ -281,7 +229,7 @@ def main() -> None:
     report(judged)
     grid = {"thresholds": THRESHOLDS, "splits": SPLITS, "defaults": DEFAULTS}
     figures = {"calibration_slices": args.calibration_slices, "grid": grid}
-    key = args.name if args.decoder == "membrane_instances" else f"{args.name}, {args.decoder}"
+    key = f"{args.name}, {args.decoder}"
     update(args.out, key, {"decoder": args.decoder, **figures, **judged, "folds": folds})
     print(f"written: {args.out}")
 

@@ -13,7 +13,8 @@ score on the images it sees. Binary models have one setting, ``threshold`` (conn
 components). EM membrane models (cells between membranes,
 :func:`~skunet.instances.membrane_instances`) are scored by the ISBI challenge's
 foreground-restricted V_rand (mean over the images) against their cells, with ``split``
-the mean membrane probability of a border below which two neighbouring cells merge.
+the strength of a border (its mean membrane probability against the cells' insides)
+below which two neighbouring cells merge.
 
 :meth:`UNetSegmenter.calibrate_instances <skunet.UNetSegmenter.calibrate_instances>` runs
 it on a user's images; the ``calibration`` callback
@@ -88,7 +89,7 @@ def mean_v_rand(ys_true: Sequence[np.ndarray], ys_pred: Sequence[np.ndarray]) ->
 def split_grid(target: str, membranes: bool = False) -> tuple:
     """The splits tried for a model's ``target`` when none are given (the ``splits`` of
     its :func:`~skunet.targets.decoding` record): heights in pixels for ``"boundary"``,
-    seed levels for ``"distance"``, border membrane probabilities for membrane models,
+    seed levels for ``"distance"``, border strengths for membrane models,
     none (no split) otherwise.
 
     >>> split_grid("distance")

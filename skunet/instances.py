@@ -147,7 +147,12 @@ def distance_mask(probabilities: np.ndarray, threshold: float = 0.5, sigma: floa
 
 
 def membrane_instances(
-    cell_prob: np.ndarray, threshold: float = 0.5, split: float | None = 0.85, sigma: float = 1.0
+    cell_prob: np.ndarray,
+    threshold: float = 0.5,
+    split: float | None = 0.85,
+    sigma: float = 1.0,
+    *,
+    contrast: bool = True,
 ) -> np.ndarray:
     """Cells from a membrane prediction (EM: cell probability, membrane = 1 - it).
 
@@ -162,21 +167,25 @@ def membrane_instances(
        ``sigma`` pixels) from the seeds over the whole image, so that neighbouring
        cells meet on the ridges of the membranes;
     3. neighbouring basins merge, the weakest border first, while their border's
-       membrane probability is below ``split`` on average (scikit-image's region
-       adjacency graph and ``merge_hierarchical``). A border is the pairs of
-       neighbouring pixels (4-connected) of the two basins, and each pair counts the
-       larger membrane probability of its two pixels: an intact membrane one pixel
-       thin counts fully, and noise inside a cell counts at its own level (a 3x3
-       maximum would count its peaks).
+       strength is below ``split`` (scikit-image's region adjacency graph and
+       ``merge_hierarchical``). A border is the pairs of neighbouring pixels
+       (4-connected) of the two basins, and each pair counts the larger membrane
+       probability of its two pixels: an intact membrane one pixel thin counts fully,
+       and noise inside a cell counts at its own level. Its strength is its mean
+       ``b`` measured against the darker inside of its two cells (``contrast``):
+       ``(b - m) / (1 - m)``, ``m`` the smaller of the two cells' median membrane
+       probabilities (0 when ``b <= m``; medians to 0.01, updated as cells merge), so
+       that the pieces of a cell whose whole inside the network found dark merge
+       across a border no darker than that inside, while between bright cells (``m``
+       near 0) the strength is the mean. ``contrast=False``: the mean ``b`` alone.
 
     A gap of a few pixels in a long membrane barely lowers its border's mean, so the
     cells stay apart once their seeds are (a ``threshold`` above the gap's
     probability); in a short border it counts more (one pixel of nine at 0.2 brings
-    a border of 0.9 to 0.82, below the default split). A dark inside between two
-    pieces of one cell is a weak border, and they merge. A border whose membrane
-    probability is ``split`` or more all along is never crossed. Every pixel belongs
-    to a cell: a pixel where two labels meet is membrane, as the ISBI challenge reads a
-    segmentation.
+    a border of 0.9 to 0.82, below the default split). A dark band inside a cell is a
+    weak border, and its pieces merge. A border whose strength is ``split`` or more
+    is never crossed. Every pixel belongs to a cell: a pixel where two labels meet is
+    membrane, as the ISBI challenge reads a segmentation.
 
     >>> cells = np.full((9, 15), 0.95)
     >>> cells[:, 7] = 0.05                # a membrane ...
@@ -194,50 +203,78 @@ def membrane_instances(
         return basins.astype(np.int32)
     cells = merge_hierarchical(
         basins,
-        _border_graph(basins, membrane),
+        _border_graph(basins, membrane, contrast),
         thresh=split,
         rag_copy=False,
         in_place_merge=True,
-        merge_func=_no_update,
-        weight_func=_border_mean,
+        merge_func=_merge_insides,
+        weight_func=_merged_border,
     )
     return relabel_sequential(cells + 1)[0].astype(np.int32)
 
 
-def _border_graph(labels: np.ndarray, strength: np.ndarray) -> RAG:
+_BINS = 100  # a cell's membrane-probability histogram, for its median
+
+
+def _border_graph(labels: np.ndarray, membrane: np.ndarray, contrast: bool) -> RAG:
     """The region adjacency graph of ``labels`` (every label a node): an edge joins two
     labels with 4-connected neighbouring pixels; its ``count`` is the number of those
-    pixel pairs and its ``weight`` the mean over them of the larger ``strength`` of
-    the pair."""
+    pixel pairs, its ``mean`` the mean over them of the larger ``membrane`` of the pair,
+    and its ``weight`` the border's strength (:func:`membrane_instances`). With
+    ``contrast`` each node holds its pixels' ``membrane`` histogram."""
     pairs = ((np.s_[:, :-1], np.s_[:, 1:]), (np.s_[:-1, :], np.s_[1:, :]))
     a = np.concatenate([labels[i].ravel() for i, _ in pairs]).astype(np.int64)
     b = np.concatenate([labels[j].ravel() for _, j in pairs]).astype(np.int64)
-    values = np.concatenate([np.maximum(strength[i], strength[j]).ravel() for i, j in pairs])
+    values = np.concatenate([np.maximum(membrane[i], membrane[j]).ravel() for i, j in pairs])
     across = a != b
     low, high, values = np.minimum(a, b)[across], np.maximum(a, b)[across], values[across]
     n = int(labels.max()) + 1
     edges, which = np.unique(low * n + high, return_inverse=True)
     sums, counts = np.bincount(which, weights=values), np.bincount(which)
-    graph = RAG()
+    graph = RAG(contrast=contrast)
     graph.add_nodes_from(int(v) for v in np.unique(labels))
-    for edge, total, count in zip(edges.tolist(), sums, counts.tolist()):
-        graph.add_edge(edge // n, edge % n, weight=float(total / count), count=count)
+    if contrast:
+        bins = np.minimum((membrane * _BINS).astype(np.int64), _BINS - 1)
+        hist = np.bincount((labels * _BINS + bins).ravel(), minlength=n * _BINS)
+        for node, h in zip(graph.nodes, hist.reshape(n, _BINS)[list(graph.nodes)]):
+            graph.nodes[node]["hist"] = h
     for node in graph.nodes:
         graph.nodes[node]["labels"] = [node]  # what merge_hierarchical relabels
+    for edge, total, count in zip(edges.tolist(), sums, counts.tolist()):
+        u, v, mean = edge // n, edge % n, float(total / count)
+        graph.add_edge(u, v, count=count, mean=mean, weight=_strength(graph, u, v, mean))
     return graph
 
 
-def _border_mean(graph, src: int, dst: int, n: int) -> dict:
-    """The border of a merged cell with its neighbour ``n``: the mean over both parts'
-    border pixel pairs (``merge_hierarchical``'s ``weight_func``)."""
-    a, b = graph[src].get(n), graph[dst].get(n)
-    parts = [e for e in (a, b) if e is not None]
+def _strength(graph: RAG, u: int, v: int, mean: float) -> float:
+    """A border's strength: its ``mean`` against the darker inside of cells ``u`` and
+    ``v`` (:func:`membrane_instances`), or the mean without ``contrast``."""
+    if not graph.graph["contrast"]:
+        return mean
+    m = min(min(_median(graph.nodes[w]["hist"]) for w in (u, v)), 0.99)
+    return float((mean - m) / (1 - m)) if mean > m else 0.0
+
+
+def _median(hist: np.ndarray) -> float:
+    """The median of a :data:`_BINS`-bin histogram of values in [0, 1], a bin's centre."""
+    return (int(np.searchsorted(np.cumsum(hist), hist.sum() / 2)) + 0.5) / _BINS
+
+
+def _merged_border(graph: RAG, src: int, dst: int, n: int) -> dict:
+    """The border of a merged cell with its neighbour ``n``: both parts' border pixel
+    pairs, its strength against the merged cell (``merge_hierarchical``'s
+    ``weight_func``; ``dst`` is the merged cell, its histogram already summed)."""
+    parts = [e for e in (graph[src].get(n), graph[dst].get(n)) if e is not None]
     count = sum(e["count"] for e in parts)
-    return {"count": count, "weight": sum(e["weight"] * e["count"] for e in parts) / count}
+    mean = sum(e["mean"] * e["count"] for e in parts) / count
+    return {"count": count, "mean": mean, "weight": _strength(graph, dst, n, mean)}
 
 
-def _no_update(graph, src: int, dst: int) -> None:
-    """Nothing to carry when two cells merge (``merge_hierarchical``'s ``merge_func``)."""
+def _merge_insides(graph: RAG, src: int, dst: int) -> None:
+    """The merged cell ``dst`` holds both parts' histograms (``merge_hierarchical``'s
+    ``merge_func``, called before the borders are recomputed)."""
+    if graph.graph["contrast"]:
+        graph.nodes[dst]["hist"] = graph.nodes[dst]["hist"] + graph.nodes[src]["hist"]
 
 
 def largest_object(classes: np.ndarray, opening_radius: int = 0) -> np.ndarray:

@@ -198,13 +198,12 @@ class Predictor:
         :func:`~skunet.instances.watershed_instances`); for ``target="distance"`` a
         watershed from the regions where the expected distance level exceeds ``split``
         (:func:`~skunet.instances.distance_instances`); for a membrane model (``membranes``)
-        the basins of the membrane probability seeded by the components of ``cell >
-        threshold``, merged across borders whose mean membrane probability is below
-        ``split`` (:func:`~skunet.instances.membrane_instances`); otherwise connected
-        components of ``foreground > threshold``. ``threshold=None`` and
-        ``split="auto"`` are the model's own (``instance_threshold`` /
-        ``instance_split``; uncalibrated: 0.5, and 0.5 px for boundary models, level 0.5
-        for distance models, membrane probability 0.85 for membrane models);
+        the basins of the membrane probability seeded by the components of ``cell > threshold``,
+        merged across borders whose strength (mean membrane probability against the cells' insides)
+        is below ``split`` (:func:`~skunet.instances.membrane_instances`); otherwise connected
+        components of ``foreground > threshold``. ``threshold=None`` and ``split="auto"`` are the
+        model's own (``instance_threshold`` / ``instance_split``; uncalibrated: 0.5, and 0.5 px for
+        boundary models, level 0.5 for distance models, border strength 0.85 for membrane models);
         ``split=None`` never splits (membrane models: connected components).
         """
         settings = self.instance_settings(threshold, split)

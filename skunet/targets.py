@@ -265,10 +265,11 @@ MEMBRANES = Target(
     # split=None: connected components; a split agglomerates basins over the whole image
     regions=Regions(_above, connectivity=2, whole=True, split_local=False),
     instance_labels=True,  # the cells, judged by V_rand in the calibration
-    # the mean membrane probability of a border that keeps two cells apart. On the EM
+    # the strength of a border (membrane_instances) that keeps two cells apart. On the EM
     # benchmark's five folds (em.py --config cpu) 0.85 with seeds at 0.5 gave V_rand 0.959
     # on average, connected components at 0.5 0.948 (0.887 on fold 1, where a cell's dark
-    # inside cut it into pieces); benchmarks/results/em.json
+    # inside cut it into pieces); benchmarks/results/em.json. Weighing borders by contrast
+    # raised these uncalibrated cells on three sets of networks (em_decoder_grid.json)
     split=0.85,
     splits=(None, 0.75, 0.8, 0.85, 0.9, 0.95),
     # seeds above the faint spots of a membrane keep its two cells apart

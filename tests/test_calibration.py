@@ -122,8 +122,10 @@ def test_a_calibrated_model_calibrates_again_from_the_uncalibrated_defaults():
     truth = np.ones((40, 80), np.uint8)
     truth[:, 35] = truth[:, 39] = 0
     cell = np.where(truth == 1, 0.95, 0.05)
-    cell[:4, 35] = 0.5  # a border of mean membrane probability 0.905: 0.85 keeps it
-    calibrated = FixedPredictor([cell[None]], n_classes=2, membranes=True, instance_split=0.95)
+    # a border of mean membrane probability 0.905, strength 0.90 against the cells'
+    # insides (0.05): 0.85 keeps it, 0.93 merges it (and keeps the intact membrane, 0.947)
+    cell[:4, 35] = 0.5
+    calibrated = FixedPredictor([cell[None]], n_classes=2, membranes=True, instance_split=0.93)
     assert calibrated.instances(cell[None]).max() == 2  # its own split merges two cells
     result = calibrate_instances(calibrated, [None], [truth])
     assert result.default_score == result.scores[(0.5, 0.85)] == 1.0

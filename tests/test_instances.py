@@ -143,18 +143,42 @@ class TestMembraneInstances:
         # a border as strong as the split stays: the band is kept as a border
         assert membrane_instances(cells, threshold=0.5, split=0.6).max() == 4
 
+    def test_the_pieces_of_a_dark_cell_merge_across_a_border_as_dark_as_a_membrane(self):
+        """The left cell's inside is dark all over (membrane probability 0.45) and a
+        false membrane of 0.9 cuts it: against that inside it is a weak border and the
+        pieces merge; the border's mean alone (``contrast=False``) keeps them apart,
+        and the true membranes (0.95) stay against the bright cells."""
+        from skunet.instances import membrane_instances
+
+        cells = self.three_cells()
+        cells[:, :35] = 0.55
+        cells[:, 17] = 0.1
+        labels = membrane_instances(cells, threshold=0.5, split=0.85)
+        assert labels.max() == 3
+        assert len(np.unique(labels[:, :35])) == 1
+        for columns in (slice(36, 39), slice(40, 80)):
+            assert len(np.unique(labels[:, columns])) == 1
+        plain = membrane_instances(cells, threshold=0.5, split=0.85, contrast=False)
+        assert plain.max() == 4 and plain[0, 0] != plain[0, 30]
+
     @pytest.mark.parametrize("seed", range(4))
-    @pytest.mark.parametrize("split", [0.5, 0.75, 0.85])
-    def test_never_merged_across_an_intact_membrane(self, seed, split):
+    @pytest.mark.parametrize(
+        ("split", "contrast", "inside"), [(0.5, True, 0.1), (0.75, True, 0.1),
+        (0.85, True, 0.1), (0.85, False, 0.15), (0.5, False, 0.15)],
+    )  # fmt: skip
+    def test_never_merged_across_an_intact_membrane(self, seed, split, contrast, inside):
+        """Membrane probability ``1 - inside`` or more on every membrane pixel, at most
+        ``inside`` in the cells: a border's strength is at least
+        ``(1 - 2 * inside) / (1 - inside)`` (medians to 0.01), about 0.89 for 0.1."""
         from skimage.measure import label
 
         from conftest import membrane_cells
         from skunet.instances import membrane_instances
 
         rng = np.random.default_rng(seed)
-        # membrane probability 0.85 or more on every membrane pixel
-        cells = membrane_cells((96, 96), step=12, seed=seed) * 0.8 + rng.uniform(0, 0.15, (96, 96))
-        labels = membrane_instances(cells, threshold=0.5, split=split)
+        noise = rng.uniform(0, inside, (96, 96))
+        cells = membrane_cells((96, 96), step=12, seed=seed) * (1 - inside) + noise
+        labels = membrane_instances(cells, threshold=0.5, split=split, contrast=contrast)
         components = label(cells > 0.5, connectivity=1)
         assert (labels > 0).all()  # every pixel has a cell
         inside = components > 0
