@@ -6,16 +6,15 @@
 Predicts the fold's test slices once (the model's own ``tta``) and scores the cells of
 connected components at several thresholds and of
 :func:`skunet.instances.membrane_instances` at several seed thresholds and splits (the
-mean membrane probability of a border that keeps two cells apart; V_rand, V_info, cells
+strength of a border that keeps two cells apart; V_rand, V_info, cells
 per slice), and the pixel error of the membranes as predicted and thinned after the
 threshold (membranes eroded by 1 or 2 pixels; skeletonised, the most a thinning can do);
 records them in ``benchmarks/results/em_trials.json`` (``--pixel-error-only``: the
 thinnings alone).
 
-``--grid 0.1 0.2 ... 0.9`` instead calibrates the model's threshold on the slices
-``em.py`` held out of that fold's training (``--calibration-slices``, as there) over that
-grid, as ``em.py`` does over the default grid, and reports the V_rand of ``predict_instances``
-on the fold's test slices with each grid.
+How the calibration on the held-out slices chooses among thresholds and splits is
+``em_decoder_grid.py``'s (every pair of a finer grid, per slice, on all five folds; its
+``--grid`` here, until 2026-12-02, calibrated one fold over a grid of thresholds).
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from _record import update
-from em import DEFAULT_DATA, calibration_slices
+from em import DEFAULT_DATA
 from scipy import ndimage as ndi
 from skimage.morphology import skeletonize
 from sklearn.model_selection import KFold
@@ -57,27 +56,6 @@ def pixel_error_trials(truth: list, cells: list) -> dict[str, dict[float, float]
     }
 
 
-def calibration_trial(seg, X, y, train, test, grid: list[float], n: int) -> dict:
-    """``predict_instances``' V_rand on the test slices after calibrating on the fold's
-    ``n`` held-out slices over the default grid and over ``grid``."""
-    held = calibration_slices(train, n)
-    truth = [y[i] for i in test]
-    rows = {}
-    for name, thresholds in {"default grid": None, "grid": grid}.items():
-        kwargs = {} if thresholds is None else {"thresholds": thresholds}
-        result = seg.calibrate_instances([X[i] for i in held], [y[i] for i in held], **kwargs)
-        cells = rand_scores(truth, list(seg.predict_instances([X[i] for i in test])))
-        rows[name] = {
-            "thresholds": list(thresholds or sorted({t for t, _ in result.scores})),
-            "chosen": {"threshold": result.threshold, "split": result.split},
-            "v_rand_instances": cells.v_rand,
-            "v_info_instances": cells.v_info,
-        }
-        print(f"{name:12} chose t={result.threshold} split={result.split} on slices {held}: "
-              f"V_rand {cells.v_rand:.4f}, V_info {cells.v_info:.4f}")  # fmt: skip
-    return {"calibration_slices": held, **rows}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="a fold's model (em.py --keep)")
@@ -89,26 +67,13 @@ def main() -> None:
         "--seeds", type=float, nargs="+", default=[0.5, 0.9], help="the split decoders' thresholds"
     )
     parser.add_argument("--out", type=Path, default=RESULTS_FILE)
-    parser.add_argument("--grid", type=float, nargs="+", help="calibrate over this grid")
-    parser.add_argument(
-        "--calibration-slices", type=int, default=3, help="as em.py held them out (default 3)"
-    )
     parser.add_argument(
         "--pixel-error-only", action="store_true", help="only the thinnings' pixel errors"
     )
     args = parser.parse_args()
     X, y = load_isbi2012(args.data)
-    train, test = list(KFold(5).split(X))[args.fold]
+    _, test = list(KFold(5).split(X))[args.fold]
     seg = UNetSegmenter.load(args.model)
-    if args.grid:
-        key = f"calibration grid of {args.model.name}, fold {args.fold}"
-        update(
-            args.out,
-            key,
-            calibration_trial(seg, X, y, train, test, args.grid, args.calibration_slices),
-        )
-        print(f"written: {args.out} ({key})")
-        return
     cells = [p[1] for p in seg.predict_proba([X[i] for i in test])]
     truth = [y[i] for i in test]
     decoders = {f"components, t={t:g}": (label_components, t, None) for t in args.thresholds}
