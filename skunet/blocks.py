@@ -32,7 +32,7 @@ import torch
 from .inference import tile_batches
 from .lazy import as_lazy_image, lazy_percentiles
 from .preprocessing import PERCENTILES, scale_range
-from .tiling import blend_weights, reflect_indices, tile_starts
+from .tiling import add_tile, blend_weights, reflect_indices, tile_starts
 
 __all__ = ["BlockJob", "block_probabilities", "chunk_grid"]
 
@@ -95,14 +95,8 @@ def block_probabilities(
         if acc is None:
             acc = np.zeros((probs.shape[1], r1 - r0, c1 - c0), dtype=np.float32)
             wsum = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
-        for (r, q), p in zip(batch, probs):
-            a0, a1 = max(r, r0), min(r + region, h, r1)
-            b0, b1 = max(q, c0), min(q + region, w, c1)
-            wt = weights[a0 - r : a1 - r, b0 - q : b1 - q]
-            acc[:, a0 - r0 : a1 - r0, b0 - c0 : b1 - c0] += (
-                p[:, a0 - r : a1 - r, b0 - q : b1 - q] * wt
-            )
-            wsum[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0] += wt
+        for t, p in zip(batch, probs):
+            add_tile(acc, wsum, p, weights, t, (r0, c0), shape)
     return acc / wsum
 
 

@@ -26,7 +26,7 @@ from torch import nn
 from .constraints import Interval, Options, check_params
 from .mixed_precision import autocast_context
 from .progress import tqdm
-from .tiling import Geometry, blend_weights, tile_starts, window
+from .tiling import Geometry, add_tile, blend_weights, tile_starts, window
 from .validation import as_float32
 
 __all__ = [
@@ -204,10 +204,7 @@ def _tiled(module, image, tile, g, s, bar, finalize) -> np.ndarray:
             acc = np.zeros((probs.shape[1], band, w), dtype=np.float32)
             wsum = np.zeros((band, w), dtype=np.float32)
         for (_, r, q), p in zip(batch, probs):
-            hh, ww = min(region, h - r), min(region, w - q)
-            wt = weights[:hh, :ww]
-            acc[:, r - lo : r - lo + hh, q : q + ww] += p[:, :hh, :ww] * wt
-            wsum[r - lo : r - lo + hh, q : q + ww] += wt
+            add_tile(acc, wsum, p, weights, (r, q), (lo, 0), (h, w))
         bar.update(len(batch))
         # image rows above the first unfinished tile row are final
         last, _, q_last = batch[-1]

@@ -206,3 +206,34 @@ def blend_weights(size: int, mode: str = "gaussian", sigma_scale: float = 0.125)
     g = np.exp(-(x**2) / (2 * (sigma_scale * size) ** 2)).astype(np.float32)
     w = np.outer(g, g)
     return np.maximum(w, max(float(w.min()), 1e-3)).astype(np.float32)
+
+
+def add_tile(
+    acc: np.ndarray,
+    wsum: np.ndarray,
+    p: np.ndarray,
+    weights: np.ndarray,
+    at: tuple[int, int],
+    origin: tuple[int, int],
+    shape: tuple[int, int],
+) -> None:
+    """Blend one tile's probabilities into running sums: ``p`` ``(K, region, region)``,
+    whose first pixel is the image's pixel ``at``, weighted by ``weights``
+    (:func:`blend_weights`), added to ``acc`` ``(K, h, w)`` and its weights to ``wsum``
+    ``(h, w)``, buffers whose first pixel is the image's pixel ``origin``. The tile is
+    clipped to the buffers and to an image of ``shape`` (H, W); ``acc / wsum`` is the
+    blend once every tile that reaches the buffers is in.
+
+    >>> acc, wsum = np.zeros((1, 4, 4)), np.zeros((4, 4))
+    >>> for at in [(0, 0), (0, 2)]:
+    ...     add_tile(acc, wsum, np.full((1, 3, 3), at[1]), np.ones((3, 3)), at, (0, 0), (4, 4))
+    >>> (acc / np.maximum(wsum, 1))[0, 0].tolist()  # column 2 averages both tiles
+    [0.0, 0.0, 1.0, 2.0]
+    """
+    (r, q), (o0, o1) = at, origin
+    region = weights.shape[0]
+    a0, a1 = max(r, o0), min(r + region, shape[0], o0 + wsum.shape[0])
+    b0, b1 = max(q, o1), min(q + region, shape[1], o1 + wsum.shape[1])
+    wt = weights[a0 - r : a1 - r, b0 - q : b1 - q]
+    acc[:, a0 - o0 : a1 - o0, b0 - o1 : b1 - o1] += p[:, a0 - r : a1 - r, b0 - q : b1 - q] * wt
+    wsum[a0 - o0 : a1 - o0, b0 - o1 : b1 - o1] += wt
