@@ -31,7 +31,7 @@ from em import DEFAULT_DATA, calibration_slices
 from sklearn.model_selection import KFold
 
 from skunet import UNetSegmenter
-from skunet.calibration import DEFAULT
+from skunet.calibration import DEFAULT, SEED_TOLERANCE, highest_seeds
 from skunet.datasets import load_isbi2012
 from skunet.instances import membrane_instances
 from skunet.metrics import challenge_scores, rand_scores
@@ -125,11 +125,24 @@ def _margin(delta: float):
     return rule
 
 
+def _highest_seeds(c: np.ndarray) -> np.ndarray:
+    """A score only the package's choice wins: of the grid's pairs within its tolerance
+    of the best mean, the highest threshold (:func:`skunet.calibration.highest_seeds`)."""
+    mean = c.mean(0)
+    pairs = {(int(i), int(j)): mean[i, j] for i, j in zip(*np.nonzero(PACKAGE_GRID))}
+    out = np.zeros(mean.shape)
+    out[highest_seeds(pairs, max(pairs.values()) - SEED_TOLERANCE)] = 1.0
+    return out
+
+
 # each rule scores the grid from the calibration slices' tables (slices, T, S); the
 # chosen pair is the best cell of the package's grid, the defaults first on ties
 RULES = {
     "the defaults (0.5, 0.85), no calibration": _defaults,
-    "best mean (the package)": lambda c: c.mean(0),
+    f"the highest threshold within {SEED_TOLERANCE:g} of the best mean (the package)": (
+        _highest_seeds
+    ),
+    "best mean (the package until 2026-12-02)": lambda c: c.mean(0),
     "best mean of each pair and its grid neighbours": lambda c: _smoothed(c.mean(0)),
     "best worst slice": lambda c: c.min(0),
     "the defaults unless another pair is 0.005 better": _margin(0.005),

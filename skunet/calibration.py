@@ -9,12 +9,20 @@ distance level its seeds stand above (:func:`~skunet.instances.distance_instance
 of a grid, scoring each by the mean of StarDist's AP (``tp / (tp + fp + fn)``, pooled
 over the images) over IoU 0.5 ... 0.9; the defaults are always among the candidates,
 and another pair is chosen only when it scores higher, so calibration never lowers the
-score on the images it sees. Binary models have one setting, ``threshold`` (connected
-components). EM membrane models (cells between membranes,
+score on the images it sees (membrane models: see below). Binary models have one
+setting, ``threshold`` (connected components). EM membrane models (cells between membranes,
 :func:`~skunet.instances.membrane_instances`) are scored by the ISBI challenge's
 foreground-restricted V_rand (mean over the images) against their cells, with ``split``
 the strength of a border (its mean membrane probability against the cells' insides)
-below which two neighbouring cells merge.
+below which two neighbouring cells merge. Their choice leans to high seed thresholds:
+of the pairs within :data:`SEED_TOLERANCE` of the best mean V_rand, the one with the
+highest threshold (then the best score) wins. A threshold too low joins two cells'
+seeds through a gap in their membrane, which no split undoes, while one too high cuts
+cells into pieces that the agglomeration joins again, so on new slices a high
+threshold loses little and a low one can lose much (on the EM benchmark's held-out
+slices the best mean chose 0.4-0.5 where the test slices needed 0.8, 0.05-0.07 of
+V_rand lost; ``benchmarks/em_decoder_grid.py``). For membrane models the chosen pair
+may therefore score up to that tolerance below the best on the calibration images.
 
 :meth:`UNetSegmenter.calibrate_instances <skunet.UNetSegmenter.calibrate_instances>` runs
 it on a user's images; the ``calibration`` callback
@@ -35,15 +43,20 @@ from .targets import THRESHOLDS, decoding
 
 __all__ = [
     "IOU_THRESHOLDS",
+    "SEED_TOLERANCE",
     "THRESHOLDS",
     "InstanceCalibration",
     "calibrate_instances",
     "calibrate_segmenter",
+    "highest_seeds",
     "split_grid",
 ]
 
 IOU_THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 DEFAULT = (0.5, "auto")
+SEED_TOLERANCE = 0.01
+"""How far below the best mean V_rand a membrane model's chosen pair may score when
+its seed threshold is higher (:func:`calibrate_instances`)."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +122,8 @@ def calibrate_instances(
     """Choose the instance ``threshold`` (and ``split``) that maximise mean AP on
     ``images`` (checked by ``predictor.check_images``) against instance ``labels``, or
     for a membrane model the mean V_rand against its cells (``labels``: cell masks,
-    1 = cell / 0 = membrane, or cell labels).
+    1 = cell / 0 = membrane, or cell labels), where of the pairs within
+    :data:`SEED_TOLERANCE` of the best the highest threshold wins (:func:`highest_seeds`).
 
     ``predictor`` is a fitted :class:`~skunet.predictor.Predictor` of a binary model, a
     membrane model or an instance target (``split`` applies to the latter two only;
@@ -148,6 +162,8 @@ def calibrate_instances(
     for pair, score in scores.items():
         if score > scores[best]:  # ties keep the earlier candidate: the defaults first
             best = pair
+    if predictor.membranes:
+        best = highest_seeds(scores, scores[best] - SEED_TOLERANCE)
     return InstanceCalibration(
         threshold=best[0],
         split=best[1],
@@ -157,6 +173,18 @@ def calibrate_instances(
         scores=scores,
         metric="v_rand" if predictor.membranes else "mean_ap",
     )
+
+
+def highest_seeds(scores: dict, floor: float) -> tuple:
+    """Of the ``(threshold, split) -> score`` pairs scoring ``floor`` or more, the one
+    with the highest threshold, then the best score, then the earliest.
+
+    >>> highest_seeds({(0.5, "auto"): 0.97, (0.8, 0.85): 0.965, (0.9, 0.85): 0.95}, 0.96)
+    (0.8, 0.85)
+    """
+    near = [pair for pair, score in scores.items() if score >= floor]
+    top = max(t for t, _ in near)
+    return max((pair for pair in near if pair[0] == top), key=scores.get)
 
 
 def calibrate_segmenter(

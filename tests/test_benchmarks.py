@@ -71,7 +71,7 @@ def test_rules_are_judged_against_the_protocol_on_the_test_slices():
         protocol=0.95,
     )
     judged = grid.judge({"0": fold, "1": fold})
-    mean = judged["rules"]["best mean (the package)"]
+    mean = judged["rules"]["best mean (the package until 2026-12-02)"]
     assert [f["pair"] for f in mean["folds"]] == ["0.7|0.9", "0.7|0.9"]
     assert mean["mean_minus_protocol"] == pytest.approx(-0.15)
     worst = judged["rules"]["best worst slice"]
@@ -98,3 +98,21 @@ def test_a_fold_does_not_choose_its_own_rule():
     chosen = judged["rule_chosen_on_the_other_folds"]["folds"][0]
     on_fold_1 = {n: r["folds"][1]["minus_protocol"] for n, r in judged["rules"].items()}
     assert on_fold_1[chosen["rule"]] == max(on_fold_1.values())
+
+
+def test_the_package_rule_takes_the_highest_threshold_near_the_best_mean():
+    from skunet.calibration import SEED_TOLERANCE
+
+    # best mean (0.5, 0.75): 0.96; (0.8, 0.85) is 0.005 below it, (0.9, 0.85) 0.02 below
+    fold = tables(
+        {(0.5, 0.75): [0.96] * 3, (0.8, 0.85): [0.955] * 3, (0.9, 0.85): [0.94] * 3},
+        {(0.5, 0.75): [0.9] * 2, (0.8, 0.85): [0.97] * 2},
+        protocol=0.96,
+    )
+    judged = grid.judge({"0": fold})["rules"]
+    package = judged[
+        f"the highest threshold within {SEED_TOLERANCE:g} of the best mean (the package)"
+    ]
+    assert package["folds"][0]["pair"] == "0.8|0.85"
+    assert package["folds"][0]["minus_protocol"] == pytest.approx(0.01)
+    assert judged["best mean (the package until 2026-12-02)"]["folds"][0]["pair"] == "0.5|0.75"

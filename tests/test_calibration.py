@@ -116,6 +116,24 @@ def test_membrane_models_choose_threshold_and_split_by_v_rand():
     assert {t for t, _ in result.scores} >= {0.8, 0.9}  # the membranes' own thresholds
 
 
+def test_membrane_models_lean_to_the_highest_seed_threshold_near_the_best():
+    """A clean prediction scores V_rand 1 with every pair but the lowest thresholds;
+    of those the highest threshold wins (seeds above any gap), not the defaults."""
+    from skunet.calibration import SEED_TOLERANCE
+
+    truth = np.ones((40, 80), np.uint8)
+    truth[:, 35] = truth[:, 39] = 0
+    cell = np.where(truth == 1, 0.95, 0.05)
+    p = FixedPredictor([cell[None]], n_classes=2, membranes=True)
+    result = calibrate_instances(p, [None], [truth])
+    assert result.score == result.default_score == 1.0
+    assert result.threshold == max(t for t, _ in result.scores) == 0.9
+    assert result.score >= max(result.scores.values()) - SEED_TOLERANCE
+    # only the membrane decoder leans: a binary model on the same map keeps the defaults
+    binary = FixedPredictor([cell[None]], n_classes=2)
+    assert calibrate_instances(binary, [None], [truth]).threshold == 0.5
+
+
 def test_a_calibrated_model_calibrates_again_from_the_uncalibrated_defaults():
     """The defaults candidate (0.5, "auto") is the decoder's own split (0.85), as it is
     decoded once chosen, even when an earlier calibration gave the predictor another."""
@@ -127,7 +145,7 @@ def test_a_calibrated_model_calibrates_again_from_the_uncalibrated_defaults():
     cell[:4, 35] = 0.5
     calibrated = FixedPredictor([cell[None]], n_classes=2, membranes=True, instance_split=0.93)
     assert calibrated.instances(cell[None]).max() == 2  # its own split merges two cells
-    result = calibrate_instances(calibrated, [None], [truth])
+    result = calibrate_instances(calibrated, [None], [truth], thresholds=[0.5])
     assert result.default_score == result.scores[(0.5, 0.85)] == 1.0
     assert result.params == {"threshold": 0.5, "split": "auto"}
     chosen = FixedPredictor([cell[None]], n_classes=2, membranes=True, instance_split=result.split)
