@@ -221,7 +221,7 @@ def _border_graph(labels: np.ndarray, membrane: np.ndarray, contrast: bool) -> R
     labels with 4-connected neighbouring pixels; its ``count`` is the number of those
     pixel pairs, its ``mean`` the mean over them of the larger ``membrane`` of the pair,
     and its ``weight`` the border's strength (:func:`membrane_instances`). With
-    ``contrast`` each node holds its pixels' ``membrane`` histogram."""
+    ``contrast`` each node holds its pixels' ``membrane`` histogram and its median."""
     pairs = ((np.s_[:, :-1], np.s_[:, 1:]), (np.s_[:-1, :], np.s_[1:, :]))
     a = np.concatenate([labels[i].ravel() for i, _ in pairs]).astype(np.int64)
     b = np.concatenate([labels[j].ravel() for _, j in pairs]).astype(np.int64)
@@ -236,8 +236,9 @@ def _border_graph(labels: np.ndarray, membrane: np.ndarray, contrast: bool) -> R
     if contrast:
         bins = np.minimum((membrane * _BINS).astype(np.int64), _BINS - 1)
         hist = np.bincount((labels * _BINS + bins).ravel(), minlength=n * _BINS)
-        for node, h in zip(graph.nodes, hist.reshape(n, _BINS)[list(graph.nodes)]):
-            graph.nodes[node]["hist"] = h
+        hist = hist.reshape(n, _BINS)[list(graph.nodes)]
+        for node, h, m in zip(graph.nodes, hist, _median(hist)):
+            graph.nodes[node].update(hist=h, median=float(m))
     for node in graph.nodes:
         graph.nodes[node]["labels"] = [node]  # what merge_hierarchical relabels
     for edge, total, count in zip(edges.tolist(), sums, counts.tolist()):
@@ -251,13 +252,15 @@ def _strength(graph: RAG, u: int, v: int, mean: float) -> float:
     ``v`` (:func:`membrane_instances`), or the mean without ``contrast``."""
     if not graph.graph["contrast"]:
         return mean
-    m = min(min(_median(graph.nodes[w]["hist"]) for w in (u, v)), 0.99)
+    m = min(graph.nodes[u]["median"], graph.nodes[v]["median"], 0.99)
     return float((mean - m) / (1 - m)) if mean > m else 0.0
 
 
-def _median(hist: np.ndarray) -> float:
-    """The median of a :data:`_BINS`-bin histogram of values in [0, 1], a bin's centre."""
-    return (int(np.searchsorted(np.cumsum(hist), hist.sum() / 2)) + 0.5) / _BINS
+def _median(hist: np.ndarray) -> np.ndarray:
+    """The median of each :data:`_BINS`-bin histogram (last axis) of values in [0, 1],
+    a bin's centre: the first bin where the cumulative count reaches half the total."""
+    cumulative = np.cumsum(hist, axis=-1)
+    return ((cumulative < cumulative[..., -1:] / 2).sum(-1) + 0.5) / _BINS
 
 
 def _merged_border(graph: RAG, src: int, dst: int, n: int) -> dict:
@@ -271,10 +274,12 @@ def _merged_border(graph: RAG, src: int, dst: int, n: int) -> dict:
 
 
 def _merge_insides(graph: RAG, src: int, dst: int) -> None:
-    """The merged cell ``dst`` holds both parts' histograms (``merge_hierarchical``'s
-    ``merge_func``, called before the borders are recomputed)."""
+    """The merged cell ``dst`` holds both parts' histograms and their median, once per
+    merge (``merge_hierarchical``'s ``merge_func``, called before the borders are
+    recomputed)."""
     if graph.graph["contrast"]:
-        graph.nodes[dst]["hist"] = graph.nodes[dst]["hist"] + graph.nodes[src]["hist"]
+        hist = graph.nodes[dst]["hist"] + graph.nodes[src]["hist"]
+        graph.nodes[dst].update(hist=hist, median=float(_median(hist)))
 
 
 def largest_object(classes: np.ndarray, opening_radius: int = 0) -> np.ndarray:
