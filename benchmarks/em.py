@@ -144,13 +144,17 @@ def calibration_slices(train, n: int) -> list[int]:
     return sorted(int(train[len(train) - 1 - round(i * len(train) / n)]) for i in range(n))
 
 
-def run_fold(args: argparse.Namespace, X, y, k: int, train, test) -> tuple[dict, tuple]:
+def configured(args: argparse.Namespace) -> UNetSegmenter:
+    """The configuration's segmenter with the command line's settings, unfitted."""
     recipe, overrides = CONFIGS[args.config]
     params = {**overrides, "device": args.device, "random_state": 0, "verbose": args.verbose}
     if args.epochs:
         params["max_epochs"] = args.epochs
-    seg = em_segmenter(recipe, **{**params, **parse_settings(args.set)})
-    with_time_limit(seg, args.minutes)
+    return em_segmenter(recipe, **{**params, **parse_settings(args.set)})
+
+
+def run_fold(args: argparse.Namespace, X, y, k: int, train, test) -> tuple[dict, tuple]:
+    seg = configured(args)
     # a recipe without validation slices (train_split=None) calibrates its cells'
     # threshold and split by V_rand on --calibration-slices training slices spread
     # through the training stack (the last one among them), held out of the training
@@ -164,6 +168,7 @@ def run_fold(args: argparse.Namespace, X, y, k: int, train, test) -> tuple[dict,
         seg = UNetSegmenter.load(kept)
         seconds = float(sum(seg.history[:, "dur"]))
     else:
+        with_time_limit(seg, args.minutes)
         seconds = fit_seconds(seg, X, y, [i for i in train if i not in held])
     if held:
         seg.calibrate_instances([X[i] for i in held], [y[i] for i in held])
@@ -335,8 +340,7 @@ def main() -> None:
             ),
             flush=True,
         )
-    recipe, overrides = CONFIGS[args.config]
-    epochs = {"max_epochs": args.epochs} if args.epochs else {}
+    recipe = CONFIGS[args.config][0]
     summary = {k: spread(f[k] for f in folds) for k in (*SCORES, "fit_seconds") if k in folds[0]}
     name = args.name or args.config
     key = name if args.folds is None else f"{name}, folds {sorted(args.folds)}"
@@ -345,9 +349,7 @@ def main() -> None:
     save_picture(picture, f"{key}: slice {index}, V_rand at 0.5 {v:.3f}", image, truth, cells)
     figures = {
         "recipe": recipe,
-        "max_epochs": em_segmenter(
-            recipe, **{**overrides, **epochs, **parse_settings(args.set)}
-        ).max_epochs,
+        "max_epochs": configured(args).max_epochs,
         "settings": args.set,
         "complete_cv": args.folds is None,
         "picture": picture.name,
