@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.graph import RAG, merge_hierarchical
 from skimage.measure import label
 from skimage.morphology import disk, h_maxima, opening
-from skimage.segmentation import relabel_sequential, watershed
+from skimage.segmentation import watershed
+
+from skunet.agglomeration import agglomerate
 
 __all__ = [
     "LargestObject",
@@ -167,17 +168,17 @@ def membrane_instances(
        ``sigma`` pixels) from the seeds over the whole image, so that neighbouring
        cells meet on the ridges of the membranes;
     3. neighbouring basins merge, the weakest border first, while their border's
-       strength is below ``split`` (scikit-image's region adjacency graph and
-       ``merge_hierarchical``). A border is the pairs of neighbouring pixels
-       (4-connected) of the two basins, and each pair counts the larger membrane
-       probability of its two pixels: an intact membrane one pixel thin counts fully,
-       and noise inside a cell counts at its own level. Its strength is its mean
-       ``b`` measured against the darker inside of its two cells (``contrast``):
-       ``(b - m) / (1 - m)``, ``m`` the smaller of the two cells' median membrane
-       probabilities (0 when ``b <= m``; medians to 0.01, updated as cells merge), so
-       that the pieces of a cell whose whole inside the network found dark merge
-       across a border no darker than that inside, while between bright cells (``m``
-       near 0) the strength is the mean. ``contrast=False``: the mean ``b`` alone.
+       strength is below ``split`` (:func:`skunet.agglomeration.agglomerate`). A
+       border is the pairs of neighbouring pixels (4-connected) of the two basins, and
+       each pair counts the larger membrane probability of its two pixels: an intact
+       membrane one pixel thin counts fully, and noise inside a cell counts at its own
+       level. Its strength is its mean ``b`` measured against the darker inside of its
+       two cells (``contrast``): ``(b - m) / (1 - m)``, ``m`` the smaller of the two
+       cells' median membrane probabilities (0 when ``b <= m``; medians to 0.01,
+       updated as cells merge), so that the pieces of a cell whose whole inside the
+       network found dark merge across a border no darker than that inside, while
+       between bright cells (``m`` near 0) the strength is the mean.
+       ``contrast=False``: the mean ``b`` alone.
 
     A gap of a few pixels in a long membrane barely lowers its border's mean, so the
     cells stay apart once their seeds are (a ``threshold`` above the gap's
@@ -201,85 +202,7 @@ def membrane_instances(
     basins = watershed(height, seeds) if seeds.max() else seeds
     if basins.max() < 2:
         return basins.astype(np.int32)
-    cells = merge_hierarchical(
-        basins,
-        _border_graph(basins, membrane, contrast),
-        thresh=split,
-        rag_copy=False,
-        in_place_merge=True,
-        merge_func=_merge_insides,
-        weight_func=_merged_border,
-    )
-    return relabel_sequential(cells + 1)[0].astype(np.int32)
-
-
-_BINS = 100  # a cell's membrane-probability histogram, for its median
-
-
-def _border_graph(labels: np.ndarray, membrane: np.ndarray, contrast: bool) -> RAG:
-    """The region adjacency graph of ``labels`` (every label a node): an edge joins two
-    labels with 4-connected neighbouring pixels; its ``count`` is the number of those
-    pixel pairs, its ``mean`` the mean over them of the larger ``membrane`` of the pair,
-    and its ``weight`` the border's strength (:func:`membrane_instances`). With
-    ``contrast`` each node holds its pixels' ``membrane`` histogram and its median."""
-    pairs = ((np.s_[:, :-1], np.s_[:, 1:]), (np.s_[:-1, :], np.s_[1:, :]))
-    a = np.concatenate([labels[i].ravel() for i, _ in pairs]).astype(np.int64)
-    b = np.concatenate([labels[j].ravel() for _, j in pairs]).astype(np.int64)
-    values = np.concatenate([np.maximum(membrane[i], membrane[j]).ravel() for i, j in pairs])
-    across = a != b
-    low, high, values = np.minimum(a, b)[across], np.maximum(a, b)[across], values[across]
-    n = int(labels.max()) + 1
-    edges, which = np.unique(low * n + high, return_inverse=True)
-    sums, counts = np.bincount(which, weights=values), np.bincount(which)
-    graph = RAG(contrast=contrast)
-    graph.add_nodes_from(int(v) for v in np.unique(labels))
-    if contrast:
-        bins = np.minimum((membrane * _BINS).astype(np.int64), _BINS - 1)
-        hist = np.bincount((labels * _BINS + bins).ravel(), minlength=n * _BINS)
-        hist = hist.reshape(n, _BINS)[list(graph.nodes)]
-        for node, h, m in zip(graph.nodes, hist, _median(hist)):
-            graph.nodes[node].update(hist=h, median=float(m))
-    for node in graph.nodes:
-        graph.nodes[node]["labels"] = [node]  # what merge_hierarchical relabels
-    for edge, total, count in zip(edges.tolist(), sums, counts.tolist()):
-        u, v, mean = edge // n, edge % n, float(total / count)
-        graph.add_edge(u, v, count=count, mean=mean, weight=_strength(graph, u, v, mean))
-    return graph
-
-
-def _strength(graph: RAG, u: int, v: int, mean: float) -> float:
-    """A border's strength: its ``mean`` against the darker inside of cells ``u`` and
-    ``v`` (:func:`membrane_instances`), or the mean without ``contrast``."""
-    if not graph.graph["contrast"]:
-        return mean
-    m = min(graph.nodes[u]["median"], graph.nodes[v]["median"], 0.99)
-    return float((mean - m) / (1 - m)) if mean > m else 0.0
-
-
-def _median(hist: np.ndarray) -> np.ndarray:
-    """The median of each :data:`_BINS`-bin histogram (last axis) of values in [0, 1],
-    a bin's centre: the first bin where the cumulative count reaches half the total."""
-    cumulative = np.cumsum(hist, axis=-1)
-    return ((cumulative < cumulative[..., -1:] / 2).sum(-1) + 0.5) / _BINS
-
-
-def _merged_border(graph: RAG, src: int, dst: int, n: int) -> dict:
-    """The border of a merged cell with its neighbour ``n``: both parts' border pixel
-    pairs, its strength against the merged cell (``merge_hierarchical``'s
-    ``weight_func``; ``dst`` is the merged cell, its histogram already summed)."""
-    parts = [e for e in (graph[src].get(n), graph[dst].get(n)) if e is not None]
-    count = sum(e["count"] for e in parts)
-    mean = sum(e["mean"] * e["count"] for e in parts) / count
-    return {"count": count, "mean": mean, "weight": _strength(graph, dst, n, mean)}
-
-
-def _merge_insides(graph: RAG, src: int, dst: int) -> None:
-    """The merged cell ``dst`` holds both parts' histograms and their median, once per
-    merge (``merge_hierarchical``'s ``merge_func``, called before the borders are
-    recomputed)."""
-    if graph.graph["contrast"]:
-        hist = graph.nodes[dst]["hist"] + graph.nodes[src]["hist"]
-        graph.nodes[dst].update(hist=hist, median=float(_median(hist)))
+    return agglomerate(basins, membrane, split, contrast)
 
 
 def largest_object(classes: np.ndarray, opening_radius: int = 0) -> np.ndarray:
