@@ -22,6 +22,7 @@ from skorch import NeuralNet
 from skorch.callbacks import Freezer
 from torch.utils.data import Subset
 
+from .callbacks.training import SegmentationCheckpoint
 from .constraints import check_params
 from .lazy_windows import LazyImage
 from .losses import PaddedBCEWithLogitsLoss, PaddedCrossEntropyLoss
@@ -252,7 +253,14 @@ class TrainingMixin:
             self._use_new_callbacks()
         if not isinstance(X, ImageSet):
             X = self._fit_data(X, y, continuing=self.initialized_)
-        super().partial_fit(X, None, **fit_params)
+        try:
+            super().partial_fit(X, None, **fit_params)
+        except BaseException:
+            # skorch ends a fit that raised without on_train_end
+            for _, callback in getattr(self, "callbacks_", None) or []:
+                if isinstance(callback, SegmentationCheckpoint):
+                    callback.remove_temporary()
+            raise
         problem = self.__dict__.pop("nonfinite_loss_", None)
         if problem is not None:
             weights_ok = all(torch.isfinite(p).all() for p in self.module_.parameters())

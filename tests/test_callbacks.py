@@ -172,6 +172,24 @@ class TestSegmentationCheckpoint:
         assert not any(os.path.exists(d) for d in dirs)
         assert os.listdir(tmp_path) == []
 
+    def test_a_fit_that_raises_leaves_no_folder_behind(self, blobs):
+        """skorch skips on_train_end when training raises; the estimator removes the
+        temporary folder itself."""
+        from skorch.callbacks import Callback
+
+        seen = []
+
+        class Boom(Callback):
+            def on_epoch_end(self, net, **kwargs):
+                seen.append(dict(net.callbacks_)["checkpoint"].dirname_)
+                raise RuntimeError("boom")
+
+        seg = tiny(callbacks=[("boom", Boom())])
+        with pytest.raises(RuntimeError, match="boom"):
+            seg.fit(*blobs)
+        assert "skunet-checkpoint-" in seen[0] and not os.path.exists(seen[0])
+        assert dict(seg.callbacks_)["checkpoint"].dirname_ is None
+
     def test_named_dirname_is_kept(self, blobs, tmp_path):
         tiny(callbacks__checkpoint__dirname=str(tmp_path / "cp")).fit(*blobs)
         assert {"params.pt", "history.json"} <= set(os.listdir(tmp_path / "cp"))

@@ -62,7 +62,8 @@ class SegmentationCheckpoint(Checkpoint):
 
     Without ``dirname`` every fit writes into a fresh temporary directory
     (``dirname_``), so parallel fits never share a file and nothing lands in the working
-    directory; that directory is removed after a fit that ends normally.
+    directory; that directory is removed when the fit ends, also when training raised
+    an error (then by the estimator, as skorch skips ``on_train_end``).
 
     A named ``dirname`` is kept, and after every epoch it also receives ``last.pt``: the
     weights, optimizer state and history of the latest epoch in one atomically replaced
@@ -193,11 +194,15 @@ class SegmentationCheckpoint(Checkpoint):
             files = self.get_formatted_files(net)
             net.load_params(f_params=files["f_params"], use_safetensors=self.use_safetensors)
             self._sink("Restored the weights of the best epoch.", net.verbose)
+        self.remove_temporary()
+        self.saved_ = False
+        self.resumed_ = False
+
+    def remove_temporary(self) -> None:
+        """Remove this fit's temporary directory, if it has one (no ``dirname``)."""
         if not self.dirname and self.dirname_ is not None:
             shutil.rmtree(self.dirname_, ignore_errors=True)
             self.dirname_ = None
-        self.saved_ = False
-        self.resumed_ = False
 
 
 class TimeLimit(Callback):
