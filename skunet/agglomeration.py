@@ -36,8 +36,8 @@ def agglomerate(
     ``b`` over them is its strength without ``contrast``. With ``contrast`` the strength
     is ``(b - m) / (1 - m)`` (0 when ``b <= m``), ``m`` the smaller of the two cells'
     median membrane probabilities (to 0.01, at most 0.99), updated as cells merge.
-    Borders of equal strength merge in the order of their cells' labels. Returns
-    ``int32`` labels 1, 2, ... of the merged cells, in the order of their smallest basin.
+    Borders of equal strength merge in the order of their cells' labels. Returns the
+    merged cells as ``int32`` labels 1, 2, ...
 
     >>> basins = np.array([[1, 1, 2, 2, 3, 3]])
     >>> membrane = np.array([[0.0, 0.2, 0.3, 0.1, 0.9, 0.0]])
