@@ -244,6 +244,7 @@ def save_picture(path: Path, title: str, image, truth, cells) -> None:
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
+    path.parent.mkdir(parents=True, exist_ok=True)  # beside a results file not yet written
     fig.savefig(path, dpi=80)
     plt.close(fig)
 

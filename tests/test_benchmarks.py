@@ -116,3 +116,45 @@ def test_the_package_rule_takes_the_highest_threshold_near_the_best_mean():
     assert package["folds"][0]["pair"] == "0.8|0.85"
     assert package["folds"][0]["minus_protocol"] == pytest.approx(0.01)
     assert judged["best mean (the package until 2026-12-02)"]["folds"][0]["pair"] == "0.5|0.75"
+
+
+def isbi_stack(root: Path, n: int = 10, size: int = 80) -> None:
+    """``n`` EM-like slices with their labels, as the challenge's two TIFF stacks."""
+    import tifffile
+
+    from conftest import membrane_cells
+
+    rng = np.random.default_rng(0)
+    labels = np.stack([membrane_cells((size, size), step=12, seed=i) for i in range(n)])
+    volume = 60 + 120 * labels + rng.normal(0, 15, labels.shape)
+    tifffile.imwrite(root / "train-volume.tif", np.clip(volume, 0, 255).astype(np.uint8))
+    tifffile.imwrite(root / "train-labels.tif", (255 * labels).astype(np.uint8))
+
+
+def test_the_em_benchmark_records_a_fold_and_scores_its_kept_network_again(tmp_path, monkeypatch):
+    import json
+
+    isbi_stack(tmp_path)
+    out, keep = tmp_path / "results" / "em.json", tmp_path / "nets"
+    common = ["--config", "smoke", "--folds", "1", "--data", str(tmp_path), "--out", str(out)]
+    common += ["--calibration-slices", "2", "--keep", str(keep), "--device", "cpu"]
+    monkeypatch.setattr(sys, "argv", ["em.py", *common])
+    em.main()
+    first = json.loads(out.read_text())["smoke, folds [1]"]
+    assert first["command"].startswith("python em.py --config smoke")
+    assert not first["complete_cv"] and (out.parent / first["picture"]).is_file()
+    fold = first["folds"][0]
+    assert set(em.SCORES) <= set(fold) and set(em.SCORES) <= set(first["summary"])
+    # fold 1 of 10 slices tests slices 2-3; two training slices calibrate, held out
+    assert fold["calibration_slices"] == [5, 9] and fold["reused"] is None
+    assert set(fold["variants"]) == {"plain", "tta"} and 0 <= fold["pixel_error"] <= 1
+    assert (keep / "em_smoke_fold1.skunet").is_file()
+
+    # --reuse scores the kept network without training it: the same figures
+    monkeypatch.setattr(sys, "argv", ["em.py", *common, "--reuse"])
+    em.main()
+    again = json.loads(out.read_text())["smoke, folds [1]"]["folds"][0]
+    assert again["reused"] == str(keep / "em_smoke_fold1.skunet")
+    assert again["epochs_run"] == fold["epochs_run"] == 1
+    for score in ("v_rand", "v_rand_instances", "pixel_error_at_v_rand_threshold"):
+        assert again[score] == pytest.approx(fold[score])
