@@ -21,6 +21,7 @@ __all__ = [
     "distance_mask",
     "label_components",
     "largest_object",
+    "membrane_basins",
     "membrane_instances",
     "watershed_instances",
 ]
@@ -196,13 +197,27 @@ def membrane_instances(
     """
     if split is None:
         return label_components(cell_prob, threshold)
-    seeds = label(cell_prob > threshold, connectivity=1)
-    membrane = 1 - np.asarray(cell_prob, dtype=np.float64)
-    height = ndi.gaussian_filter(membrane, sigma) if sigma else membrane
-    basins = watershed(height, seeds) if seeds.max() else seeds
+    basins, membrane = membrane_basins(cell_prob, threshold, sigma)
     if basins.max() < 2:
         return basins.astype(np.int32)
     return agglomerate(basins, membrane, split, contrast)
+
+
+def membrane_basins(
+    cell_prob: np.ndarray, threshold: float = 0.5, sigma: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The basins :func:`membrane_instances` agglomerates, and the membrane probability.
+
+    Seeds are the 4-connected components of ``cell_prob > threshold``; the basins are a
+    watershed from them of the membrane probability ``1 - cell_prob`` smoothed by a
+    Gaussian of ``sigma`` pixels, over the whole image (all zeros without a seed).
+    Returns ``(basins, membrane)``: labels ``1..n`` and the unsmoothed membrane
+    probability (float64), the input of :func:`skunet.agglomeration.agglomerate`.
+    """
+    seeds = label(cell_prob > threshold, connectivity=1)
+    membrane = 1 - np.asarray(cell_prob, dtype=np.float64)
+    height = ndi.gaussian_filter(membrane, sigma) if sigma else membrane
+    return (watershed(height, seeds) if seeds.max() else seeds), membrane
 
 
 def largest_object(classes: np.ndarray, opening_radius: int = 0) -> np.ndarray:
