@@ -10,7 +10,9 @@ strength of a border that keeps two cells apart; V_rand, V_info, cells
 per slice), and the pixel error of the membranes as predicted and thinned after the
 threshold (membranes eroded by 1 or 2 pixels; skeletonised, the most a thinning can do);
 records them in ``benchmarks/results/em_trials.json`` (``--pixel-error-only``: the
-thinnings alone).
+thinnings alone; ``--post-processing``: the protocol's scores of the cell probability
+kept only near the borders of the model's own cells, dilated, or both, see
+:func:`post_processed`).
 
 How the calibration on the held-out slices chooses among thresholds and splits is
 ``em_decoder_grid.py``'s (every pair of a finer grid, per slice, on all five folds; its
@@ -24,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 from _record import update
-from em import DEFAULT_DATA
+from em import DEFAULT_DATA, scores
 from scipy import ndimage as ndi
 from skimage.morphology import skeletonize
+from skimage.segmentation import find_boundaries
 from sklearn.model_selection import KFold
 
 from skunet import UNetSegmenter
@@ -56,6 +59,37 @@ def pixel_error_trials(truth: list, cells: list) -> dict[str, dict[float, float]
     }
 
 
+def post_processed(cells: np.ndarray, instances: np.ndarray) -> dict[str, np.ndarray]:
+    """A slice's cell probability post-processed for the pixel error: ``band d px``, set to
+    1 farther than ``d`` px from the borders of the decoded cells ``instances`` (a dark
+    inside no longer reads as membrane); ``dilated``, the 3x3 maximum (the membranes
+    ``cells <= t`` eroded by one pixel at every threshold ``t``); and the two together."""
+    distance = ndi.distance_transform_edt(~find_boundaries(instances))
+    band = {f"band {d:g} px": np.where(distance > d, 1.0, cells) for d in (1.5, 2, 3)}
+    dilate = lambda c: ndi.maximum_filter(c, size=3)  # noqa: E731
+    return {
+        "as predicted": cells,
+        **band,
+        "dilated": dilate(cells),
+        **{f"{name}, dilated": dilate(c) for name, c in band.items()},
+        "dilated, band 2 px": np.where(distance > 2, 1.0, dilate(cells)),
+    }
+
+
+def post_processing_trials(seg: UNetSegmenter, truth: list, probabilities: list) -> dict:
+    """em.py's scores (the protocol's V_rand, the pixel error at its threshold and at its
+    best) of each :func:`post_processed` map of the test slices."""
+    maps = [post_processed(p[1], seg.predictor_.instances(p)) for p in probabilities]
+    rows = {}
+    for name in maps[0]:
+        rows[name] = scores(truth, [m[name] for m in maps])
+        r = rows[name]
+        print(f"{name:26} V_rand {r['v_rand']:.4f} (t={r['v_rand_threshold']})  pixel error "
+              f"there {r['pixel_error_at_v_rand_threshold']:.4f}, best "
+              f"{r['pixel_error_best']:.4f} (t={r['pixel_error_threshold']})")  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="a fold's model (em.py --keep)")
@@ -70,12 +104,22 @@ def main() -> None:
     parser.add_argument(
         "--pixel-error-only", action="store_true", help="only the thinnings' pixel errors"
     )
+    parser.add_argument(
+        "--post-processing", action="store_true", help="only the post-processed maps' scores"
+    )
     args = parser.parse_args()
     X, y = load_isbi2012(args.data)
     _, test = list(KFold(5).split(X))[args.fold]
     seg = UNetSegmenter.load(args.model)
-    cells = [p[1] for p in seg.predict_proba([X[i] for i in test])]
+    probabilities = seg.predict_proba([X[i] for i in test])
+    cells = [p[1] for p in probabilities]
     truth = [y[i] for i in test]
+    if args.post_processing:
+        key = f"post-processings of {args.model.name}, fold {args.fold}"
+        rows = post_processing_trials(seg, truth, probabilities)
+        update(args.out, key, {"model": str(args.model), "fold": args.fold, "maps": rows})
+        print(f"written: {args.out} ({key})")
+        return
     decoders = {f"components, t={t:g}": (label_components, t, None) for t in args.thresholds}
     decoders |= {
         f"membrane_instances, t={t:g}, split {s:g}": (membrane_instances, t, s)
