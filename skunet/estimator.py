@@ -304,11 +304,14 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
         thresholds: Sequence[float] | None = None,
         splits: Sequence[float | None] | None = None,
     ) -> InstanceCalibration:
-        """Choose ``predict_instances``' threshold (and split, for instance targets)
-        by mean AP over IoU 0.5-0.9 against the instance labels ``y`` of images the
-        network did not train on (:mod:`skunet.calibration`; the defaults win ties). The
-        pair becomes ``instance_params_`` (used by ``predict_instances`` and the AP
-        scorers, kept by :meth:`save`); the result holds every candidate's score."""
+        """Choose ``predict_instances``' threshold (and split, for instance targets
+        and membrane models) on images the network did not train on: by mean AP over
+        IoU 0.5-0.9 against the instance labels ``y``, or for a membrane model (EM) by
+        the challenge's mean V_rand against cell masks ``y`` (1 = cell, 0 = membrane),
+        taking the highest seed threshold within 0.01 of the best
+        (:mod:`skunet.calibration`; the defaults win ties). The pair becomes
+        ``instance_params_`` (used by ``predict_instances`` and the AP scorers, kept by
+        :meth:`save`); the result holds every candidate's score."""
         images = self.predictor_.check_images(X)
         # membrane models judge cell masks (their cells: 4-connected components)
         labels = check_masks(y, images, n_classes=2, instances=not self._membranes())
