@@ -158,3 +158,24 @@ def test_the_em_benchmark_records_a_fold_and_scores_its_kept_network_again(tmp_p
     assert again["epochs_run"] == fold["epochs_run"] == 1
     for score in ("v_rand", "v_rand_instances", "pixel_error_at_v_rand_threshold"):
         assert again[score] == pytest.approx(fold[score])
+
+
+def test_the_em_post_processings_keep_the_borders_and_what_connects_to_them():
+    from scipy import ndimage as ndi
+
+    decoders = pytest.importorskip("em_decoders")
+    # two cells split by a 3-px membrane at columns 19-21; a dark blob inside the left cell
+    cells = np.full((40, 40), 0.9)
+    cells[:, 19:22] = 0.05
+    cells[8:12, 6:10] = 0.2
+    instances = np.where(np.arange(40) < 20, 1, 2)[None, :].repeat(40, axis=0)
+    maps = decoders.post_processed(cells, instances)
+    assert np.array_equal(maps["as predicted"], cells)
+    for name in ("band 2 px", "connected", "band 2 px, c**0.2 farther"):
+        membrane = maps[name] <= 0.5
+        assert membrane[:, 19:22].all(), name  # the membrane stays whole
+        assert not membrane[8:12, 6:10].any(), name  # the blob is gone
+    assert (maps["band 2 px"][:, :16] == 1).all()
+    for t in (0.1, 0.5, 0.95):  # dilating the map erodes the membranes at every threshold
+        eroded = ndi.binary_erosion(cells <= t, np.ones((3, 3)), border_value=1)
+        assert np.array_equal(maps["dilated"] <= t, eroded)
