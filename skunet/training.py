@@ -36,6 +36,9 @@ from .validation import check_images, check_masks, check_target
 
 __all__ = ["TrainingMixin"]
 
+# stands for callbacks that set_params replaced one by one since they were built
+_REPLACED = object()
+
 
 class TrainingMixin:
     """skorch ``NeuralNet`` hooks of :class:`~skunet.UNetSegmenter` (``fit``,
@@ -205,25 +208,41 @@ class TrainingMixin:
 
     def set_params(self, **params: Any):
         """skorch's ``set_params``; a ``callbacks__NAME`` that names no callback of a built
-        model is a ``ValueError`` naming those it has (skorch fails to unpack it)."""
+        model is a ``ValueError`` naming those it has (skorch fails to unpack it).
+
+        skorch puts a callback replaced on a built model (``callbacks__NAME=cb`` or
+        ``None``) into ``callbacks_`` as given, neither built nor left out, and a warm
+        start or ``partial_fit`` does not build them again; so the callbacks are built
+        again before the next training (:meth:`_use_new_callbacks`). A callback set to
+        None and left out there can be set again."""
+        replaced = []
         if getattr(self, "callbacks_", None) is not None and "callbacks" not in params:
             names = [name for name, _ in self.callbacks_]
-            for key in params:
+            for key in list(params):
                 if not key.startswith("callbacks__"):
                     continue
-                name = key.removeprefix("callbacks__").partition("__")[0]
-                if name not in names:
-                    raise ValueError(
-                        f"{key}: the model has no callback named {name!r} (it has "
-                        f"{', '.join(names)}); add one with callbacks=[..., ({name!r}, cb)]"
-                    )
-        return super().set_params(**params)
+                name, _, rest = key.removeprefix("callbacks__").partition("__")
+                if not rest:
+                    replaced.append(key)
+                if name in names:
+                    continue
+                if not rest and key in vars(self):  # set to None, left out when built
+                    vars(self)[key] = params.pop(key)
+                    continue
+                raise ValueError(
+                    f"{key}: the model has no callback named {name!r} (it has "
+                    f"{', '.join(names)}); add one with callbacks=[..., ({name!r}, cb)]"
+                )
+        out = super().set_params(**params)
+        if replaced:
+            self._callbacks_built_from = _REPLACED
+        return out
 
     def _use_new_callbacks(self) -> None:
-        """Build the callbacks again when ``set_params(callbacks=...)`` replaced them since
-        they were built: skorch builds them from the list it had before the new one is
-        stored, and a warm start or ``partial_fit`` does not build them again, so a new
-        ``TimeLimit`` would otherwise be ignored."""
+        """Build the callbacks again when ``set_params`` replaced them, or one of them,
+        since they were built: skorch builds them from the list it had before the new one
+        is stored, and a warm start or ``partial_fit`` does not build them again, so a new
+        ``TimeLimit`` would otherwise be ignored and a callback set to None be called."""
         if self.callbacks is not getattr(self, "_callbacks_built_from", self.callbacks):
             self.initialize_callbacks()
 

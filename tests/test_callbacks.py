@@ -390,6 +390,27 @@ class TestTimeLimit:
         assert len(seg.history) == 2 + 1  # stopped after the first epoch of the new limit
         assert dict(seg.callbacks_)["time_limit"].minutes == 1e-9
 
+    @pytest.mark.parametrize("continuing", ["warm_start", "partial_fit"])
+    def test_a_callback_set_to_none_on_a_fitted_model_is_left_out_and_can_come_back(
+        self, blobs, continuing
+    ):
+        """Fine-tuning a fitted (or loaded) model without one of its callbacks: skorch
+        leaves None among the built callbacks, which the next epoch would call."""
+        from skorch.callbacks import PrintLog
+
+        seg = tiny(max_epochs=1, train_split=None).fit(*blobs)
+        seg.set_params(callbacks__lr_scheduler=None, callbacks__print_log=None)
+        if continuing == "warm_start":
+            seg.set_params(warm_start=True).fit(*blobs)
+        else:
+            seg.partial_fit(*blobs)
+        assert len(seg.history) == 2
+        assert {"lr_scheduler", "print_log"}.isdisjoint(dict(seg.callbacks_))
+        logged = []
+        seg.set_params(callbacks__print_log=PrintLog(sink=logged.append))
+        seg.partial_fit(*blobs)
+        assert len(seg.history) == 3 and logged  # the new log is built and called
+
     def test_replacing_a_callback_the_model_lacks_names_those_it_has(self, blobs):
         seg = tiny(max_epochs=1).fit(*blobs)  # no time_limit among its callbacks
         for key in ("callbacks__time_limit", "callbacks__time_limit__minutes"):
