@@ -11,8 +11,7 @@ per slice), and the pixel error of the membranes as predicted and thinned after 
 threshold (membranes eroded by 1 or 2 pixels; skeletonised, the most a thinning can do);
 records them in ``benchmarks/results/em_trials.json`` (``--pixel-error-only``: the
 thinnings alone; ``--post-processing``: the protocol's scores of the cell probability
-kept only near the borders of the model's own cells, dilated, or both, see
-:func:`post_processed`).
+post-processed around the borders of the model's own cells, see :func:`post_processed`).
 
 How the calibration on the held-out slices chooses among thresholds and splits is
 ``em_decoder_grid.py``'s (every pair of a finer grid, per slice, on all five folds; its

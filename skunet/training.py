@@ -215,18 +215,18 @@ class TrainingMixin:
         start or ``partial_fit`` does not build them again; so the callbacks are built
         again before the next training (:meth:`_use_new_callbacks`). A callback set to
         None and left out there can be set again."""
-        replaced = []
+        replaced = False
         if getattr(self, "callbacks_", None) is not None and "callbacks" not in params:
             names = [name for name, _ in self.callbacks_]
             for key in list(params):
                 if not key.startswith("callbacks__"):
                     continue
                 name, _, rest = key.removeprefix("callbacks__").partition("__")
-                if not rest:
-                    replaced.append(key)
+                replaced = replaced or not rest
                 if name in names:
                     continue
-                if not rest and key in vars(self):  # set to None, left out when built
+                if not rest and key in vars(self) and vars(self)[key] is None:
+                    # set to None earlier, and left out when the callbacks were built
                     vars(self)[key] = params.pop(key)
                     continue
                 raise ValueError(

@@ -10,8 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
-em = pytest.importorskip("em")
-grid = pytest.importorskip("em_decoder_grid")
+import em
+import em_decoder_grid as grid
+import em_decoders
 
 
 def test_calibration_slices_are_the_ones_the_em_docs_name():
@@ -163,13 +164,12 @@ def test_the_em_benchmark_records_a_fold_and_scores_its_kept_network_again(tmp_p
 def test_the_em_post_processings_keep_the_borders_and_what_connects_to_them():
     from scipy import ndimage as ndi
 
-    decoders = pytest.importorskip("em_decoders")
     # two cells split by a 3-px membrane at columns 19-21; a dark blob inside the left cell
     cells = np.full((40, 40), 0.9)
     cells[:, 19:22] = 0.05
     cells[8:12, 6:10] = 0.2
     instances = np.where(np.arange(40) < 20, 1, 2)[None, :].repeat(40, axis=0)
-    maps = decoders.post_processed(cells, instances)
+    maps = em_decoders.post_processed(cells, instances)
     assert np.array_equal(maps["as predicted"], cells)
     for name in ("band 2 px", "connected", "band 2 px, c**0.2 farther"):
         membrane = maps[name] <= 0.5
