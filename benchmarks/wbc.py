@@ -57,7 +57,7 @@ from sklearn.model_selection import KFold
 from skunet.datasets import load_wbc
 from skunet.instances import LargestObject, largest_object
 from skunet.metrics import dice_score, iou_score, whole_dice_score
-from skunet.presets import RECIPES, blood_cell_segmenter
+from skunet.presets import blood_cell_segmenter
 from skunet.tasks import TASKS
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "wbc"
@@ -235,7 +235,10 @@ def table(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--recipes", nargs="+", choices=sorted(RECIPES["blood_cells"]), default=["fast", "lab"]
+        "--recipes",
+        nargs="+",
+        choices=sorted(TASKS["blood-cells"].recipes),
+        default=["fast", "lab"],
     )
     add_common_arguments(parser, DEFAULT_DATA, RESULTS_FILE)
     parser.add_argument("--folds", type=int, nargs="+", help="run only these folds (0-4)")
@@ -287,7 +290,7 @@ def main() -> None:
             )
         settings = parse_settings(args.set)
         epochs = settings.get("max_epochs") or args.epochs
-        epochs = epochs or RECIPES["blood_cells"][recipe]["max_epochs"]
+        epochs = epochs or TASKS["blood-cells"].recipes[recipe]["max_epochs"]
         figures = {
             "max_epochs": epochs,
             "settings": args.set,

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .inference import tile_batches
-from .lazy import as_lazy_image, lazy_percentiles
+from .lazy import as_lazy_image, check_finite, lazy_percentiles
 from .preprocessing import PERCENTILES, scale_range
 from .tiling import add_tile, blend_weights, reflect_indices, tile_starts
 
@@ -120,6 +120,7 @@ class BlockJob:
                 "prediction (a Dask or Zarr input, or out=) takes models without one"
             )
         self.image = as_lazy_image(X, predictor.n_channels)
+        check_finite(self.image)  # before any block is computed or written
         self.shape = self.image.shape[:2]
         self.chunks = tuple(chunks) if chunks is not None else self.image.chunks[:2]
         # what a worker needs, as one key of the graph: sent once per worker

@@ -21,6 +21,7 @@ import numpy as np
 
 __all__ = [
     "as_lazy_image",
+    "check_finite",
     "create_zarr_image",
     "is_lazy",
     "lazy_percentiles",
@@ -50,7 +51,7 @@ def as_lazy_image(X: Any, n_channels: int, name: str = "X"):
         ``X`` is not a Dask or Zarr array, or its dtype is not real numbers.
     ValueError
         Wrong dimensionality, an empty side, or not ``n_channels`` channels. (NaN pixels
-        are not looked for: that would read the whole image.)
+        are not looked for here, which would read the image: :func:`check_finite`.)
     """
     if not is_lazy(X):
         raise TypeError(f"{name} must be a Dask or Zarr array, got a {type(X).__name__}")
@@ -77,6 +78,45 @@ def as_lazy_image(X: Any, n_channels: int, name: str = "X"):
         )
     image = X if isinstance(X, da.Array) else da.from_zarr(X)
     return image[..., None] if image.ndim == 2 else image.rechunk({2: -1})
+
+
+def check_finite(image, name: str = "X") -> None:
+    """ValueError if the lazy float image ``image`` (a Dask array ``(H, W, C)``) holds a
+    NaN or infinite pixel, naming how many, the first one's position and its block.
+
+    The image is read once, block by block (integer images, which cannot hold NaN, are
+    not read).
+
+    >>> import dask.array as da
+    >>> x = np.zeros((6, 8, 1), np.float32)
+    >>> x[4, 5, 0] = np.nan
+    >>> check_finite(da.from_array(x, chunks=(3, 4, 1)))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: X (shape (6, 8, 1)) has 1 NaN or infinite pixel(s), the first at row 4, ...
+    """
+    if not np.issubdtype(np.dtype(image.dtype), np.floating):
+        return
+    counts = np.asarray(
+        image.map_blocks(
+            lambda b: np.array(b.size - np.isfinite(b).sum()).reshape((1,) * b.ndim),
+            chunks=(1,) * image.ndim,
+            dtype=np.int64,
+        ).compute()
+    ).reshape(len(image.chunks[0]), len(image.chunks[1]), -1).sum(axis=2)
+    bad = int(counts.sum())
+    if not bad:
+        return
+    i, j = (int(k) for k in np.argwhere(counts)[0])
+    edges = [np.concatenate([[0], np.cumsum(c)]).astype(int) for c in image.chunks[:2]]
+    r0, r1, c0, c1 = edges[0][i], edges[0][i + 1], edges[1][j], edges[1][j + 1]
+    block = np.asarray(image[r0:r1, c0:c1])
+    row, col = (int(v) for v in np.argwhere(~np.isfinite(block))[0][:2])
+    raise ValueError(
+        f"{name} (shape {tuple(image.shape)}) has {bad} NaN or infinite pixel(s), the first "
+        f"at row {r0 + row}, column {c0 + col}, in block ({i}, {j}) (rows {r0}:{r1}, "
+        f"columns {c0}:{c1})"
+    )
 
 
 def _blocks(image) -> list:

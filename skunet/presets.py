@@ -3,25 +3,21 @@
 A preset is a plain ``UNetSegmenter`` with the task's parameters filled in: every value
 can be overridden by keyword (``nuclei_segmenter(max_epochs=5, device="cuda")``), and the
 result clones, grid-searches and saves like any other segmenter, and carries its task
-(``task=``) into the model file. The recipes are :mod:`skunet.recipes`, beside these
-functions, each task's default named in :data:`skunet.recipes.DEFAULTS`;
-:data:`RECIPES` is the same dicts keyed as before (``RECIPES["blood_cells"]["fast"]``),
-for reading or for building variants.
+(``task=``) into the model file. :func:`segmenter` makes any task's; the task's record
+(:data:`skunet.tasks.TASKS`) holds its recipes (:mod:`skunet.recipes`) and names its
+default, and the functions below are the same with each task's parameters documented.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from . import recipes
 from .estimator import UNetSegmenter
+from .targets import TARGETS
 from .tasks import get_task
 from .validation import lookup
 
 __all__ = [
-    "PRESETS",
-    "RECIPES",
     "blood_cell_segmenter",
     "em_segmenter",
     "generic_segmenter",
@@ -29,25 +25,25 @@ __all__ = [
     "segmenter",
 ]
 
-RECIPES: dict[str, dict[str, dict[str, Any]]] = {
-    name.replace("-", "_"): task_recipes for name, task_recipes in recipes.RECIPES.items()
-}
-"""Task (``"blood_cells"`` spelled with an underscore) -> recipe -> parameters."""
-
 
 def segmenter(task: str, recipe: str | None = None, **overrides: Any) -> UNetSegmenter:
-    """The segmenter of a task's recipe (:data:`skunet.recipes.RECIPES`; None: the task's
-    default), ready to ``fit``.
+    """The segmenter of a task's recipe (the task's record in :data:`skunet.tasks.TASKS`;
+    None: its default recipe), ready to ``fit``.
+
+    A ``target`` other than the recipe's, given without ``n_classes``, brings the classes
+    that target derives (:attr:`skunet.targets.Target.preset_classes`: ``"mask"`` 2,
+    ``"boundary"`` 3, ``"distance"`` 5).
 
     >>> seg = segmenter("generic", n_classes=4)
     >>> seg.task, seg.n_classes, seg.normalize
     ('generic', 4, 'percentile')
+    >>> segmenter("nuclei", target="boundary").n_classes
+    3
     """
-    spec = get_task(task)
-    recipe = recipes.DEFAULTS[spec.name] if recipe is None else recipe
-    # a copy: callbacks and augmentations in a recipe are never shared between segmenters
-    params = copy.deepcopy(dict(lookup(recipes.RECIPES[spec.name], recipe, f"{task} recipe")))
-    params["task"] = spec.name
+    params = get_task(task).recipe(recipe)
+    target = overrides.get("target", params.get("target", "mask"))
+    if target != params.get("target", "mask") and "n_classes" not in overrides:
+        overrides["n_classes"] = lookup(TARGETS, target, "target").preset_classes
     # an object passed for a parameter replaces the recipe's settings of its parts
     # (``callbacks__lr_scheduler=OneCycleLRScheduler()`` drops the recipe's
     # ``callbacks__lr_scheduler__mode``)
@@ -58,12 +54,12 @@ def segmenter(task: str, recipe: str | None = None, **overrides: Any) -> UNetSeg
     return UNetSegmenter(**params)
 
 
-def nuclei_segmenter(recipe: str = "unet", **overrides: Any) -> UNetSegmenter:
+def nuclei_segmenter(recipe: str | None = None, **overrides: Any) -> UNetSegmenter:
     """A segmenter for fluorescence nuclei (Kaggle DSB2018), ready to ``fit``.
 
     Parameters
     ----------
-    recipe : {"unet", "skorch_tutorial"}, default="unet"
+    recipe : {"unet", "skorch_tutorial"}, default="unet" (None)
         ``"unet"``: the recipe with the best held-out AP in ``benchmarks/nuclei.py``
         (U-Net trained on 4 levels of the distance to each nucleus' border,
         ``target="distance"``, watershed instances, flips averaged, percentile
@@ -75,7 +71,7 @@ def nuclei_segmenter(recipe: str = "unet", **overrides: Any) -> UNetSegmenter:
         Any :class:`~skunet.UNetSegmenter` parameter. ``target="mask"`` alone also sets
         ``n_classes=2`` (binary training, connected-component instances);
         ``target="boundary"`` alone sets ``n_classes=3`` (background / interior /
-        boundary, watershed from the interiors: the default until 2026-11-26).
+        boundary, watershed from the interiors).
 
     Examples
     --------
@@ -85,18 +81,15 @@ def nuclei_segmenter(recipe: str = "unet", **overrides: Any) -> UNetSegmenter:
     >>> nuclei_segmenter(target="mask").n_classes, nuclei_segmenter(target="boundary").n_classes
     (2, 3)
     """
-    n_classes = {"mask": 2, "boundary": 3, "distance": 5}.get(overrides.get("target"))
-    if n_classes and "n_classes" not in overrides:
-        overrides["n_classes"] = n_classes
     return segmenter("nuclei", recipe, **overrides)
 
 
-def blood_cell_segmenter(recipe: str = "fast", **overrides: Any) -> UNetSegmenter:
+def blood_cell_segmenter(recipe: str | None = None, **overrides: Any) -> UNetSegmenter:
     """A segmenter for white blood cells: 0 background, 1 cytoplasm, 2 nucleus.
 
     Parameters
     ----------
-    recipe : {"fast", "lab"}, default="fast"
+    recipe : {"fast", "lab"}, default="fast" (None)
         ``"fast"``: the best CPU recipe found so far for the benchmark's targets (nucleus
         Dice >= 0.97, whole-cell Dice >= 0.99 in <= 10 minutes on 2 cores; see
         ``benchmarks/wbc.py`` and ``docs/tasks/blood-cells.md`` for how close it comes).
@@ -114,14 +107,14 @@ def blood_cell_segmenter(recipe: str = "fast", **overrides: Any) -> UNetSegmente
     return segmenter("blood-cells", recipe, **overrides)
 
 
-def em_segmenter(recipe: str = "paper", **overrides: Any) -> UNetSegmenter:
+def em_segmenter(recipe: str | None = None, **overrides: Any) -> UNetSegmenter:
     """A segmenter for EM membranes (ISBI 2012): the 2015 U-Net recipe.
 
     Labels are 1 = cell interior, 0 = membrane (:func:`~skunet.datasets.load_isbi2012`).
 
     Parameters
     ----------
-    recipe : {"paper", "fast", "paper_small"}, default="paper"
+    recipe : {"paper", "fast", "paper_small"}, default="paper" (None)
         ``"paper"``: the paper's "valid" U-Net (64 base channels, 572 -> 388 px tiles,
         batch 1), SGD with momentum 0.99 at 1e-3, the weight map (w0=10, sigma=5)
         computed on every augmented tile (:class:`~skunet.losses.WeightMapLoss`), elastic
@@ -158,13 +151,13 @@ def em_segmenter(recipe: str = "paper", **overrides: Any) -> UNetSegmenter:
 
 
 def generic_segmenter(
-    recipe: str = "unet", n_classes: int = 2, instances: bool = False, **overrides: Any
+    recipe: str | None = None, n_classes: int = 2, instances: bool = False, **overrides: Any
 ) -> UNetSegmenter:
     """A segmenter for your own data: binary, ``n_classes`` classes, or instances.
 
     Parameters
     ----------
-    recipe : {"unet"}, default="unet"
+    recipe : {"unet"}, default="unet" (None)
         A batch-normalised U-Net (depth 4, 16 base channels) on 128 px patches of
         percentile-normalised images, Adam at a cyclic rate peaking at 3e-3, 40 epochs:
         minutes on a CPU for a few dozen images.
@@ -183,16 +176,8 @@ def generic_segmenter(
     ('boundary', 4)
     """
     if instances:
-        overrides.update(target="boundary", n_classes=3)
+        overrides["target"] = "boundary"  # its classes from TARGETS
     else:
         overrides.setdefault("n_classes", n_classes)
     return segmenter("generic", recipe, **overrides)
 
-
-PRESETS = {
-    "nuclei": nuclei_segmenter,
-    "blood-cells": blood_cell_segmenter,
-    "em": em_segmenter,
-    "generic": generic_segmenter,
-}
-"""Task name -> preset function."""

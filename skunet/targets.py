@@ -90,6 +90,8 @@ class Target:
         The thresholds the calibration tries.
     n_classes : int or None
         The classes the target derives (None: as many as the masks have).
+    default_classes : int or None, default=None
+        The classes a preset sets when the target is chosen alone (None: ``n_classes``).
     min_classes : int, default=2
     classes : str
         What the classes are, for error messages.
@@ -111,9 +113,19 @@ class Target:
     splits: tuple
     thresholds: tuple = THRESHOLDS
     n_classes: int | None = None
+    default_classes: int | None = None
     min_classes: int = 2
     classes: str = ""
     reach: int | None = None
+
+    @property
+    def preset_classes(self) -> int:
+        """The classes a preset sets when only the target is chosen.
+
+        >>> TARGETS["mask"].preset_classes, TARGETS["distance"].preset_classes
+        (2, 5)
+        """
+        return self.default_classes or self.n_classes or self.min_classes
 
     def check_classes(self, n_classes: int) -> None:
         """ValueError unless ``n_classes`` is what this target derives."""
@@ -224,6 +236,7 @@ TARGETS: dict[str, Target] = {
         reach=0,  # each pixel's class is its own value
         split=None,
         splits=(None,),
+        default_classes=2,  # binary
         classes="class indices; binary masks: background / foreground",
     ),
     "boundary": Target(
@@ -251,6 +264,7 @@ TARGETS: dict[str, Target] = {
         split=0.5,  # normalised distance of the seeds
         splits=(None, 0.3, 0.4, 0.5, 0.6, 0.7),
         min_classes=3,
+        default_classes=5,  # 4 levels: the nuclei recipe's (benchmarks/nuclei.py)
         classes="the background and n_classes - 1 >= 2 distance levels",
         # reach None: each object's distance transform, normalised by its largest
     ),

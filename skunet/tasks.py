@@ -1,11 +1,13 @@
 """Task knowledge in one place: what each task trains on, how, and how it is scored.
 
-:data:`TASKS` maps a task name to a :class:`Task`: the colour its images are read in,
-the names of its classes, what its masks hold, and the metrics its benchmark and
-``skunet evaluate`` report (names of :data:`skunet.evaluation.METRICS`,
-:func:`task_metrics`). Its training recipes are :mod:`skunet.recipes`. The presets, the
-command line and the evaluation read it. ``"generic"`` is the task of a user's own
-data: binary or K classes, or instances (``target="boundary"``).
+:data:`TASKS` maps a task name to a :class:`Task`, one record per task: the colour its
+images are read in, the names of its classes, what its masks hold, its training recipes
+(written out, with where each was measured, in :mod:`skunet.recipes`) and which is the
+default, and the metrics its benchmark and ``skunet evaluate`` report (names of
+:data:`skunet.evaluation.METRICS`, :func:`task_metrics`). The presets
+(:func:`skunet.presets.segmenter`), the command line and the evaluation read it; a new
+task is one record here. ``"generic"`` is the task of a user's own data: binary or K
+classes, or instances (``target="boundary"``).
 
 A segmenter made by a preset carries its task (``task=``), and the model file stores it;
 :func:`task_of` reads it, and tells the task of an older model file from the model
@@ -14,9 +16,11 @@ itself.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import recipes
 from .datasets import as_task_color
 from .evaluation import evaluate
 from .losses import WeightMapLoss
@@ -50,6 +54,10 @@ class Task:
     label_metrics : dict
         Metrics reported in addition when the masks hold instance labels and the model
         gives instances.
+    recipes : dict
+        Recipe name -> :class:`~skunet.UNetSegmenter` parameters (:mod:`skunet.recipes`).
+    default_recipe : str
+        The recipe the task's preset and ``skunet train`` use when none is named.
     membranes : bool
         A binary model's background is the membrane between touching cells: its
         instances are cells (:func:`~skunet.instances.membrane_instances`), calibrated
@@ -62,8 +70,29 @@ class Task:
     class_names: tuple[str, ...] | None
     masks: str
     metrics: dict[str, str]
+    recipes: dict[str, dict[str, Any]]
+    default_recipe: str
     label_metrics: dict[str, str] = field(default_factory=dict)
     membranes: bool = False
+
+    def __post_init__(self) -> None:
+        if self.default_recipe not in self.recipes:
+            raise ValueError(
+                f"task {self.name!r}: default_recipe {self.default_recipe!r} is not one of "
+                f"its recipes {sorted(self.recipes)}"
+            )
+
+    def recipe(self, name: str | None = None) -> dict[str, Any]:
+        """A copy of the parameters of the recipe ``name`` (None: the default), with
+        ``task`` set: callbacks and augmentations in it are never shared between
+        segmenters.
+
+        >>> TASKS["em"].recipe("fast")["patch_size"], TASKS["em"].recipe()["task"]
+        (224, 'em')
+        """
+        name = self.default_recipe if name is None else name
+        params = copy.deepcopy(dict(lookup(self.recipes, name, f"{self.name} recipe")))
+        return {**params, "task": self.name}
 
     @property
     def channels(self) -> int | None:
@@ -79,6 +108,8 @@ TASKS: dict[str, Task] = {
         class_names=("background", *(f"distance level {k}" for k in range(1, 5))),
         masks="instance labels",
         metrics={**_PIXELS, **_OBJECTS},
+        recipes=recipes.NUCLEI,
+        default_recipe="unet",
     ),
     "blood-cells": Task(
         name="blood-cells",
@@ -91,6 +122,8 @@ TASKS: dict[str, Task] = {
             **{f"iou_{c}": f"iou_class_{k}" for k, c in enumerate(_WBC)},
             "dice_whole_cell": "dice_whole",
         },
+        recipes=recipes.BLOOD_CELLS,
+        default_recipe="fast",
     ),
     "em": Task(
         name="em",
@@ -107,6 +140,8 @@ TASKS: dict[str, Task] = {
             "v_rand_protocol": "v_rand_protocol",
             "v_info_protocol": "v_info_protocol",
         },
+        recipes=recipes.EM,
+        default_recipe="paper",
     ),
     "generic": Task(
         name="generic",
@@ -116,6 +151,8 @@ TASKS: dict[str, Task] = {
         masks="class indices (binary: any value > 0 is foreground) or instance labels",
         metrics=dict(_PIXELS),
         label_metrics=dict(_OBJECTS),
+        recipes=recipes.GENERIC,
+        default_recipe="unet",
     ),
 }
 

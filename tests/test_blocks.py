@@ -97,6 +97,26 @@ def test_lazy_input_is_checked_without_reading_it(fitted):
     fitted.set_params(postprocess=None)
 
 
+@pytest.mark.parametrize("method", ["predict_proba", "predict", "predict_instances"])
+def test_a_nan_in_a_lazy_image_is_refused_before_out_is_written(fitted, tmp_path, method):
+    image = np.random.default_rng(0).normal(800, 200, (90, 130)).astype(np.float32)
+    image[70, 100] = np.nan
+    image[80, 110] = np.inf  # the same block, a later row
+    message = (
+        r"X \(shape \(90, 130, 1\)\) has 2 NaN or infinite pixel\(s\), the first at row 70, "
+        r"column 100, in block \(2, 3\) \(rows 64:90, columns 96:128\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        getattr(fitted, method)(da.from_array(image, chunks=(32, 32)))
+    lead = (2,) if method == "predict_proba" else ()
+    dtype = "int32" if method == "predict_instances" else "float32"
+    out = zarr.create_array(tmp_path / "out.zarr", shape=(*lead, 90, 130), chunks=(*lead, 32, 32),
+                            dtype=dtype, fill_value=-1)  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+        getattr(fitted, method)(zarr_of(tmp_path / "in.zarr", image, (32, 32)), out=out)
+    assert (out[:] == -1).all() and "skunet_blocks" not in dict(out.attrs)
+
+
 @pytest.mark.parametrize(
     "image",
     [

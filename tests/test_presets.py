@@ -13,7 +13,8 @@ from skunet.losses import (
     WeightMapLoss,
 )
 from skunet.models import UNet, VGG16UNet
-from skunet.presets import RECIPES, blood_cell_segmenter, em_segmenter, nuclei_segmenter
+from skunet.presets import blood_cell_segmenter, em_segmenter, nuclei_segmenter
+from skunet.tasks import TASKS
 
 FAST = dict(module__depth=2, module__base_channels=4, patch_size=24, padding=4, max_epochs=2)
 
@@ -31,7 +32,7 @@ class TestNucleiPreset:
         assert (seg.max_epochs, seg.lr) == (3, 0.01)
         assert seg.get_params()["module__base_channels"] == 8
         # the recipe itself is not modified by an override
-        assert RECIPES["nuclei"]["unet"]["max_epochs"] != 3
+        assert TASKS["nuclei"].recipes["unet"]["max_epochs"] != 3
 
     def test_target_alone_sets_its_classes(self):
         assert nuclei_segmenter(target="mask").n_classes == 2

@@ -1,15 +1,17 @@
 """The task registry: presets, command line and evaluation read one table."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
 from conftest import make_blobs, tiny
-from skunet import UNetSegmenter, recipes
+from skunet import UNetSegmenter, presets
+from skunet.cli import build_parser
 from skunet.evaluation import METRICS
 from skunet.losses import WeightMapLoss
-from skunet.presets import PRESETS, RECIPES, generic_segmenter, segmenter
+from skunet.presets import generic_segmenter, segmenter
 from skunet.tasks import TASKS, as_task_color, get_task, task_of
 
 
@@ -24,19 +26,41 @@ def settings(seg):
 class TestRegistry:
     def test_every_task_is_complete(self):
         for name, task in TASKS.items():
-            assert task.name == name and recipes.RECIPES[name] and task.summary and task.masks
+            assert task.name == name and task.recipes and task.summary and task.masks
             assert set(task.metrics.values()) | set(task.label_metrics.values()) <= set(METRICS)
-            assert recipes.DEFAULTS[name] in recipes.RECIPES[name]
-            seg = PRESETS[name]()  # every preset builds, and carries its task
+            seg = segmenter(name)  # every task's default recipe builds, and carries its task
             assert seg.task == name and task_of(seg) is task
-            # the preset's default recipe is the task's declared default
-            assert settings(seg) == settings(segmenter(name))
+            assert settings(seg) == settings(segmenter(name, task.default_recipe))
+            for recipe in task.recipes:
+                assert segmenter(name, recipe).task == name
+        # the documented preset functions make the same segmenters
+        for name, function in [("nuclei", presets.nuclei_segmenter), ("em", presets.em_segmenter),
+                               ("blood-cells", presets.blood_cell_segmenter),
+                               ("generic", presets.generic_segmenter)]:  # fmt: skip
+            assert settings(function()) == settings(segmenter(name))
             if task.class_names is not None:
                 assert len(task.class_names) == seg.n_classes
 
+    def test_a_new_task_is_one_record(self, monkeypatch):
+        record = dataclasses.replace(
+            TASKS["generic"], name="spots", recipes={"tiny": {"max_epochs": 2}},
+            default_recipe="tiny",
+        )  # fmt: skip
+        monkeypatch.setitem(TASKS, "spots", record)
+        seg = segmenter("spots", target="distance")
+        assert (seg.task, seg.max_epochs, seg.n_classes, task_of(seg)) == ("spots", 2, 5, record)
+        args = build_parser().parse_args(["train", "--preset", "spots", "--images", "i",
+                                          "--masks", "m", "--out", "o.skunet"])  # fmt: skip
+        assert args.preset == "spots"
+        with pytest.raises(ValueError, match="default_recipe 'big' is not one of its recipes"):
+            dataclasses.replace(record, default_recipe="big")
+
     def test_presets_read_the_registry(self):
-        assert RECIPES["blood_cells"] is recipes.RECIPES["blood-cells"]
         assert segmenter("em", "fast").get_params()["module__base_channels"] == 16
+        assert segmenter("em").get_params()["module__base_channels"] == 64  # the default
+        # a recipe's objects are copied for each segmenter, never shared
+        a, b = segmenter("blood-cells"), segmenter("blood-cells")
+        assert a.postprocess is not b.postprocess
         with pytest.raises(ValueError, match="unknown task 'cells'"):
             get_task("cells")
         with pytest.raises(ValueError, match="unknown em recipe 'gpu'"):

@@ -72,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="; ".join(f"{t.name}: {t.summary}" for t in tasks),
     )
     train.add_argument(
-        "--recipe", help="the preset's recipe (default: the task's, skunet.recipes.DEFAULTS)"
+        "--recipe",
+        help="the preset's recipe: "
+        + "; ".join(f"{t.name}: {', '.join(t.recipes)} (default {t.default_recipe})"
+                    for t in tasks),
     )
     train.add_argument(
         "--classes", type=int, help="generic preset: classes of the masks (default 2)"

@@ -23,7 +23,7 @@ def demo(args: argparse.Namespace) -> int:
 
 def train(args: argparse.Namespace) -> int:
     from ..callbacks import ProgressBar
-    from ..presets import PRESETS
+    from ..presets import segmenter
     from ..tasks import get_task
 
     out = Path(args.out)
@@ -33,17 +33,16 @@ def train(args: argparse.Namespace) -> int:
     for option, param in (("epochs", "max_epochs"), ("patch_size", "patch_size")):
         if getattr(args, option) is not None:
             params[param] = getattr(args, option)
-    if args.recipe:
-        params["recipe"] = args.recipe
     if args.classes is not None or args.instance_masks:
         if task.name != "generic":
             raise ValueError(
                 f"--classes and --instance-masks are for --preset generic, not {task.name}"
             )
-        params.update(n_classes=args.classes or 2, instances=args.instance_masks)
+        params.update({"target": "boundary"} if args.instance_masks else {})
+        params.update({"n_classes": args.classes} if args.classes is not None else {})
     params.update(args.param)
     X, y, files = read_pairs(args.images, args.masks, task.channels)
-    seg = PRESETS[task.name](**params)
+    seg = segmenter(task.name, args.recipe, **params)
     seg.set_params(callbacks=[*(seg.callbacks or []), ("progress_bar", ProgressBar())])
     print(f"training the {args.preset} preset on {len(X)} images", file=sys.stderr)
     with naming_files(files):
