@@ -34,12 +34,12 @@ from .callbacks import (
 )
 from .constraints import Interval, Options
 from .evaluation import evaluate
+from .export.graph import export_onnx
 from .inference import InferenceSettings
 from .mixed_precision import MixedPrecisionMixin
 from .models import UNet
 from .persistence import load_segmenter, save_segmenter
 from .predictor import PredictorMixin
-from .probability_network import export_onnx
 from .progress import in_notebook
 from .targets import TARGETS
 from .tasks import TASKS

@@ -33,6 +33,7 @@ from .version import __version__
 __all__ = [
     "FORMAT_VERSION",
     "atomic_path",
+    "estimator_class",
     "load_segmenter",
     "refuse_existing",
     "save_segmenter",
@@ -204,6 +205,17 @@ def load_segmenter(cls, path: str | os.PathLike, device: str = "cpu", trust: tup
             f"UNetSegmenter.save): {exc}"
         ) from None
     return segmenter_from_metadata(cls, metadata, tensors, repr(str(path)), device, trust)
+
+
+def estimator_class(metadata: dict[str, str], trust: tuple[str, ...] = ()) -> type:
+    """The estimator class that wrote ``metadata`` (:func:`segmenter_metadata`), imported
+    as a model file's other classes are (skunet's, torch's and skorch's, or ``trust``'s):
+    a package exported from a subclass comes back as that subclass.
+
+    >>> estimator_class({"estimator": "skunet.estimator.UNetSegmenter"}).__name__
+    'UNetSegmenter'
+    """
+    return _import(metadata.get("estimator", "skunet.estimator.UNetSegmenter"), trust)
 
 
 def segmenter_from_metadata(

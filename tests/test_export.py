@@ -178,3 +178,31 @@ def test_command_line_packages_the_pretrained_model(tmp_path, capsys):
     onnx = tmp_path / "m.onnx"
     assert main(["export", "--model", str(model), str(onnx), "--format", "onnx"]) == 0
     assert onnx.stat().st_size > 0
+
+
+def test_every_registered_format_writes_through_one_entry(tmp_path, capsys):
+    """skunet export --format reads the format registry; a format's options are checked."""
+    import torch
+
+    from skunet.cli import main
+    from skunet.export import FORMATS, export
+
+    seg = tiny(max_epochs=1).fit(*make_blobs(2))
+    model = seg.save(tmp_path / "m.skunet")
+    image = np.random.default_rng(0).random((40, 36)).astype(np.float32)
+    expected = seg.set_params(tile_size=512).predict_proba([image])[0]
+    script = tmp_path / "m.pt"
+    assert main(["export", "--model", str(model), str(script), "--format", "torchscript"]) == 0
+    graph = torch.jit.load(str(script))
+    with torch.no_grad():
+        out = graph(torch.from_numpy(image)[None, None])[0].numpy()
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    assert main(["export", "--model", str(model), str(tmp_path / "x.onnx"), "--format", "onnx",
+                 "--name", "mine"]) == 2  # fmt: skip
+    assert "--name is not an option of --format onnx" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="the onnx format takes no option 'authors'"):
+        export(seg, tmp_path / "y.onnx", "onnx", authors=["me"])
+    with pytest.raises(ValueError, match="unknown export format 'tiff'"):
+        export(seg, tmp_path / "y.tif", "tiff")
+    assert export(seg, tmp_path / "y.onnx", "onnx").stat().st_size > 0
+    assert set(FORMATS) == {"bioimageio", "onnx", "torchscript"}

@@ -36,6 +36,7 @@ def _add(parser: argparse.ArgumentParser, *names: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..export import FORMATS
     from ..tasks import TASKS
 
     parser = argparse.ArgumentParser(
@@ -160,19 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluate.set_defaults(func=commands.evaluate)
 
+    formats = FORMATS.values()
     export = sub.add_parser(
         "export",
-        help="write a model for other tools: a BioImage Model Zoo package or ONNX",
-        description="A BioImage Model Zoo package (format 0.5 zip: state dict, TorchScript "
-        "and ONNX weights, each checked with bioimageio.core's test_model) that napari, Fiji "
-        "(deepImageJ), ilastik and QuPath run; or the network as one ONNX file. Needs "
-        'pip install "skunet[export]".',
+        help="write a model for other tools: " + ", ".join(FORMATS),
+        description="; ".join(f"{f.name}: {f.summary}" for f in formats)
+        + '. Needs pip install "skunet[export]".',
     )
     _add(export, "model")
-    export.add_argument("out", help="file to write (.zip for bioimageio, .onnx for onnx)")
-    export.add_argument("--format", choices=("bioimageio", "onnx"), default="bioimageio")
+    export.add_argument(
+        "out", help="file to write (" + ", ".join(f"{f.suffix} for {f.name}" for f in formats) + ")"
+    )
+    export.add_argument("--format", choices=sorted(FORMATS), default="bioimageio")
     export.add_argument(
         "--author",
+        dest="authors",
+        metavar="AUTHOR",
         action="append",
         help="who trained the model (repeatable; required "
         "for a model file, a pretrained model has its own)",
@@ -186,7 +190,6 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--input-dtype",
         choices=("float32", "uint8", "uint16"),
-        default="float32",
         help="models without normalize: the dtype consumers hand in (default float32 in [0, 1])",
     )
     _add(export, "device")

@@ -11,7 +11,11 @@ from ..persistence import refuse_existing
 from .files import input_files, naming_files, output_path, read_pairs, write_mask
 from .slides import is_zarr, predict_zarr
 
-__all__ = ["demo", "evaluate", "export", "load", "models", "predict", "train"]
+__all__ = ["EXPORT_OPTIONS", "demo", "evaluate", "export", "load", "models", "predict", "train"]
+
+EXPORT_OPTIONS = ("name", "description", "authors", "licence", "test_image", "input_dtype")
+"""The export formats' options (:data:`skunet.export.FORMATS`) that ``skunet export``
+offers; a format is passed those it takes."""
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -141,24 +145,23 @@ def evaluate(args: argparse.Namespace) -> int:
 def export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     refuse_existing(out, args.overwrite, "--overwrite")
-    seg = load(args).set_params(verbose=0)
-    if args.format == "onnx":
-        seg.export_onnx(out, overwrite=args.overwrite)
-    else:
-        from ..datasets import as_task_color, read_image
-        from ..export import to_bioimageio
+    from ..export import FORMATS, export
 
-        image = args.test_image and as_task_color(read_image(args.test_image), seg.n_channels_in_)
-        to_bioimageio(
-            seg,
-            out,
-            name=args.name,
-            description=args.description,
-            authors=args.author or None,
-            licence=args.licence,
-            test_image=image,
-            input_dtype=args.input_dtype,
-            overwrite=args.overwrite,
+    options = {k: getattr(args, k, None) for k in EXPORT_OPTIONS}
+    options = {k: v for k, v in options.items() if v is not None}
+    spec = FORMATS[args.format]
+    given = sorted(set(options) - set(spec.options))
+    if given:
+        raise ValueError(
+            f"--{given[0].rstrip('s').replace('_', '-')} is not an option of --format "
+            f"{args.format}"
         )
+    seg = load(args).set_params(verbose=0)
+    if "test_image" in options:
+        from ..datasets import as_task_color, read_image
+
+        image = read_image(options["test_image"])
+        options["test_image"] = as_task_color(image, seg.n_channels_in_)
+    export(seg, out, args.format, overwrite=args.overwrite, **options)
     print(f"wrote {out}")
     return 0

@@ -2,7 +2,7 @@
 
 :func:`to_bioimageio` writes the zip that napari, Fiji (deepImageJ), ilastik, QuPath and
 ``bioimageio.core`` run: the network as one ``image -> probabilities`` graph
-(:class:`~skunet.probability_network.ProbabilityNetwork`) in up to three weight formats
+(:class:`~skunet.export.graph.ProbabilityNetwork`) in up to three weight formats
 (``pytorch_state_dict``, the parent, built by :func:`network` from skunet's own classes,
 and ``torchscript`` / ``onnx`` converted from it), the model's normalisation as the
 package's preprocessing, test tensors from a real image, a cover, the model card as its
@@ -33,21 +33,22 @@ import torch
 
 from ..persistence import (
     atomic_path,
+    estimator_class,
     refuse_existing,
     segmenter_from_metadata,
     segmenter_metadata,
 )
 from ..preprocessing import normalize_images
-from ..probability_network import (
+from ..validation import as_float32, lookup
+from ..version import __version__
+from . import parts
+from .graph import (
     ONNX_OPSET,
     ProbabilityNetwork,
     cpu_graph,
     export_onnx,
     export_torchscript,
 )
-from ..validation import as_float32, lookup
-from ..version import __version__
-from . import parts
 
 __all__ = ["WEIGHT_FORMATS", "from_bioimageio", "network", "to_bioimageio"]
 
@@ -73,13 +74,11 @@ def _spec() -> Any:
 
 def network(metadata: dict[str, str], trust: list[str] | None = None) -> ProbabilityNetwork:
     """The package's ``pytorch_state_dict`` architecture: the untrained
-    :class:`~skunet.probability_network.ProbabilityNetwork` of the segmenter that
+    :class:`~skunet.export.graph.ProbabilityNetwork` of the segmenter that
     ``metadata`` (a model file's metadata) describes; the consumer loads the weights."""
-    from ..estimator import UNetSegmenter
-
-    seg = segmenter_from_metadata(
-        UNetSegmenter, metadata, None, "a BioImage Model Zoo package", trust=tuple(trust or ())
-    )
+    trust = tuple(trust or ())
+    cls, source = estimator_class(metadata, trust), "a BioImage Model Zoo package"
+    seg = segmenter_from_metadata(cls, metadata, None, source, "cpu", trust)
     return ProbabilityNetwork.of(seg.predictor_)
 
 
@@ -291,8 +290,8 @@ def from_bioimageio(path: str | os.PathLike, device: str = "cpu", trust: tuple[s
         source = description["weights"]["pytorch_state_dict"]["source"]
         state = torch.load(BytesIO(z.read(source)), map_location="cpu", weights_only=True)
     tensors = {k.removeprefix("module."): v for k, v in state.items() if k.startswith("module.")}
-    from ..estimator import UNetSegmenter
-
+    metadata = skunet["model"]
     return segmenter_from_metadata(
-        UNetSegmenter, skunet["model"], tensors, repr(str(path)), device, tuple(trust)
-    )
+        estimator_class(metadata, tuple(trust)), metadata, tensors, repr(str(path)), device,
+        tuple(trust),
+    )  # fmt: skip

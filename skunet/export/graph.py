@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .inference import FLIPS, compact_probabilities
-from .persistence import atomic_path, refuse_existing
-from .tiling import Geometry
+from ..inference import FLIPS, compact_probabilities
+from ..persistence import atomic_path, refuse_existing
+from ..tiling import Geometry
 
 __all__ = ["ONNX_OPSET", "ProbabilityNetwork", "export_onnx", "export_torchscript", "size_rule"]
 
