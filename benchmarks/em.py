@@ -220,7 +220,7 @@ def save_picture(path: Path, title: str, image, truth, cells) -> None:
     import matplotlib.pyplot as plt
     from skimage.segmentation import find_boundaries
 
-    from skunet.targets import cell_instances
+    from skunet.instances import cell_instances
 
     pred = cell_instances((cells > 0.5).astype(np.uint8))
     true = cell_instances(truth)

@@ -20,7 +20,8 @@ from _record import write
 from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 
-from skunet.targets import cell_instances, class_balance_weights, unet_weight_map
+from skunet.instances import cell_instances
+from skunet.losses import class_balance_weights, unet_weight_map
 
 ISBI = Path(__file__).resolve().parents[2] / "shared" / "data" / "isbi2012"
 

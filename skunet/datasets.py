@@ -294,7 +294,7 @@ def load_isbi2012(root: str | os.PathLike) -> tuple[list[np.ndarray], list[np.nd
     y : list of (H, W) uint8
         **1 = cell interior, 0 = membrane** (the files' 255 and 0). Cells are the
         segments: the 4-connected components of ``y == 1``, as
-        :func:`~skunet.metrics.rand_scores` and :func:`~skunet.targets.unet_weight_map`
+        :func:`~skunet.metrics.rand_scores` and :func:`~skunet.losses.unet_weight_map`
         take them. Use ``1 - y`` for membrane = 1.
 
     Raises

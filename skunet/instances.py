@@ -17,6 +17,7 @@ from skunet.agglomeration import agglomerate
 __all__ = [
     "LargestObject",
     "Regions",
+    "cell_instances",
     "distance_instances",
     "distance_mask",
     "label_components",
@@ -272,3 +273,19 @@ class LargestObject:
 
     def __call__(self, classes: np.ndarray) -> np.ndarray:
         return largest_object(classes, self.opening_radius)
+
+
+def cell_instances(labels_or_mask: np.ndarray) -> np.ndarray:
+    """Instance labels: a binary mask (bool, or two values 0 and one other) split into its
+    4-connected components, anything else returned as it is (already instance labels).
+
+    4-connectivity keeps cells apart that a one-pixel diagonal membrane separates.
+
+    >>> cell_instances(np.array([[1, 0, 1], [0, 1, 0]])).tolist()
+    [[1, 0, 2], [0, 3, 0]]
+    """
+    a = np.asarray(labels_or_mask)
+    values = np.unique(a[a > 0]) if a.dtype != bool else np.array([1])
+    if a.dtype == bool or len(values) <= 1:
+        return label(a > 0, connectivity=1)
+    return a

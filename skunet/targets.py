@@ -7,19 +7,18 @@ instance labels, and how compact probabilities become instance labels (decoder, 
 split, calibration grid). :data:`MEMBRANES` is the decoding of binary models whose
 background is membrane between touching cells (a task's ``membranes``). Validation, the
 :class:`~skunet.predictor.Predictor`, the calibration and the presets read them; a new
-target is one record. Also here: the encodings themselves and the U-Net weight map.
+target is one record. Also here: the encodings themselves (the U-Net weight map is
+:func:`skunet.losses.unet_weight_map`, beside the loss that uses it).
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.measure import label
 from skimage.segmentation import find_boundaries
 
 from .instances import (
@@ -42,7 +41,6 @@ __all__ = [
     "decoding",
     "distance_classes",
     "mask_classes",
-    "unet_weight_map",
 ]
 
 
@@ -293,121 +291,3 @@ MEMBRANES = Target(
     reach=0,
 )
 """The decoding of binary membrane models (EM cells, :func:`decoding`)."""
-
-
-def cell_instances(labels_or_mask: np.ndarray) -> np.ndarray:
-    """Instance labels: a binary mask (bool, or two values 0 and one other) split into its
-    4-connected components, anything else returned as it is (already instance labels).
-
-    4-connectivity keeps cells apart that a one-pixel diagonal membrane separates.
-
-    >>> cell_instances(np.array([[1, 0, 1], [0, 1, 0]])).tolist()
-    [[1, 0, 2], [0, 3, 0]]
-    """
-    a = np.asarray(labels_or_mask)
-    values = np.unique(a[a > 0]) if a.dtype != bool else np.array([1])
-    if a.dtype == bool or len(values) <= 1:
-        return label(a > 0, connectivity=1)
-    return a
-
-
-def _border_weights(instances: np.ndarray, w0: float, sigma: float) -> np.ndarray:
-    """``w0 * exp(-(d1 + d2)^2 / (2 sigma^2))`` on background pixels (``instances == 0``).
-
-    ``d1`` / ``d2`` are the distances to the nearest and second-nearest cell. Each cell's
-    distance transform is computed only within its bounding box grown by the distance
-    beyond which the term is below 1e-3 (d2 alone exceeds it there), so the cost grows
-    with the cells' area plus a fixed margin each, never with cells x image pixels.
-    """
-    h, w = instances.shape
-    reach = math.ceil(sigma * math.sqrt(2 * math.log(max(w0, 1e-3) / 1e-3)))
-    d1 = np.full((h, w), np.inf, dtype=np.float32)
-    d2 = np.full((h, w), np.inf, dtype=np.float32)
-    for lab, box in enumerate(ndi.find_objects(instances), 1):
-        if box is None:
-            continue
-        r0, r1 = max(box[0].start - reach, 0), min(box[0].stop + reach, h)
-        c0, c1 = max(box[1].start - reach, 0), min(box[1].stop + reach, w)
-        d = ndi.distance_transform_edt(instances[r0:r1, c0:c1] != lab).astype(np.float32)
-        near, second = d1[r0:r1, c0:c1], d2[r0:r1, c0:c1]
-        second[...] = np.where(d < near, near, np.minimum(second, d))
-        near[...] = np.minimum(near, d)
-    border = w0 * np.exp(-((d1 + d2) ** 2) / (2 * sigma**2))
-    return np.where(instances == 0, border, 0).astype(np.float32)
-
-
-def class_balance_weights(classes: np.ndarray) -> np.ndarray:
-    """Per-pixel ``w_c``: each class present gets the same total weight, and the weights
-    average 1 over the pixels that count (``classes >= 0``; negative pixels get 0).
-
-    >>> class_balance_weights(np.array([0, 0, 0, 1, -1])).astype(float).round(3).tolist()
-    [0.667, 0.667, 0.667, 2.0, 0.0]
-    """
-    classes = np.asarray(classes)
-    valid = classes >= 0
-    values, counts = np.unique(classes[valid], return_counts=True)
-    out = np.zeros(classes.shape, dtype=np.float32)
-    if len(values):
-        per_class = valid.sum() / (len(values) * counts)
-        out[valid] = per_class[np.searchsorted(values, classes[valid])]
-    return out
-
-
-def unet_weight_map(
-    labels_or_mask: np.ndarray,
-    w0: float = 10.0,
-    sigma: float = 5.0,
-    classes: np.ndarray | None = None,
-    balance: bool = True,
-) -> np.ndarray:
-    """The 2015 U-Net paper's weight map: ``w_c(x) + w0 exp(-(d1(x) + d2(x))^2 / 2 sigma^2)``.
-
-    ``w_c`` balances background and cells (equal total weight, mean 1; 1 everywhere with
-    ``balance=False``, which keeps the gap term alone); the second term,
-    on background pixels, weighs the thin gaps between neighbouring cells, ``d1`` and
-    ``d2`` being the distances to the nearest and second-nearest cell.
-
-    Parameters
-    ----------
-    labels_or_mask : ndarray (H, W)
-        Instance labels (0 = background), or a binary mask whose 4-connected components
-        are the cells (e.g. ISBI 2012 labels, 1 = cell interior, 0 = membrane).
-        Negative values (padding) get weight 0 and count as neither.
-    w0, sigma : float
-        Peak weight and width (pixels) of the border term.
-    classes : ndarray (H, W) or None
-        The class map to balance when there are more than two classes (e.g. background /
-        interior / boundary); None balances background against cells.
-    balance : bool, default=True
-        Whether ``w_c`` balances the classes (the paper) or is 1 on every pixel.
-
-    Returns
-    -------
-    ndarray (H, W) float32
-
-    Examples
-    --------
-    >>> mask = np.zeros((5, 9), int); mask[:, :4] = 1; mask[:, 5:] = 1
-    >>> w = unet_weight_map(mask)
-    >>> border = w - unet_weight_map(mask, w0=0)  # w0 exp(-(1 + 1)^2 / 50) in the gap
-    >>> int(w[2].argmax()), round(float(border[2, 4]), 2), float(border[2, 0])
-    (4, 9.23, 0.0)
-    """
-    a = np.asarray(labels_or_mask)
-    if a.ndim != 2:
-        raise ValueError(f"unet_weight_map needs a 2-D mask, got shape {a.shape}")
-    if sigma <= 0:
-        raise ValueError(f"sigma must be positive, got {sigma!r}")
-    valid = a >= 0
-    instances = cell_instances(np.where(valid, a, 0))
-    if classes is None:
-        classes = np.where(valid, instances > 0, -1)
-    elif np.shape(classes) != a.shape:
-        raise ValueError(f"classes has shape {np.shape(classes)}, the mask {a.shape}")
-    if balance:
-        weights = class_balance_weights(classes)
-    else:
-        weights = np.where(np.asarray(classes) >= 0, 1.0, 0.0).astype(np.float32)
-    if w0:
-        weights += np.where(valid, _border_weights(instances, w0, sigma), 0)
-    return weights

@@ -12,7 +12,7 @@ from skunet.datasets import (
     load_wbc,
     read_image_folder,
 )
-from skunet.targets import cell_instances
+from skunet.instances import cell_instances
 
 
 def write_pair(folder, name, image, mask, ext=".png"):

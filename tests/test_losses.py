@@ -2,13 +2,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy import ndimage as ndi
 
+from conftest import disks, membrane_cells
+from skunet.instances import cell_instances
 from skunet.losses import (
     PaddedBCEWithLogitsLoss,
     PaddedCrossEntropyLoss,
     WeightMapLoss,
+    class_balance_weights,
     padded_bce_with_logits,
     padded_cross_entropy,
+    unet_weight_map,
     weighted_padded_loss,
 )
 from skunet.tiling import IGNORE
@@ -85,3 +90,62 @@ class TestWeightedLoss:
         w = torch.tensor([[[1.0, 3.0]]])
         loss = WeightMapLoss()(logits, [target, w])
         torch.testing.assert_close(loss, torch.tensor(np.log(3) * 4 / 2, dtype=torch.float32))
+
+
+class TestWeightMap:
+    def test_one_pixel_gap_gets_the_peak(self):
+        mask = np.zeros((20, 21), np.uint8)
+        mask[4:16, 2:10] = 1
+        mask[4:16, 11:19] = 1  # a one-pixel gap at column 10
+        w = unet_weight_map(mask, w0=10, sigma=5)
+        border = w - unet_weight_map(mask, w0=0)
+        assert np.unravel_index(border.argmax(), w.shape)[1] == 10
+        np.testing.assert_allclose(border[10, 10], 10 * np.exp(-4 / 50), rtol=1e-5)
+        assert (border[mask == 1] == 0).all()  # the border term is on the background
+        assert border[0, 0] < border[10, 10] / 5  # far from both cells it fades
+
+    def test_class_weights_balance(self):
+        mask = membrane_cells()
+        wc = unet_weight_map(mask, w0=0)
+        assert np.isclose(wc[mask == 1].sum(), wc[mask == 0].sum())
+        assert np.isclose(wc.mean(), 1.0)
+        three = np.array([[0, 0, 1, 2, 2, 2]])
+        wk = class_balance_weights(three)
+        assert len({round(float(wk[three == k].sum()), 5) for k in range(3)}) == 1
+
+    def test_without_balance_every_counted_pixel_weighs_one_plus_the_gap_term(self):
+        mask = membrane_cells().astype(int)
+        mask[:3] = -1  # padding: weight 0
+        plain = unet_weight_map(mask, w0=0, balance=False)
+        assert (plain[3:] == 1).all() and (plain[:3] == 0).all()
+        gaps = unet_weight_map(mask, balance=False) - plain
+        expected = unet_weight_map(mask) - unet_weight_map(mask, w0=0)
+        np.testing.assert_allclose(gaps, expected, rtol=1e-5, atol=1e-5)  # float32 sums
+        assert gaps.max() > 5  # the gap term is unchanged
+
+    def test_matches_brute_force_distances(self):
+        labels = disks((70, 90), [(15, 15), (15, 40), (40, 28), (55, 70), (20, 75)], 9)
+        ours = unet_weight_map(labels)
+        dist = np.sort(
+            np.stack([ndi.distance_transform_edt(labels != k) for k in range(1, 6)]), axis=0
+        )
+        brute = 10 * np.exp(-((dist[0] + dist[1]) ** 2) / 50) * (labels == 0)
+        brute += class_balance_weights((labels > 0).astype(int))
+        np.testing.assert_allclose(ours, brute, atol=1.1e-3)
+
+    def test_binary_mask_equals_its_components(self):
+        mask = membrane_cells()
+        np.testing.assert_array_equal(unet_weight_map(mask), unet_weight_map(cell_instances(mask)))
+        assert cell_instances(mask).max() == 16
+
+    def test_ignored_pixels_get_no_weight(self):
+        classes = membrane_cells().astype(np.int64)
+        classes[:, :5] = IGNORE
+        w = WeightMapLoss().weight_map(classes)
+        assert (w[:, :5] == 0).all() and (w[:, 5:] > 0).all()
+
+    def test_bad_input(self):
+        with pytest.raises(ValueError, match="2-D"):
+            unet_weight_map(np.zeros((2, 3, 4)))
+        with pytest.raises(ValueError, match="sigma"):
+            unet_weight_map(np.zeros((3, 4)), sigma=0)

@@ -9,6 +9,7 @@ from skimage.metrics import adapted_rand_error, contingency_table, variation_of_
 from sklearn.metrics import f1_score, jaccard_score
 
 from conftest import membrane_cells
+from skunet.instances import cell_instances
 from skunet.metrics import (
     challenge_scores,
     confusion_matrix,
@@ -20,7 +21,6 @@ from skunet.metrics import (
     rand_scores,
     whole_dice_score,
 )
-from skunet.targets import cell_instances
 
 masks = arrays(
     np.int64, st.tuples(st.integers(1, 8), st.integers(1, 8)), elements=st.integers(0, 2)

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 from skimage.segmentation import expand_labels
 
-from ..targets import cell_instances
+from ..instances import cell_instances
 
 __all__ = [
     "PROTOCOL_THRESHOLDS",
