@@ -191,6 +191,12 @@ def ship(args: argparse.Namespace, figures: dict, training_images: int, held_out
         description="U-Net (depth 4, 16 channels, batch norm) on 4 distance levels, "
         f"watershed instances, flips averaged; weights stored as {args.ship}",
     )
+    absolute = [w for w in shlex.split(card.command) if w.startswith(("/", "~")) or w == "DIR"]
+    if absolute:
+        sys.exit(
+            f"the card's command names {absolute[0]!r}: a card's command runs as written from "
+            "the repository, so save models under a relative folder (--save runs/nuclei)"
+        )
     check_file(path, card)
     cards_path = SHIP_DIR / CARDS_FILE
     cards = json.loads(cards_path.read_text()) if cards_path.exists() else []

@@ -5,9 +5,11 @@ one task: it reads the region of the image that the tiles over it need, runs tho
 and blends them. The tiles are those of the *whole image's* grid (:mod:`skunet.inference`
 tiles an image in memory on the same grid, with the same Gaussian weights, added in the
 same order), so every pixel is the same weighted mean of the same tiles whatever the
-block size: block-wise probabilities equal the in-memory ones to float rounding. The
-price is that tiles crossing a block border run once for each block they reach, so
-blocks should be much larger than a tile.
+block size: block-wise probabilities equal the in-memory ones with the same tile to
+float rounding. The price is that tiles crossing a block border run once for each block
+they reach, so blocks should be much larger than a tile; with ``tile_size=None`` the
+job takes the tile that runs the fewest pixels over its blocks
+(:func:`~skunet.inference.tile_input_size`).
 
 The network is one key of the task graph, so a Dask cluster sends it once to each
 worker, not with every block. With ``out=`` (a Zarr array), each finished block is
@@ -63,16 +65,18 @@ def _tiles_over(starts: list[int], region: int, length: int, lo: int, hi: int) -
 def block_probabilities(
     predictor, image: np.ndarray, origin: tuple[int, int], shape: tuple[int, int],
     block: tuple[int, int, int, int], scale: np.ndarray | None = None,
+    tiles: tuple[int, int] | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Compact probabilities ``(K', r1 - r0, c1 - c0)`` of the block ``(r0, r1, c0, c1)``
     of an image of ``shape`` (H, W), of which ``image`` ``(C, h, w)`` is the region
     starting at ``origin`` that the block's tiles read (:meth:`BlockJob.slab`).
 
     ``scale`` ``(2, C)``: the whole image's percentiles that a percentile model maps to
-    0 and 1 (as :func:`~skunet.preprocessing.percentile_normalize`).
+    0 and 1 (as :func:`~skunet.preprocessing.percentile_normalize`). ``tiles``: the
+    ``(input, covered)`` tile sides (default: the in-memory prediction's for ``shape``).
     """
     g, s = predictor.geometry, predictor.settings
-    tile, region = predictor.tile_sizes()
+    tile, region = tiles or predictor.tile_sizes(shape)
     c = g.context
     (h, w), (r0, r1, c0, c1) = shape, block
     if scale is not None:
@@ -132,6 +136,9 @@ class BlockJob:
             self.scale = lazy_percentiles(self.image, PERCENTILES)
         region = predictor.tile_sizes()[1]
         self.whole = self.shape[0] <= region and self.shape[1] <= region
+        # the tile that costs least over these blocks (each block runs the tiles that
+        # reach it), unless tile_size names one
+        self.tiles = predictor.tile_sizes(self.shape, self.chunks)
 
     # ------------------------------------------------------------------ geometry
     def blocks(self) -> list[tuple[tuple[int, int], tuple[int, int, int, int]]]:
@@ -148,7 +155,7 @@ class BlockJob:
 
     def slab(self, block: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         """The image region ``(top, bottom, left, right)`` the block's tiles read."""
-        tile, region = self.predictor.tile_sizes()
+        tile, region = self.tiles
         c = self.predictor.geometry.context
         (h, w), s = self.shape, self.predictor.settings
         r0, r1, c0, c1 = block
@@ -173,8 +180,9 @@ class BlockJob:
         top, bottom, left, right = self.slab(block)
         region = self.image[top:bottom, left:right]
         return dask.delayed(_run_block, pure=True)(
-            self._predictor_key, region, (top, left), self.shape, block, self.scale, finalize
-        )
+            self._predictor_key, region, (top, left), self.shape, block, self.scale, finalize,
+            self.tiles,
+        )  # fmt: skip
 
     def _whole_task(self, finalize):
         import dask
@@ -208,7 +216,7 @@ class BlockJob:
         p = self.predictor
         settings = {
             "kind": kind, "shape": list(self.image.shape), "dtype": str(self.image.dtype),
-            "tile": p.tile_sizes(), "overlap": p.settings.tile_overlap, "tta": p.settings.tta,
+            "tile": self.tiles, "overlap": p.settings.tile_overlap, "tta": p.settings.tta,
             "blend": p.settings.blend, "normalize": p.normalize,
             "chunks": [list(c) for c in self.chunks],
         }  # fmt: skip
@@ -259,11 +267,12 @@ def _identity(p: np.ndarray) -> np.ndarray:
     return p
 
 
-def _run_block(predictor, region, origin, shape, block, scale, finalize):
+def _run_block(predictor, region, origin, shape, block, scale, finalize, tiles):
     image = np.moveaxis(np.asarray(region), -1, 0)
     predictor.module.eval()
     with torch.inference_mode():
-        return finalize(block_probabilities(predictor, image, origin, shape, block, scale))
+        p = block_probabilities(predictor, image, origin, shape, block, scale, tiles)
+        return finalize(p)
 
 
 def _run_whole(predictor, image, finalize):

@@ -117,6 +117,7 @@ def run_demo(
         nuclei,
         titles=[t + s for t, s in zip(titles, seen)],
         more=more,
+        predicted=f"pretrained {pretrained.pretrained_.key}",
     )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if not verbose:

@@ -13,6 +13,7 @@ K channels otherwise; :func:`expand` gives the (K, H, W) form.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ class InferenceSettings:
 
     device: str | torch.device = "cpu"
     tile_size: int | None = None
-    tile_overlap: float = 0.25
+    tile_overlap: float = 0.1
     blend: str = "gaussian"
     tta: bool = False
     channels_last: bool = False
@@ -109,11 +110,61 @@ def forward(module: nn.Module, xb: np.ndarray, s: InferenceSettings) -> torch.Te
     return total / (len(FLIPS) if s.tta else 1)
 
 
-def tile_input_size(g: Geometry, s: InferenceSettings, default: int) -> int:
-    """Input side of a prediction tile: ``s.tile_size`` (or ``default``) made one the
-    network accepts with its context."""
+def _tile_runs(length: int, region: int, overlap: float, blocks: Sequence[int] | None) -> int:
+    """Tiles run along one side: each tile once per block it reaches (one block: the
+    whole side)."""
+    starts = tile_starts(length, region, overlap)
+    if blocks is None:
+        return len(starts)
+    edges = np.concatenate([[0], np.cumsum(blocks)])
+    return sum(sum(s < hi and s + region > lo for s in starts) for lo, hi in pairwise(edges))
+
+
+def tile_input_size(
+    g: Geometry,
+    s: InferenceSettings,
+    default: int,
+    shape: tuple[int, int] | None = None,
+    blocks: tuple[Sequence[int], Sequence[int]] | None = None,
+) -> int:
+    """Input side of a prediction tile: ``s.tile_size`` made one the network accepts
+    with its context; with ``s.tile_size`` None, for an image of ``shape`` (H, W), the
+    tile no larger than ``default`` that covers the image on the overlapping grid
+    (:func:`~skunet.tiling.tile_starts`) with the fewest input pixels run in all (the
+    largest, ``default``, when ``shape`` is None or fits in it). ``blocks`` (the block
+    sides along rows and columns, Dask's ``chunks``): a block-wise prediction, which runs
+    a tile once for each block it reaches.
+
+    The fixed largest tile wastes up to a whole tile per row and column: a 2048-pixel
+    side in 1600-pixel regions at overlap 0.1 takes 2 tiles (3264 input pixels), in
+    1088-pixel regions also 2 (2240).
+
+    >>> from skunet.models import UNet
+    >>> g = Geometry(UNet(depth=4), padding=16)
+    >>> s = InferenceSettings()
+    >>> tile_input_size(g, s, 1632), tile_input_size(g, s, 1632, (2048, 2048))
+    (1632, 1120)
+    >>> tile_input_size(g, s, 1632, (8192, 8192), ((2048,) * 4, (2048,) * 4))
+    864
+    """
     wanted = s.tile_size if s.tile_size is not None else default
-    return g.input_length(max(wanted - 2 * g.context, 1))
+    largest = g.input_length(max(wanted - 2 * g.context, 1))
+    region = largest - 2 * g.context
+    if s.tile_size is not None or shape is None or max(shape) <= region:
+        return largest
+    best, cost = largest, None
+    for covered in range(region, region // 2, -g.divisor):
+        tile = g.input_length(covered)
+        if tile > largest:
+            continue
+        inner = tile - 2 * g.context
+        n = math.prod(
+            _tile_runs(length, inner, s.tile_overlap, None if blocks is None else blocks[k])
+            for k, length in enumerate(shape)
+        )
+        if cost is None or n * tile**2 < cost:
+            best, cost = tile, n * tile**2
+    return best
 
 
 def _windows(cuts, height: int, width: int) -> np.ndarray:
@@ -188,6 +239,8 @@ def _tiled(module, image, tile, g, s, bar, finalize) -> np.ndarray:
         if out is None:
             out = np.empty((*done.shape[:-2], h, w), dtype=done.dtype)
         out[..., lo:upto, :] = done
+        if upto == h:  # the last rows: nothing to keep
+            return
         acc[:, : band - n] = acc[:, n:].copy()
         acc[:, band - n :] = 0
         wsum[: band - n] = wsum[n:].copy()
@@ -229,8 +282,7 @@ def predict_compact(
     must work on any band of rows (it receives ``(K', rows, W)``), e.g. :func:`classes`.
     """
     g = geometry
-    tile = tile_input_size(g, settings, default_tile)
-    region = tile - 2 * g.context
+    region = tile_input_size(g, settings, default_tile) - 2 * g.context
     whole: dict[tuple[int, int], list[int]] = defaultdict(list)
     tiled = []
     for i, im in enumerate(images):
@@ -238,9 +290,10 @@ def predict_compact(
             whole[im.shape[1:]].append(i)
         else:
             tiled.append(i)
+    tiles = {i: tile_input_size(g, settings, default_tile, images[i].shape[1:]) for i in tiled}
     n_tiles = sum(
-        len(tile_starts(images[i].shape[1], region, settings.tile_overlap))
-        * len(tile_starts(images[i].shape[2], region, settings.tile_overlap))
+        len(tile_starts(images[i].shape[1], tiles[i] - 2 * g.context, settings.tile_overlap))
+        * len(tile_starts(images[i].shape[2], tiles[i] - 2 * g.context, settings.tile_overlap))
         for i in tiled
     )
     total = sum(len(v) for v in whole.values()) + n_tiles
@@ -260,7 +313,7 @@ def predict_compact(
             for i, p in _whole(module, images, idx, g, settings, bar, finalize):
                 out[i] = p
         for i in tiled:
-            out[i] = _tiled(module, images[i], tile, g, settings, bar, finalize)
+            out[i] = _tiled(module, images[i], tiles[i], g, settings, bar, finalize)
     return out
 
 

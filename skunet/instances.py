@@ -127,11 +127,14 @@ def distance_instances(
     >>> distance_instances(p, sigma=0).tolist(), distance_instances(p, split=None, sigma=0).tolist()
     ([[0, 1, 1, 2, 2, 0]], [[0, 1, 1, 1, 1, 0]])
     """
-    probabilities = _smooth(probabilities, sigma)
+    probabilities = np.asarray(probabilities)
     levels = len(probabilities) - 1
-    foreground = 1 - probabilities[0]
-    centres = (np.arange(1, levels + 1) - 0.5) / levels
+    centres = ((np.arange(1, levels + 1) - 0.5) / levels).astype(probabilities.dtype)
+    # the smoothing is linear: smooth the background and the expected distance (two
+    # planes), not each of the K levels
     distance = np.tensordot(centres, probabilities[1:], axes=1)
+    background, distance = _smooth(np.stack([probabilities[0], distance]), sigma)
+    foreground = 1 - background
     mask = foreground > threshold
     seeds = mask if split is None else mask & (distance > split)
     markers = label(seeds, connectivity=1)

@@ -102,9 +102,11 @@ def plot_instances(
     *,
     titles: Sequence[str] | None = None,
     more: dict[str, Sequence[np.ndarray]] | None = None,
+    predicted: str = "predicted instances",
 ):
     """One row per image: input, true and predicted instances (each if given) as overlays,
     then the columns of ``more`` (name -> label images), e.g. a second model's.
+    ``predicted`` names the column of ``y_pred`` (which model gave them, say).
 
     Each object gets its own colour (``skimage.color.label2rgb`` over the image), so
     merged or split nuclei are visible. Saves a PNG when ``path`` is given.
@@ -117,7 +119,7 @@ def plot_instances(
             gray = gray[..., :3].mean(axis=-1)
         ax.imshow(label2rgb(labels, gray, bg_label=0, alpha=0.35, image_alpha=1.0))
 
-    columns = [("true instances", y_true), ("predicted instances", y_pred)]
+    columns = [("true instances", y_true), (predicted, y_pred)]
     return _grid(images, columns + list((more or {}).items()), draw, path, titles)
 
 

@@ -67,7 +67,8 @@ class Predictor:
         A binary model whose background is membrane between touching cells (EM): its
         instances come from :func:`~skunet.instances.membrane_instances`.
     default_tile : int, default=288
-        Tile side when ``settings.tile_size`` is None.
+        The largest tile side when ``settings.tile_size`` is None (each image takes the
+        tile that covers it with the fewest pixels, :func:`~skunet.inference.tile_input_size`).
     instance_threshold : float, default=0.5
     instance_split : float, "auto" or None, default="auto"
         What :meth:`instances` uses when not told (a calibrated model's choice, see
@@ -129,10 +130,14 @@ class Predictor:
         job.store(out, kind, finalize, channels)
         return out
 
-    def tile_sizes(self) -> tuple[int, int]:
-        """``(input, covered)`` sides of a prediction tile: what the network takes, and
-        the region of it whose probabilities are kept (the input minus the context)."""
-        tile = tile_input_size(self.geometry, self.settings, self.default_tile)
+    def tile_sizes(
+        self, shape: tuple[int, int] | None = None, blocks: tuple | None = None
+    ) -> tuple[int, int]:
+        """``(input, covered)`` sides of a prediction tile of an image of ``shape``
+        (H, W; None: the largest tile), predicted whole or in ``blocks`` (Dask's
+        ``chunks`` of its rows and columns): what the network takes, and the region of
+        it whose probabilities are kept (the input minus the context)."""
+        tile = tile_input_size(self.geometry, self.settings, self.default_tile, shape, blocks)
         return tile, tile - 2 * self.geometry.context
 
     def predict_instances(
@@ -224,6 +229,9 @@ class Predictor:
         return {"decoder": record.decoder, "threshold": threshold, "split": split}
 
 
+PREDICTION_BATCHES = 4
+"""The largest default prediction tile holds this many training batches' pixels."""
+
 # the parameters a Predictor is built from (with the network, its device and layout)
 _PREDICTOR_PARAMS = (
     "tile_size", "tile_overlap", "blend", "tta", "autocast", "batch_size", "verbose",
@@ -281,8 +289,11 @@ class PredictorMixin:
             target=self.target,
             normalize=self.normalize,
             postprocess=self.postprocess,
-            # one batch of tiles holds no more pixels than a training batch
-            default_tile=max(window, math.isqrt(settings.pixels_per_batch)),
+            # the largest tile holds four training batches' pixels: with no activations
+            # kept for a backward pass it needs less memory than a training batch
+            # (the nuclei model in bfloat16: a 1632-px tile about 520 MB above the
+            # model, a training batch 580 MB; benchmarks/results/prediction_speed.json)
+            default_tile=max(window, math.isqrt(PREDICTION_BATCHES * settings.pixels_per_batch)),
             membranes=self._membranes(),
             **{f"instance_{k}": v for k, v in getattr(self, "instance_params_", {}).items()},
         )

@@ -200,7 +200,7 @@ class TestOptions:
     def test_bad_settings(self, unet, kwargs, match):
         with pytest.raises(ValueError, match=match):
             unet.set_params(**kwargs).predict([rand((8, 8))])
-        unet.set_params(tile_size=None, tile_overlap=0.25, blend="gaussian")
+        unet.set_params(tile_size=None, tile_overlap=0.1, blend="gaussian")
 
 
 class TestAgainstMONAI:
@@ -241,6 +241,6 @@ def test_streamed_classes_equal_argmax_of_probabilities(unet):
     seg = unet.set_params(tile_size=48, tile_overlap=0.3)
     mask = seg.predict([image])[0]
     proba = seg.predict_proba([image])[0]
-    unet.set_params(tile_size=None, tile_overlap=0.25)
+    unet.set_params(tile_size=None, tile_overlap=0.1)
     assert mask.dtype == np.uint8 and mask.shape == (300, 170)
     np.testing.assert_array_equal(mask, proba.argmax(0))

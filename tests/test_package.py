@@ -1,5 +1,7 @@
 """The package's structure, read from its source: no import circle among skunet's
-modules, and no module reaching into another module's private names."""
+modules (nor among its sub-packages), no module reaching into another module's private
+names, no module much over 400 lines, and importing skunet and its command line leaves
+torchvision unloaded."""
 
 import ast
 from pathlib import Path
@@ -139,3 +141,25 @@ def test_importing_skunet_and_its_command_line_leaves_torchvision_unloaded():
     code = "import sys, skunet, skunet.cli, skunet.presets\nprint('torchvision' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_every_module_has_a_test_home():
+    """What the development page says: a test file of its own, its sub-package's, or a
+    row of the page's table of internals tested through the surface they serve."""
+    tests = ROOT.parent / "tests"
+    page = (ROOT.parent / "docs" / "development.md").read_text()
+    listed = {name for row in page.splitlines() if row.strip().startswith("| `")
+              for name in row.split("|")[1].replace("`", "").replace(",", " ").split()}  # fmt: skip
+    homeless = []
+    for name in MODULES:
+        parts = name.split(".")
+        if len(parts) == 1 or parts[-1].startswith("__"):
+            continue
+        own = tests / f"test_{parts[-1]}.py"
+        package = tests / f"test_{parts[1]}.py"
+        if not (own.exists() or (len(parts) > 2 and package.exists()) or parts[-1] in listed):
+            homeless.append(name)
+    for row in listed:  # the table names tests that exist
+        assert any(f"skunet.{row}" == m or m.endswith(f".{row}") for m in MODULES), row
+    assert not homeless, f"no test file and not in docs/development.md's table: {homeless}"
+

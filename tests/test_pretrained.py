@@ -250,3 +250,25 @@ class TestCommandLine:
 
         code = main(["predict", "--model", "nucle", str(tmp_path), "--out", str(tmp_path)])
         assert code == 2 and "not a pretrained model" in capsys.readouterr().err
+
+
+def test_every_cards_command_runs_as_written():
+    """From the repository: its scripts exist, no temporary or placeholder path, and every
+    model file a step reads lies in a folder that an earlier step's --save names."""
+    import shlex
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for card in list_models():
+        saved: list[str] = []
+        for step in card.command.split(" && "):
+            words = shlex.split(step)
+            assert words[0] == "python" and (root / words[1]).is_file(), (card.key, step)
+            bad = [w for w in words if w.startswith(("/", "~")) or w == "DIR"]
+            assert not bad, (card.key, bad)
+            if "--save" in words:
+                saved.append(words[words.index("--save") + 1])
+            for word in words:
+                if word.endswith(".skunet") and not word.startswith("skunet/"):
+                    assert any(word.startswith(f"{folder}/") for folder in saved), (card.key, word)
+
