@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -168,6 +169,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--data", help="the DSB2018 folder, for the accuracy figures")
     parser.add_argument("--key", help="record name (default: the CPU's instruction set)")
+    parser.add_argument("--out", type=Path, default=RESULTS_FILE, help="the results file")
     args = parser.parse_args()
     key = args.key or machine()["instructions"]
 
@@ -187,8 +189,8 @@ def main() -> None:
         figures["accuracy"] = accuracy(seg, args.data, args.size)
         print("accuracy", figures["accuracy"], flush=True)
     figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    update(RESULTS_FILE, key, figures)
-    print(f"wrote {RESULTS_FILE} [{key}]")
+    update(args.out, key, figures)
+    print(f"wrote {args.out} [{key}]")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 import em
 import em_decoder_grid as grid
 import em_decoders
+import prediction_speed
 
 
 def test_calibration_slices_are_the_ones_the_em_docs_name():
@@ -179,3 +180,27 @@ def test_the_em_post_processings_keep_the_borders_and_what_connects_to_them():
     for t in (0.1, 0.5, 0.95):  # dilating the map erodes the membranes at every threshold
         eroded = ndi.binary_erosion(cells <= t, np.ones((3, 3)), border_value=1)
         assert np.array_equal(maps["dilated"] <= t, eroded)
+
+
+def test_the_prediction_speed_benchmark_records_both_tilings(tmp_path, monkeypatch):
+    """benchmarks/prediction_speed.py end to end on a small image: every run timed, the
+    ratios to the bare network, the tile it chose; and the mosaics it scores hold the
+    crops' objects, renumbered."""
+    import json
+
+    out = tmp_path / "speed.json"
+    argv = ["prediction_speed.py", "--size", "320", "--repeats", "1", "--key", "t"]
+    argv += ["--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    prediction_speed.main()
+    record = json.loads(out.read_text())["t"]
+    assert record["image"] == [320, 320] and record["model"].startswith("nuclei@")
+    f32 = record["float32"]
+    assert f32["network_x_network"] == 1.0 and f32["predict_proba_s_per_mp"] > 0
+    assert {"blockwise_instances_s_per_mp", "predict_proba_previous_tile_s_per_mp"} <= set(f32)
+    images = [np.full((300, 300), 7, np.uint8)]
+    labels = [np.zeros((300, 300), np.uint16)]
+    labels[0][10:20, 10:20], labels[0][50:60, 50:60] = 5, 9
+    image, truth = prediction_speed.mosaic(images, labels, 512, seed=0)
+    assert image.shape == truth.shape == (512, 512) and (image[:256, :256] == 7).all()
+    assert len(np.unique(truth)) == 1 + 2 * 4  # two objects in each of the 4 crops
