@@ -31,6 +31,7 @@ from .validation import lookup
 from .version import __version__
 
 __all__ = [
+    "FITTED_RECORDS",
     "FORMAT_VERSION",
     "atomic_path",
     "estimator_class",
@@ -128,6 +129,12 @@ def refuse_existing(path: Path, overwrite: bool, option: str = "overwrite=True")
 WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+FITTED_RECORDS = ("instance_params_", "fine_tuned_")
+"""Fitted attributes a model file keeps when the segmenter has them (JSON-able dicts):
+the thresholds ``calibrate_instances`` chose, what
+:func:`~skunet.pretrained.fine_tune` started from."""
+
+
 def segmenter_metadata(net) -> dict[str, str]:
     """A fitted segmenter's parameters, fitted attributes and history as the JSON strings
     a model file's metadata holds (classes by import path; parameters that cannot be
@@ -146,8 +153,9 @@ def segmenter_metadata(net) -> dict[str, str]:
         "classes_": np.asarray(net.classes_).tolist(),
         "history": list(net.history),
     }
-    if hasattr(net, "instance_params_"):  # chosen by calibrate_instances
-        fitted["instance_params_"] = net.instance_params_
+    for name in FITTED_RECORDS:
+        if hasattr(net, name):
+            fitted[name] = getattr(net, name)
     metadata = {
         "format": "skunet",
         "format_version": str(FORMAT_VERSION),
@@ -273,6 +281,7 @@ def segmenter_from_metadata(
         )
     net.module_.load_state_dict({k: t.to(device) for k, t in tensors.items()})
     net.history = History(fitted["history"])
-    if "instance_params_" in fitted:
-        net.instance_params_ = fitted["instance_params_"]
+    for name in FITTED_RECORDS:
+        if name in fitted:
+            setattr(net, name, fitted[name])
     return net

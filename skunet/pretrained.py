@@ -28,15 +28,16 @@ given the user's images (see :data:`FINE_TUNING`).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from .model_cards import ModelCard
 from .validation import lookup
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "ModelCard",
     "cache_dir",
     "check_file",
+    "fine_tune",
     "get_card",
     "list_models",
     "load_model",
@@ -74,77 +76,6 @@ user's labelled images, keep the last epoch, then choose the instance thresholds
 on labelled images the network did not train on (``calibrate_instances``). Every value
 can be overridden; ``max_epochs`` or ``callbacks=[("time_limit", TimeLimit(3))]`` bound
 the minutes."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelCard:
-    """What a pretrained model is, where it came from and how well it does.
-
-    Parameters
-    ----------
-    name, version : str
-        ``version`` is semantic (``"0.1.0"``); ``name@version`` is unique.
-    task : str
-        The :data:`skunet.tasks.TASKS` entry the model was trained for.
-    file : str
-        File name of the model (in the package, the cache or at ``url``).
-    sha256 : str
-        Hex digest of the file; checked before loading.
-    size : int
-        Bytes.
-    licence : str
-        Of the weights.
-    training_data : dict
-        ``source``, ``images`` (count), ``licence`` of the data; ``held_out``: the ids
-        of the source's images that the model never trained on (``[]``: it trained on
-        every image, so none of them can judge it), see :meth:`never_saw`.
-    command : str
-        What produced the file, exactly.
-    figures : dict
-        Held-out figures: ``images``, ``ap`` (IoU threshold -> AP),
-        ``seconds_per_megapixel`` and the ``machine`` they were measured on.
-    limits : tuple of str
-        Where the model is known to fail.
-    description : str
-    url : str, optional
-        Where to download the file from when it is neither shipped nor cached.
-    """
-
-    name: str
-    version: str
-    task: str
-    file: str
-    sha256: str
-    size: int
-    licence: str
-    training_data: dict
-    command: str
-    figures: dict
-    limits: tuple[str, ...] = ()
-    description: str = ""
-    url: str | None = None
-
-    @property
-    def key(self) -> str:
-        """``"name@version"``."""
-        return f"{self.name}@{self.version}"
-
-    def never_saw(self, ids: Sequence[str]) -> list[int]:
-        """The positions in ``ids`` (image ids of the training source) of the images the
-        model never trained on: those in ``training_data["held_out"]``; none when the
-        card does not say.
-
-        >>> card = get_card("nuclei@0.1.0")
-        >>> from skunet.datasets import sample_ids
-        >>> card.never_saw(sample_ids("nuclei"))   # the bundled sample's images 3, 7, 10
-        [3, 7, 10]
-        """
-        held_out = set(self.training_data.get("held_out", ()))
-        return [i for i, image in enumerate(ids) if image in held_out]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The card as JSON-able data (the form of ``models.json``)."""
-        return {**dataclasses.asdict(self), "limits": list(self.limits)}
 
 
 _REGISTRY: dict[str, ModelCard] = {}
@@ -349,3 +280,89 @@ def open_model(model: str | os.PathLike, device: str = "cpu"):
         f"model file {str(model)!r} does not exist, and it is not a pretrained model "
         f"({', '.join(sorted({c.name for c in cards}))}: see skunet models)"
     )
+
+
+def fine_tune(
+    model: Any, X: Any, y: Any, *, minutes: float | None = None, random_state: int | None = 0,
+    **params: Any,
+):  # fmt: skip
+    """A model fine-tuned on your labelled images: the one function behind Python,
+    ``skunet fine-tune`` and the napari plugin.
+
+    Parameters
+    ----------
+    model : str, path or UNetSegmenter
+        A pretrained model's name (``"nuclei"``, ``"nuclei@0.3.0"``), a model file
+        (``.skunet``, or a skunet-written ``.zip``), or a fitted segmenter (not changed:
+        a copy is trained).
+    X, y : images and their masks, as ``fit`` takes them
+        Instance labels for an instance model (the masks a model's task holds).
+    minutes : float, optional
+        Wall-clock budget of the training (:class:`~skunet.callbacks.TimeLimit`); None:
+        ``max_epochs`` alone bounds it.
+    random_state : int or None, default=0
+        Seeds the training and which image is held out.
+    **params
+        :data:`FINE_TUNING` overrides (``lr``, ``max_epochs``, ``device`` ...).
+
+    Returns
+    -------
+    UNetSegmenter
+        Fitted from the base model's weights by :data:`FINE_TUNING`. With three or more
+        images and an instance model, one image (drawn with ``random_state``) is held
+        out of the training and the instance threshold and split are calibrated on it
+        (``calibrate_instances``). ``fine_tuned_`` records the base model, the images
+        trained on and held out, the budget, the epochs and the seconds; the model
+        saves and exports like any other, ``fine_tuned_`` included.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad images or masks, named, before any training (as ``fit``).
+    """
+    import copy
+    import time
+
+    from .callbacks import TimeLimit
+    from .estimator import UNetSegmenter
+    from .targets import TARGETS
+    from .tasks import task_of
+
+    settings = {**FINE_TUNING, "random_state": random_state, **params}
+    if isinstance(model, UNetSegmenter):
+        model.predictor_  # NotFittedError for an unfitted segmenter  # noqa: B018
+        seg = copy.deepcopy(model)
+        card = getattr(model, "pretrained_", None)
+        base = card.key if card is not None else "a fitted segmenter"
+    else:
+        seg = open_model(model, device=settings.pop("device", "cpu"))
+        card = getattr(seg, "pretrained_", None)
+        base = card.key if card is not None else str(model)
+    if minutes is not None:
+        kept = [(n, cb) for n, cb in settings.get("callbacks", seg.callbacks) or []]
+        kept = [(n, cb) for n, cb in kept if n != "time_limit"]
+        settings["callbacks"] = [*kept, ("time_limit", TimeLimit(minutes, sink=None))]
+    seg.set_params(**settings)
+    if any(k.startswith("callbacks") for k in settings):
+        seg.initialize_callbacks()
+    images, masks = list(X), list(y)
+    if len(images) != len(masks):
+        raise ValueError(f"X has {len(images)} images but y has {len(masks)} masks")
+    held: list[int] = []
+    if len(images) >= 3 and (TARGETS[seg.target].instance_labels or task_of(seg).membranes):
+        held = [int(np.random.default_rng(random_state).integers(len(images)))]
+    train = [i for i in range(len(images)) if i not in held]
+    epochs, start = len(seg.history), time.perf_counter()
+    seg.fit([images[i] for i in train], [masks[i] for i in train])
+    seconds = time.perf_counter() - start
+    if held:
+        seg.calibrate_instances([images[i] for i in held], [masks[i] for i in held])
+    seg.fine_tuned_ = {
+        "base": base,
+        "images": len(train),
+        "held_out": len(held),
+        "minutes": minutes,
+        "epochs": len(seg.history) - epochs,
+        "seconds": round(seconds, 1),
+    }
+    return seg

@@ -260,7 +260,7 @@ class TrainingMixin:
         data = self._fit_data(X, y, continuing)
         if not continuing:
             # a new network: an earlier fit's calibrated thresholds are not its own
-            for name in ("instance_params_", "calibration_"):
+            for name in ("instance_params_", "calibration_", "fine_tuned_"):
                 self.__dict__.pop(name, None)
         if self.random_state is not None:
             torch.manual_seed(self.random_state)

@@ -13,10 +13,19 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
+from sklearn.exceptions import NotFittedError
 
 from conftest import make_blobs, tiny
 from skunet import UNetSegmenter, pretrained
-from skunet.pretrained import ModelCard, get_card, list_models, load_model, register_model
+from skunet.pretrained import (
+    FINE_TUNING,
+    ModelCard,
+    fine_tune,
+    get_card,
+    list_models,
+    load_model,
+    register_model,
+)
 
 
 def card_for(path, name="toy", version="1.0.0", **extra) -> ModelCard:
@@ -272,3 +281,73 @@ def test_every_cards_command_runs_as_written():
                 if word.endswith(".skunet") and not word.startswith("skunet/"):
                     assert any(word.startswith(f"{folder}/") for folder in saved), (card.key, word)
 
+
+
+class TestFineTune:
+    """skunet.pretrained.fine_tune: the one function behind Python, the command line and
+    the napari plugin."""
+
+    @pytest.fixture(scope="class")
+    def base(self):
+        X, y = make_blobs(4)
+        return tiny(target="boundary", n_classes=3, max_epochs=1).fit(X, y)
+
+    def test_a_fitted_segmenter_is_copied_trained_and_calibrated_on_one_held_out(self, base):
+        X, y = make_blobs(4, seed=3)
+        before = {k: v.clone() for k, v in base.module_.state_dict().items()}
+        seg = fine_tune(base, X, y, max_epochs=2)
+        assert seg is not base and all(  # the base is untouched
+            torch.equal(v, base.module_.state_dict()[k]) for k, v in before.items()
+        )
+        assert any(not torch.equal(v, seg.module_.state_dict()[k]) for k, v in before.items())
+        record = seg.fine_tuned_
+        assert record["base"] == "a fitted segmenter" and record["minutes"] is None
+        assert (record["images"], record["held_out"], record["epochs"]) == (3, 1, 2)
+        assert seg.warm_start and seg.lr == FINE_TUNING["lr"]
+        assert set(seg.instance_params_) == {"threshold", "split"}  # calibrated
+        # two images: nothing held out, nothing calibrated anew
+        two = fine_tune(base, X[:2], y[:2], max_epochs=1)
+        assert (two.fine_tuned_["images"], two.fine_tuned_["held_out"]) == (2, 0)
+
+    def test_minutes_bound_the_training_and_the_record_is_saved(self, base, tmp_path):
+        X, y = make_blobs(3, seed=5)
+        seg = fine_tune(base, X, y, minutes=1e-4, max_epochs=50)
+        assert seg.fine_tuned_["epochs"] == 1 and seg.fine_tuned_["minutes"] == 1e-4
+        back = UNetSegmenter.load(seg.save(tmp_path / "mine.skunet"))
+        assert back.fine_tuned_ == seg.fine_tuned_ and back.instance_params_ == seg.instance_params_
+        # a cold fit makes a new network: no longer fine-tuned
+        assert not hasattr(back.set_params(warm_start=False, max_epochs=1).fit(X, y), "fine_tuned_")
+
+    def test_bad_input_is_refused_before_training(self, base):
+        X, y = make_blobs(3)
+        with pytest.raises(ValueError, match="X has 3 images but y has 2 masks"):
+            fine_tune(base, X, y[:2])
+        with pytest.raises(NotFittedError):
+            fine_tune(tiny(), X, y)
+        with pytest.raises(FileNotFoundError, match="not a pretrained model"):
+            fine_tune("no-such-model", X, y)
+
+    @pytest.mark.slow
+    def test_a_zoo_model_and_the_command_line(self, tmp_path, capsys):
+        import tifffile
+
+        from skunet.cli import main
+        from skunet.datasets import load_sample
+
+        X, y = load_sample("nuclei")
+        seg = fine_tune("nuclei", X[:2], y[:2], max_epochs=1, tta=False)
+        assert seg.fine_tuned_["base"] == get_card("nuclei").key
+        assert seg.predict_instances(X[2:3])[0].max() > 5
+        for sub in ("images", "masks"):
+            (tmp_path / sub).mkdir()
+        for i in range(3):
+            tifffile.imwrite(tmp_path / "images" / f"n{i}.tif", X[i])
+            tifffile.imwrite(tmp_path / "masks" / f"n{i}.tif", y[i])
+        out = tmp_path / "mine.skunet"
+        args = ["fine-tune", "--model", "nuclei", str(tmp_path / "images"),
+                str(tmp_path / "masks"), "--epochs", "1", "--out", str(out)]  # fmt: skip
+        assert main(args) == 0
+        assert "1 epochs" in capsys.readouterr().out
+        assert UNetSegmenter.load(out).fine_tuned_["held_out"] == 1
+        assert main(args) == 2  # never over an existing file
+        assert "exists" in capsys.readouterr().err

@@ -1,5 +1,5 @@
-"""The ``skunet`` command line: ``train``, ``predict``, ``models``, ``evaluate``, ``export``
-and ``demo``.
+"""The ``skunet`` command line: ``train``, ``fine-tune``, ``predict``, ``models``,
+``evaluate``, ``export`` and ``demo``.
 
 Every command prints a one-line message and exits with status 2 on bad input (a missing
 folder, an unreadable file, a model that does not fit the images or the request), and
@@ -137,6 +137,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--scheduler", help="a Dask scheduler's address (tcp://host:8786) for a Zarr input"
     )
     predict.set_defaults(func=commands.predict)
+
+    tune = sub.add_parser(
+        "fine-tune",
+        help="fine-tune a model on folders of images and masks, save it",
+        description="Continue training a pretrained model or a model file on your images "
+        "and masks (paired by file name) with the fine-tuning recipe "
+        "(skunet.pretrained.FINE_TUNING) within --minutes, hold one image out to calibrate "
+        "an instance model's thresholds when there are three or more, and save the model.",
+    )
+    _add(tune, "model")
+    tune.add_argument("images", help="folder of images")
+    tune.add_argument("masks", help="folder of masks, same file names")
+    tune.add_argument("--minutes", type=float, help="training budget in minutes (wall clock)")
+    tune.add_argument("--epochs", type=int, help="at most this many epochs (default 30)")
+    tune.add_argument("--out", required=True, help="model file to write (e.g. my.skunet)")
+    _add(tune, "device", "seed")
+    tune.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    tune.set_defaults(func=commands.fine_tune)
 
     models = sub.add_parser(
         "models",

@@ -11,7 +11,10 @@ from ..persistence import refuse_existing
 from .files import input_files, naming_files, output_path, read_pairs, write_mask
 from .slides import is_zarr, predict_zarr
 
-__all__ = ["EXPORT_OPTIONS", "demo", "evaluate", "export", "load", "models", "predict", "train"]
+__all__ = [
+    "EXPORT_OPTIONS", "demo", "evaluate", "export", "fine_tune", "load", "models", "predict",
+    "train",
+]  # fmt: skip
 
 EXPORT_OPTIONS = ("name", "description", "authors", "licence", "test_image", "input_dtype")
 """The export formats' options (:data:`skunet.export.FORMATS`) that ``skunet export``
@@ -53,6 +56,32 @@ def train(args: argparse.Namespace) -> int:
         seg.fit(X, y)
     seg.save(out, overwrite=args.overwrite)
     print(f"saved {out}")
+    return 0
+
+
+def fine_tune(args: argparse.Namespace) -> int:
+    from ..callbacks import ProgressBar
+    from ..pretrained import fine_tune as tune
+    from ..pretrained import open_model
+
+    out = Path(args.out)
+    refuse_existing(out, args.overwrite, "--overwrite")
+    base = open_model(args.model, device=args.device)
+    X, y, files = read_pairs(args.images, args.masks, base.n_channels_in_)
+    params = {"device": args.device, "verbose": 1}
+    if args.epochs is not None:
+        params["max_epochs"] = args.epochs
+    params["callbacks"] = [*(base.callbacks or []), ("progress_bar", ProgressBar())]
+    print(f"fine-tuning {args.model} on {len(X)} images", file=sys.stderr)
+    with naming_files(files):
+        seg = tune(args.model, X, y, minutes=args.minutes, random_state=args.seed, **params)
+    seg.save(out, overwrite=args.overwrite)
+    record = seg.fine_tuned_
+    held = ", thresholds calibrated on 1" if record["held_out"] else ""
+    print(
+        f"saved {out}: {record['epochs']} epochs in {record['seconds']:.0f} s on "
+        f"{record['images']} images{held}"
+    )
     return 0
 
 
