@@ -5,11 +5,10 @@ one task: it reads the region of the image that the tiles over it need, runs tho
 and blends them. The tiles are those of the *whole image's* grid (:mod:`skunet.inference`
 tiles an image in memory on the same grid, with the same Gaussian weights, added in the
 same order), so every pixel is the same weighted mean of the same tiles whatever the
-block size: block-wise probabilities equal the in-memory ones with the same tile to
-float rounding. The price is that tiles crossing a block border run once for each block
-they reach, so blocks should be much larger than a tile; with ``tile_size=None`` the
-job takes the tile that runs the fewest pixels over its blocks
-(:func:`~skunet.inference.tile_input_size`).
+block size: block-wise probabilities equal the in-memory ones to float rounding. The
+price is that tiles crossing a block border run once for each block they reach, so
+blocks should be much larger than a tile (the default tile of an image larger than two
+of them a side is half the largest, :func:`~skunet.inference.tile_input_size`).
 
 The network is one key of the task graph, so a Dask cluster sends it once to each
 worker, not with every block. With ``out=`` (a Zarr array), each finished block is
@@ -136,9 +135,7 @@ class BlockJob:
             self.scale = lazy_percentiles(self.image, PERCENTILES)
         region = predictor.tile_sizes()[1]
         self.whole = self.shape[0] <= region and self.shape[1] <= region
-        # the tile that costs least over these blocks (each block runs the tiles that
-        # reach it), unless tile_size names one
-        self.tiles = predictor.tile_sizes(self.shape, self.chunks)
+        self.tiles = predictor.tile_sizes(self.shape)  # the in-memory prediction's
 
     # ------------------------------------------------------------------ geometry
     def blocks(self) -> list[tuple[tuple[int, int], tuple[int, int, int, int]]]:

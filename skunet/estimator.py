@@ -301,6 +301,16 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
         """
         return self.predictor_.predict_instances(X, threshold, split, out)
 
+    def predict_uncertainty(self, X: Any, out: Any = None) -> Any:
+        """Per-pixel uncertainty ``(H, W)`` in [0, 1] of each image, from the
+        probabilities ``predict_proba`` computes (no extra network pass): one minus the
+        margin of the decision the classes or instances come from (for
+        ``target="distance"`` the foreground decision alone; flip-averaged with
+        ``tta``). High where a correction is most likely needed; rank images with
+        :func:`skunet.evaluation.uncertainty_ranking`. Lazy ``X`` and ``out=`` as
+        :meth:`predict_proba`."""
+        return self.predictor_.predict_uncertainty(X, out)
+
     def calibrate_instances(
         self,
         X: Any,

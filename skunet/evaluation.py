@@ -38,7 +38,14 @@ from .metrics import (
 from .targets import mask_classes
 from .validation import check_masks, lookup
 
-__all__ = ["METRICS", "Metric", "evaluate", "final_segmenter", "score_images"]
+__all__ = [
+    "METRICS",
+    "Metric",
+    "evaluate",
+    "final_segmenter",
+    "score_images",
+    "uncertainty_ranking",
+]
 
 
 @dataclass(frozen=True)
@@ -210,3 +217,19 @@ def score_images(
         result = results[metric.fn]
         out[name] = float(result if metric.field is None else getattr(result, metric.field))
     return out
+
+
+def uncertainty_ranking(seg: Any, X: Any) -> list[tuple[int, float]]:
+    """``(index, mean uncertainty)`` of each image of ``X``, most uncertain first: where
+    to correct labels next (:meth:`~skunet.UNetSegmenter.predict_uncertainty`).
+
+    >>> from skunet.datasets import load_sample
+    >>> from skunet.pretrained import load_model
+    >>> X, _ = load_sample("nuclei")
+    >>> ranking = uncertainty_ranking(load_model("nuclei", tta=False), X[:3])
+    >>> sorted(i for i, _ in ranking), ranking[0][1] >= ranking[-1][1]
+    ([0, 1, 2], True)
+    """
+    maps = seg.predict_uncertainty(X)
+    scores = [float(np.mean(m)) for m in maps]
+    return sorted(enumerate(scores), key=lambda item: -item[1])

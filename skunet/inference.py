@@ -13,7 +13,6 @@ K channels otherwise; :func:`expand` gives the (K, H, W) form.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -110,58 +109,48 @@ def forward(module: nn.Module, xb: np.ndarray, s: InferenceSettings) -> torch.Te
     return total / (len(FLIPS) if s.tta else 1)
 
 
-def _tile_runs(length: int, region: int, overlap: float, blocks: Sequence[int] | None) -> int:
-    """Tiles run along one side: each tile once per block it reaches (one block: the
-    whole side)."""
-    starts = tile_starts(length, region, overlap)
-    if blocks is None:
-        return len(starts)
-    edges = np.concatenate([[0], np.cumsum(blocks)])
-    return sum(sum(s < hi and s + region > lo for s in starts) for lo, hi in pairwise(edges))
-
-
 def tile_input_size(
-    g: Geometry,
-    s: InferenceSettings,
-    default: int,
-    shape: tuple[int, int] | None = None,
-    blocks: tuple[Sequence[int], Sequence[int]] | None = None,
+    g: Geometry, s: InferenceSettings, default: int, shape: tuple[int, int] | None = None
 ) -> int:
     """Input side of a prediction tile: ``s.tile_size`` made one the network accepts
     with its context; with ``s.tile_size`` None, for an image of ``shape`` (H, W), the
-    tile no larger than ``default`` that covers the image on the overlapping grid
-    (:func:`~skunet.tiling.tile_starts`) with the fewest input pixels run in all (the
-    largest, ``default``, when ``shape`` is None or fits in it). ``blocks`` (the block
-    sides along rows and columns, Dask's ``chunks``): a block-wise prediction, which runs
-    a tile once for each block it reaches.
+    tile that covers the image on the overlapping grid (:func:`~skunet.tiling.tile_starts`)
+    with the fewest input pixels run in all, of at most ``default`` pixels a side for an
+    image of up to two such tiles a side and half that for a larger one (the largest,
+    ``default``, when ``shape`` is None or fits in it).
 
     The fixed largest tile wastes up to a whole tile per row and column: a 2048-pixel
     side in 1600-pixel regions at overlap 0.1 takes 2 tiles (3264 input pixels), in
-    1088-pixel regions also 2 (2240).
+    1088-pixel regions also 2 (2240). On a larger image the tile's size hardly changes
+    the pixels run in memory (the overlap and the context set them), but block-wise
+    prediction (:mod:`skunet.blocks`) runs a tile once for each block it reaches, so
+    smaller tiles waste less there; the tile depends on the image's shape alone, so
+    block-wise results equal the in-memory ones at any chunking.
 
     >>> from skunet.models import UNet
     >>> g = Geometry(UNet(depth=4), padding=16)
     >>> s = InferenceSettings()
     >>> tile_input_size(g, s, 1632), tile_input_size(g, s, 1632, (2048, 2048))
     (1632, 1120)
-    >>> tile_input_size(g, s, 1632, (8192, 8192), ((2048,) * 4, (2048,) * 4))
-    864
+    >>> tile_input_size(g, s, 1632, (8192, 8192))
+    736
     """
     wanted = s.tile_size if s.tile_size is not None else default
     largest = g.input_length(max(wanted - 2 * g.context, 1))
     region = largest - 2 * g.context
     if s.tile_size is not None or shape is None or max(shape) <= region:
         return largest
+    if max(shape) > 2 * region:  # a slide: tiles of half the side
+        largest = g.input_length(max(wanted // 2 - 2 * g.context, 1))
+        region = largest - 2 * g.context
     best, cost = largest, None
     for covered in range(region, region // 2, -g.divisor):
         tile = g.input_length(covered)
         if tile > largest:
             continue
         inner = tile - 2 * g.context
-        n = math.prod(
-            _tile_runs(length, inner, s.tile_overlap, None if blocks is None else blocks[k])
-            for k, length in enumerate(shape)
-        )
+        n = len(tile_starts(shape[0], inner, s.tile_overlap))
+        n *= len(tile_starts(shape[1], inner, s.tile_overlap))
         if cost is None or n * tile**2 < cost:
             best, cost = tile, n * tile**2
     return best

@@ -123,6 +123,16 @@ class Predictor:
             return self._blockwise(X, out, "classes", classes, None, np.uint8)
         return stack_or_list(self.probabilities(self.check_images(X), finalize=self.classes))
 
+    def predict_uncertainty(self, X: Any, out: Any = None) -> Any:
+        """Per-pixel uncertainty ``(H, W)`` in [0, 1] of each image: how close the
+        probabilities are to the decision the model's classes or instances come from
+        (the target's :attr:`~skunet.targets.Target.uncertainty`; flip-averaged with
+        ``tta``); of a lazy image a Dask array, or written into the Zarr array ``out``."""
+        uncertainty = decoding(self.target, self.membranes).uncertainty
+        if out is not None or is_lazy(X):
+            return self._blockwise(X, out, "uncertainty", uncertainty, None, np.float32)
+        return stack_or_list(self.probabilities(self.check_images(X), finalize=uncertainty))
+
     def _blockwise(self, X, out, kind, finalize, channels, dtype):
         if out is None:
             return BlockJob(self, X).array(finalize, channels, dtype)
@@ -130,14 +140,11 @@ class Predictor:
         job.store(out, kind, finalize, channels)
         return out
 
-    def tile_sizes(
-        self, shape: tuple[int, int] | None = None, blocks: tuple | None = None
-    ) -> tuple[int, int]:
+    def tile_sizes(self, shape: tuple[int, int] | None = None) -> tuple[int, int]:
         """``(input, covered)`` sides of a prediction tile of an image of ``shape``
-        (H, W; None: the largest tile), predicted whole or in ``blocks`` (Dask's
-        ``chunks`` of its rows and columns): what the network takes, and the region of
-        it whose probabilities are kept (the input minus the context)."""
-        tile = tile_input_size(self.geometry, self.settings, self.default_tile, shape, blocks)
+        (H, W; None: the largest tile): what the network takes, and the region of it
+        whose probabilities are kept (the input minus the context)."""
+        tile = tile_input_size(self.geometry, self.settings, self.default_tile, shape)
         return tile, tile - 2 * self.geometry.context
 
     def predict_instances(

@@ -38,8 +38,10 @@ __all__ = [
     "THRESHOLDS",
     "Target",
     "boundary_classes",
+    "class_margin_uncertainty",
     "decoding",
     "distance_classes",
+    "foreground_uncertainty",
     "mask_classes",
 ]
 
@@ -57,6 +59,34 @@ def _foreground(p: np.ndarray) -> np.ndarray:
 
 def _above(p: np.ndarray, threshold: float) -> np.ndarray:
     return _foreground(p) > threshold
+
+
+def class_margin_uncertainty(p: np.ndarray) -> np.ndarray:
+    """Per-pixel uncertainty of compact probabilities ``(K', H, W)``: one minus the
+    margin between the two most probable classes (0: certain, 1: a tie at the decision),
+    float32 ``(H, W)``.
+
+    >>> p = np.array([[[0.5, 0.9]], [[0.3, 0.05]], [[0.2, 0.05]]])
+    >>> [round(float(v), 2) for v in class_margin_uncertainty(p)[0]]
+    [0.8, 0.15]
+    >>> class_margin_uncertainty(np.array([[[0.5, 1.0]]])).tolist()  # one logit
+    [[1.0, 0.0]]
+    """
+    p = np.asarray(p, dtype=np.float32)
+    if p.shape[0] == 1:
+        return 1 - np.abs(2 * p[0] - 1)
+    top = np.partition(p, p.shape[0] - 2, axis=0)[-2:]
+    return 1 - (top[1] - top[0])
+
+
+def foreground_uncertainty(p: np.ndarray) -> np.ndarray:
+    """Per-pixel uncertainty of the foreground decision alone (``1 - p[0]`` against 0.5),
+    for targets whose other classes are levels of one object, not decisions.
+
+    >>> foreground_uncertainty(np.array([[[0.5, 0.0]], [[0.2, 0.5]], [[0.3, 0.5]]])).tolist()
+    [[1.0, 0.0]]
+    """
+    return 1 - np.abs(1 - 2 * np.asarray(p[0], dtype=np.float32))
 
 
 @dataclass(frozen=True)
@@ -93,6 +123,9 @@ class Target:
     min_classes : int, default=2
     classes : str
         What the classes are, for error messages.
+    uncertainty : callable, default=class_margin_uncertainty
+        ``uncertainty(p) -> (H, W)`` in [0, 1] of compact probabilities: how close each
+        pixel is to the decision the instances come from (``predict_uncertainty``).
     reach : int or None, default=None
         Pixels of the mask around a pixel that ``encode`` reads to give its class, so
         that training on a mask larger than memory reads only a window and that margin
@@ -115,6 +148,7 @@ class Target:
     min_classes: int = 2
     classes: str = ""
     reach: int | None = None
+    uncertainty: Callable[[np.ndarray], np.ndarray] = class_margin_uncertainty
 
     @property
     def preset_classes(self) -> int:
@@ -264,6 +298,7 @@ TARGETS: dict[str, Target] = {
         min_classes=3,
         default_classes=5,  # 4 levels: the nuclei recipe's (benchmarks/nuclei.py)
         classes="the background and n_classes - 1 >= 2 distance levels",
+        uncertainty=foreground_uncertainty,  # neighbouring levels are no decision
         # reach None: each object's distance transform, normalised by its largest
     ),
 }

@@ -244,3 +244,42 @@ def test_streamed_classes_equal_argmax_of_probabilities(unet):
     unet.set_params(tile_size=None, tile_overlap=0.1)
     assert mask.dtype == np.uint8 and mask.shape == (300, 170)
     np.testing.assert_array_equal(mask, proba.argmax(0))
+
+
+class TestUncertainty:
+    """predict_uncertainty: one minus the margin of the decision, from the probabilities
+    predict_proba computes; the ranking of images by it."""
+
+    def test_binary_and_class_margins(self):
+        X, y = make_blobs(3, shapes=[(48, 48), (40, 56)])
+        for params in (dict(), dict(n_classes=3, target="boundary")):
+            seg = tiny(max_epochs=1, **params).fit(X, y)
+            maps, probas = seg.predict_uncertainty(X), seg.predict_proba(X)
+            for u, p in zip(maps, probas):
+                top = np.sort(p, axis=0)
+                np.testing.assert_allclose(u, 1 - (top[-1] - top[-2]), atol=1e-6)
+                assert u.dtype == np.float32 and u.shape == p.shape[1:]
+                assert 0 <= u.min() and u.max() <= 1
+
+    def test_distance_models_judge_the_foreground_alone(self):
+        X, y = make_blobs(3)
+        seg = tiny(max_epochs=1, n_classes=5, target="distance").fit(X, y)
+        u, p = seg.predict_uncertainty(X[:1])[0], seg.predict_proba(X[:1])[0]
+        np.testing.assert_allclose(u, 1 - np.abs(1 - 2 * p[0]), atol=1e-6)
+
+    def test_lazy_images_and_the_ranking(self):
+        da = pytest.importorskip("dask.array")
+        from skunet.evaluation import uncertainty_ranking
+
+        X, y = make_blobs(3, shapes=[(64, 80)])
+        seg = tiny(max_epochs=1, tile_size=32).fit(X, y)
+        wanted = seg.predict_uncertainty(X[:1])[0]
+        got = seg.predict_uncertainty(da.from_array(X[0], chunks=(24, 40))).compute()
+        np.testing.assert_allclose(got, wanted, atol=1e-6)
+        noisy = X[2] + np.random.default_rng(0).normal(0, 0.6, X[2].shape).astype(np.float32)
+        ranking = uncertainty_ranking(seg, [X[0], noisy, X[1]])
+        assert sorted(i for i, _ in ranking) == [0, 1, 2]
+        scores = [s for _, s in ranking]
+        assert scores == sorted(scores, reverse=True)
+        means = [float(m.mean()) for m in seg.predict_uncertainty([X[0], noisy, X[1]])]
+        assert ranking[0] == (int(np.argmax(means)), max(means))
