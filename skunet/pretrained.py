@@ -325,6 +325,7 @@ def fine_tune(
 
     from .callbacks import TimeLimit
     from .estimator import UNetSegmenter
+    from .lazy import is_lazy
     from .targets import TARGETS
     from .tasks import task_of
 
@@ -345,7 +346,7 @@ def fine_tune(
     seg.set_params(**settings)
     if any(k.startswith("callbacks") for k in settings):
         seg.initialize_callbacks()
-    images, masks = list(X), list(y)
+    images, masks = ([v] if is_lazy(v) else list(v) for v in (X, y))  # one lazy image
     if len(images) != len(masks):
         raise ValueError(f"X has {len(images)} images but y has {len(masks)} masks")
     held: list[int] = []

@@ -318,6 +318,12 @@ class TestFineTune:
         # a cold fit makes a new network: no longer fine-tuned
         assert not hasattr(back.set_params(warm_start=False, max_epochs=1).fit(X, y), "fine_tuned_")
 
+    def test_one_lazy_image_is_one_image(self, base):
+        da = pytest.importorskip("dask.array")
+        X, y = make_blobs(1, shapes=[(64, 64)], seed=7)
+        seg = fine_tune(base, da.from_array(X[0], chunks=32), da.from_array(y[0], chunks=32))
+        assert (seg.fine_tuned_["images"], seg.fine_tuned_["held_out"]) == (1, 0)
+
     def test_bad_input_is_refused_before_training(self, base):
         X, y = make_blobs(3)
         with pytest.raises(ValueError, match="X has 3 images but y has 2 masks"):
