@@ -51,9 +51,9 @@ from skorch.dataset import ValidSplit
 from skunet.calibration import IOU_THRESHOLDS
 from skunet.callbacks import TimeLimit
 from skunet.datasets import load_dsb2018
+from skunet.intake.sampling import ImageSet
 from skunet.metrics import match_dataset
 from skunet.presets import nuclei_segmenter
-from skunet.sampling import ImageSet
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018"
 VARIANTS = {

@@ -26,7 +26,7 @@ from skunet import UNetSegmenter
 from skunet.calibration import calibrate_instances
 from skunet.datasets import load_dsb2018
 from skunet.instances import distance_instances
-from skunet.sampling import ImageSet
+from skunet.intake.sampling import ImageSet
 
 RESULTS_FILE = Path(__file__).parent / "results" / "nuclei_trials.json"
 

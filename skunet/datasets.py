@@ -10,8 +10,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from .intake.validation import lookup
 from .progress import tqdm
-from .validation import lookup
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -1,13 +1,13 @@
 """``UNetSegmenter``: a skorch ``NeuralNet`` that segments lists of images.
 
 The data flow: ``fit`` checks the parameters (:attr:`UNetSegmenter._parameter_constraints`),
-validates images and masks (:mod:`skunet.validation`), turns masks into class maps
+validates images and masks (:mod:`skunet.intake.validation`), turns masks into class maps
 (:mod:`skunet.targets`), splits whole images into train / validation, and trains on
-random mirrored patches (:mod:`skunet.sampling`) with padding-aware losses
-(:mod:`skunet.losses`); skorch's hooks for that live in :mod:`skunet.training` and
+random mirrored patches (:mod:`skunet.intake.sampling`) with padding-aware losses
+(:mod:`skunet.losses`); skorch's hooks for that live in :mod:`skunet.fitting.training` and
 mixed precision in :mod:`skunet.mixed_precision`. After ``fit``, ``predictor_``
 (:mod:`skunet.predictor`) predicts: it mirrors each image to the size the network needs,
-runs it in tiles, and crops back (:mod:`skunet.inference`, :mod:`skunet.tiling`);
+runs it in tiles, and crops back (:mod:`skunet.prediction.inference`, :mod:`skunet.tiling`);
 ``score`` is :func:`skunet.evaluation.evaluate`.
 """
 
@@ -35,16 +35,16 @@ from .callbacks import (
 from .constraints import Interval, Options
 from .evaluation import evaluate
 from .export.graph import export_onnx
-from .inference import InferenceSettings
+from .fitting.training import TrainingMixin
+from .intake.validation import check_masks
 from .mixed_precision import MixedPrecisionMixin
 from .models import UNet
 from .persistence import load_segmenter, save_segmenter
+from .prediction.inference import InferenceSettings
 from .predictor import PredictorMixin
 from .progress import in_notebook
 from .targets import TARGETS
 from .tasks import TASKS
-from .training import TrainingMixin
-from .validation import check_masks
 
 __all__ = ["UNetSegmenter"]
 
@@ -269,7 +269,7 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
         Returns an ndarray ``(N, K, H, W)`` when all images have one size, else a list.
         An image larger than memory (a Dask or Zarr ``(H, W[, C])`` array) gives a Dask
         array predicted block by block, equal to the in-memory result, or fills the Zarr
-        array ``out`` (resuming an interrupted run; :mod:`skunet.blocks`).
+        array ``out`` (resuming an interrupted run; :mod:`skunet.prediction.blocks`).
         """
         return self.predictor_.predict_proba(X, out)
 
@@ -295,9 +295,9 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
         calibrated pair (``instance_params_``, see :meth:`calibrate_instances`), else
         the defaults; ``split=None`` never splits. A Dask or Zarr image gives int64
         labels block by block, equal to the in-memory ones up to numbering (objects
-        cut by blocks are merged; :mod:`skunet.block_instances`), or fills ``out``,
+        cut by blocks are merged; :mod:`skunet.prediction.block_instances`), or fills ``out``,
         resuming an interrupted run from the first passes it kept beside ``out``
-        (:mod:`skunet.instance_stash`).
+        (:mod:`skunet.prediction.instance_stash`).
         """
         return self.predictor_.predict_instances(X, threshold, split, out)
 

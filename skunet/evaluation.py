@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from skimage.measure import label
 
-from .inference import expand
+from .intake.validation import check_masks, lookup
 from .metrics import (
     challenge_scores,
     dice_score,
@@ -35,8 +35,8 @@ from .metrics import (
     rand_scores,
     whole_dice_score,
 )
+from .prediction.inference import expand
 from .targets import mask_classes
-from .validation import check_masks, lookup
 
 __all__ = [
     "METRICS",

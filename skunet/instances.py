@@ -30,7 +30,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Regions:
-    """The independent regions of a decoder, which let :mod:`skunet.block_instances`
+    """The independent regions of a decoder, which let :mod:`skunet.prediction.block_instances`
     decode an image larger than memory block by block, exactly.
 
     Parameters

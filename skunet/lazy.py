@@ -3,7 +3,7 @@
 A *lazy image* is one ``(H, W)`` or ``(H, W, C)`` image held as a Dask array or a Zarr
 array (any store: a folder, a zip, an OME-Zarr image's level). :func:`as_lazy_image`
 checks it without reading its pixels and returns it as a Dask array; the block-wise
-prediction (:mod:`skunet.blocks`) reads only the regions each block needs.
+prediction (:mod:`skunet.prediction.blocks`) reads only the regions each block needs.
 
 :func:`lazy_percentiles` gives exactly what ``np.percentile`` gives on the image in
 memory (linear interpolation between order statistics), reading the image once for

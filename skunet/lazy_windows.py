@@ -2,7 +2,7 @@
 window.
 
 ``fit`` takes, beside arrays in memory, Dask or Zarr images ``(H, W)`` / ``(H, W, C)``
-and masks ``(H, W)`` (:mod:`skunet.validation` checks them: shapes and dtypes without
+and masks ``(H, W)`` (:mod:`skunet.intake.validation` checks them: shapes and dtypes without
 reading a pixel, values in one streamed pass). A :class:`LazyImage` and a
 :class:`LazyClasses` stand in for the float32 image and the class map in memory: the
 training patches (:func:`skunet.tiling.window`) read only the region each random window
@@ -60,7 +60,7 @@ class LazyImage:
     ----------
     image : dask array ``(H, W, C)``
     convert : callable
-        Raw pixels to float32 (elementwise: :func:`~skunet.validation.as_float32`).
+        Raw pixels to float32 (elementwise: :func:`~skunet.intake.validation.as_float32`).
     scale : callable, optional
         Applied to each converted ``(C, h, w)`` region (a percentile model's
         :func:`~skunet.preprocessing.scale_range` with the whole image's percentiles).

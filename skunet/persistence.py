@@ -27,7 +27,7 @@ from skorch import NeuralNet
 from skorch.dataset import ValidSplit
 from skorch.history import History
 
-from .validation import lookup
+from .intake.validation import lookup
 from .version import __version__
 
 __all__ = [

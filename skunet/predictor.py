@@ -20,14 +20,20 @@ import numpy as np
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
-from .block_instances import blockwise_instances
-from .blocks import BlockJob, chunk_grid
-from .inference import InferenceSettings, classes, expand, predict_compact, tile_input_size
+from .intake.validation import check_images
 from .lazy import is_lazy
+from .prediction.block_instances import blockwise_instances
+from .prediction.blocks import BlockJob, chunk_grid
+from .prediction.inference import (
+    InferenceSettings,
+    classes,
+    expand,
+    predict_compact,
+    tile_input_size,
+)
 from .preprocessing import normalize_images
 from .targets import TARGETS, decoding
 from .tiling import Geometry
-from .validation import check_images
 
 __all__ = ["Predictor", "PredictorMixin", "stack_or_list"]
 
@@ -68,7 +74,8 @@ class Predictor:
         instances come from :func:`~skunet.instances.membrane_instances`.
     default_tile : int, default=288
         The largest tile side when ``settings.tile_size`` is None (each image takes the
-        tile that covers it with the fewest pixels, :func:`~skunet.inference.tile_input_size`).
+        tile that covers it with the fewest pixels,
+        :func:`~skunet.prediction.inference.tile_input_size`).
     instance_threshold : float, default=0.5
     instance_split : float, "auto" or None, default="auto"
         What :meth:`instances` uses when not told (a calibrated model's choice, see
@@ -111,7 +118,7 @@ class Predictor:
     def predict_proba(self, X: Any, out: Any = None) -> Any:
         """Class probabilities ``(K, H, W)`` per image (K >= 2); of a lazy image (Dask
         or Zarr) a Dask array, or written into the Zarr array ``out``
-        (see :mod:`skunet.blocks`)."""
+        (see :mod:`skunet.prediction.blocks`)."""
         if out is not None or is_lazy(X):
             return self._blockwise(X, out, "proba", expand, self.n_classes, np.float32)
         return stack_or_list([expand(p) for p in self.probabilities(self.check_images(X))])
@@ -156,7 +163,7 @@ class Predictor:
     ) -> Any:
         """Instance labels per image (see :meth:`instances`); of a lazy image an int64
         Dask array, or written into the Zarr array ``out``
-        (see :mod:`skunet.block_instances`)."""
+        (see :mod:`skunet.prediction.block_instances`)."""
         self.check_instances()
         if out is not None or is_lazy(X):
             return blockwise_instances(self, X, threshold, split, out)
@@ -185,7 +192,7 @@ class Predictor:
     ) -> list[np.ndarray]:
         """``finalize(p)`` of the compact probabilities ``p`` of each checked image
         (one foreground channel for binary models, K channels otherwise; see
-        :mod:`skunet.inference`)."""
+        :mod:`skunet.prediction.inference`)."""
         return predict_compact(
             self.module,
             images,

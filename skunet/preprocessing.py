@@ -9,9 +9,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .intake.validation import check_images
 from .lazy import lazy_percentiles
 from .lazy_windows import LazyImage
-from .validation import check_images
 
 __all__ = [
     "PERCENTILES",

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from .estimator import UNetSegmenter
+from .intake.validation import lookup
 from .targets import TARGETS
 from .tasks import get_task
-from .validation import lookup
 
 __all__ = [
     "blood_cell_segmenter",

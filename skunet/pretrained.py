@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from .intake.validation import lookup
 from .model_cards import ModelCard
-from .validation import lookup
 
 __all__ = [
     "FINE_TUNING",

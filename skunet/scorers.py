@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from .evaluation import METRICS, evaluate
-from .validation import lookup
+from .intake.validation import lookup
 
 __all__ = [
     "SCORERS",

@@ -23,9 +23,9 @@ from typing import Any
 from . import recipes
 from .datasets import as_task_color
 from .evaluation import evaluate
+from .intake.validation import lookup
 from .losses import WeightMapLoss
 from .targets import TARGETS
-from .validation import lookup
 
 __all__ = ["TASKS", "Task", "as_task_color", "get_task", "task_metrics", "task_of"]
 

@@ -8,9 +8,9 @@ from skimage.segmentation import find_boundaries
 
 from conftest import disks, make_blobs, membrane_cells, tiny
 from skunet.augment import Augment, elastic_deform
+from skunet.intake.sampling import ImageSet, PatchDataset
 from skunet.losses import WeightMapLoss
 from skunet.models import UNet
-from skunet.sampling import ImageSet, PatchDataset
 from skunet.tiling import IGNORE, Geometry
 
 

@@ -326,13 +326,13 @@ def test_cli_bad_input_exits_2(args, message, capsys):
 def test_parameters_fail_before_any_data_is_converted(kwargs, monkeypatch):
     """Misspelt or invalid arguments are named before the images are read or the masks
     become targets (a spy on both)."""
-    import skunet.training
+    import skunet.fitting.training
 
     touched = []
     for name in ("check_images", "check_masks", "mask_classes"):
-        real = getattr(skunet.training, name)
+        real = getattr(skunet.fitting.training, name)
         monkeypatch.setattr(
-            skunet.training,
+            skunet.fitting.training,
             name,
             lambda *a, _real=real, _n=name, **k: touched.append(_n) or _real(*a, **k),
         )

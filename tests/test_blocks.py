@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from conftest import disks, make_blobs, tiny
-from skunet.inference import InferenceSettings
 from skunet.lazy import lazy_percentiles
+from skunet.prediction.inference import InferenceSettings
 from skunet.predictor import Predictor
 from skunet.targets import distance_classes
 from skunet.tiling import Geometry
@@ -227,8 +227,8 @@ class Failing:
 def test_instances_into_zarr_resume_after_a_failure_in_either_pass(
     tmp_path, monkeypatch, inside_a_group
 ):
-    import skunet.block_instances as block_instances
-    import skunet.blocks as blocks
+    import skunet.prediction.block_instances as block_instances
+    import skunet.prediction.blocks as blocks
 
     monkeypatch.setattr(blocks, "WAVE", 4)
     labels = spiral()
@@ -282,7 +282,7 @@ def test_splits_that_need_the_whole_image_are_refused():
 
 RESUMED = """
 import sys, time, zarr, numpy as np, torch
-import skunet.blocks as blocks
+import skunet.prediction.blocks as blocks
 from skunet import UNetSegmenter
 seg = UNetSegmenter.load(sys.argv[1])
 run = blocks.block_probabilities
@@ -442,7 +442,7 @@ def test_an_image_within_one_tile_fills_a_zarr_output_and_records_it(tmp_path):
 
 
 def test_a_new_output_does_not_reuse_the_stash_of_another_image(tmp_path, monkeypatch):
-    import skunet.blocks as blocks
+    import skunet.prediction.blocks as blocks
 
     monkeypatch.setattr(blocks, "WAVE", 4)
     p = predictor_of(1, 2, "mask")

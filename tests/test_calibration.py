@@ -7,8 +7,8 @@ import pytest
 from conftest import disks, make_blobs, membrane_cells, tiny
 from skunet import UNetSegmenter
 from skunet.calibration import calibrate_instances, mean_ap
-from skunet.inference import InferenceSettings
 from skunet.models import UNet
+from skunet.prediction.inference import InferenceSettings
 from skunet.predictor import Predictor
 from skunet.tiling import Geometry
 
@@ -238,7 +238,7 @@ def test_ap_monitor_reads_the_instance_labels_of_the_validation_images():
 
     from skunet.callbacks import MetricScoring
     from skunet.evaluation import evaluate
-    from skunet.sampling import ImageSet
+    from skunet.intake.sampling import ImageSet
 
     X, y = make_blobs(10)
     seg = tiny(

@@ -2,8 +2,8 @@ import numpy as np
 import torch
 
 from skunet.augment import flip_rotate
+from skunet.intake.sampling import ImageSet, PatchDataset, WholeImageCollate
 from skunet.models import UNet
-from skunet.sampling import ImageSet, PatchDataset, WholeImageCollate
 from skunet.tiling import IGNORE, Geometry
 
 

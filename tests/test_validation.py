@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from skunet.validation import check_images, check_masks, check_target, to_float_image
+from skunet.intake.validation import check_images, check_masks, check_target, to_float_image
 
 
 class TestCheckImages:

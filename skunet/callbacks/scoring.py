@@ -14,12 +14,12 @@ from torch.utils.data import Subset
 from ..calibration import calibrate_segmenter
 from ..constraints import Interval, check_params
 from ..evaluation import METRICS, score_images
-from ..inference import logit_classes
+from ..intake.sampling import class_target
+from ..intake.validation import lookup
 from ..metrics import confusion_matrix, iou_from_confusion
 from ..models.blocks import center_crop
-from ..sampling import class_target
+from ..prediction.inference import logit_classes
 from ..targets import decoding
-from ..validation import lookup
 
 __all__ = ["InstanceCalibrator", "IoUScoring", "MetricScoring"]
 

@@ -31,9 +31,9 @@ def predict_zarr(args: argparse.Namespace, seg, source: Path) -> int:
     """Predict the image at ``source`` into the OME-Zarr image ``args.out``."""
     import zarr
 
-    from ..blocks import RECORD
-    from ..instance_stash import Stash
     from ..lazy import create_zarr_image, open_zarr_image
+    from ..prediction.blocks import RECORD
+    from ..prediction.instance_stash import Stash
 
     out = Path(args.out)
     if not is_zarr(out):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..validation import lookup
+from ..intake.validation import lookup
 from .graph import export_onnx, export_torchscript
 from .zoo import to_bioimageio
 

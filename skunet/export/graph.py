@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..inference import FLIPS, compact_probabilities
 from ..persistence import atomic_path, refuse_existing
+from ..prediction.inference import FLIPS, compact_probabilities
 from ..tiling import Geometry
 
 __all__ = ["ONNX_OPSET", "ProbabilityNetwork", "export_onnx", "export_torchscript", "size_rule"]

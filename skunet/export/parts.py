@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..validation import as_float32, check_images
+from ..intake.validation import as_float32, check_images
 from ..version import __version__
 
 __all__ = [

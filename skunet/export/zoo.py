@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..intake.validation import as_float32, lookup
 from ..persistence import (
     atomic_path,
     estimator_class,
@@ -39,7 +40,6 @@ from ..persistence import (
     segmenter_metadata,
 )
 from ..preprocessing import normalize_images
-from ..validation import as_float32, lookup
 from ..version import __version__
 from . import parts
 from .graph import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..validation import lookup
+from ..intake.validation import lookup
 from .unet import UNet
 from .vgg import VGG16UNet
 

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .constraints import Interval, Options, check_params
-from .mixed_precision import autocast_context
-from .progress import tqdm
-from .tiling import Geometry, add_tile, blend_weights, tile_starts, window
-from .validation import as_float32
+from ..constraints import Interval, Options, check_params
+from ..intake.validation import as_float32
+from ..mixed_precision import autocast_context
+from ..progress import tqdm
+from ..tiling import Geometry, add_tile, blend_weights, tile_starts, window
 
 __all__ = [
     "FLIPS",
@@ -123,7 +123,7 @@ def tile_input_size(
     side in 1600-pixel regions at overlap 0.1 takes 2 tiles (3264 input pixels), in
     1088-pixel regions also 2 (2240). On a larger image the tile's size hardly changes
     the pixels run in memory (the overlap and the context set them), but block-wise
-    prediction (:mod:`skunet.blocks`) runs a tile once for each block it reaches, so
+    prediction (:mod:`skunet.prediction.blocks`) runs a tile once for each block it reaches, so
     smaller tiles waste less there; the tile depends on the image's shape alone, so
     block-wise results equal the in-memory ones at any chunking.
 

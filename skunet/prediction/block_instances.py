@@ -31,9 +31,9 @@ from scipy.sparse.csgraph import connected_components
 from skimage.measure import label
 from skimage.segmentation import relabel_sequential
 
+from ..targets import decoding
 from .blocks import RECORD, BlockJob, chunk_grid, run_recording, write_block
 from .instance_stash import Stash
-from .targets import decoding
 
 __all__ = ["blockwise_instances"]
 
@@ -174,7 +174,7 @@ def blockwise_instances(
     """Instance labels of a lazy image (see the module's description): a Dask array of
     int64, or ``out`` (a Zarr array) filled. Passes 1 and 2 run before it returns. Into
     a Zarr output, a run killed part-way resumes when run again
-    (:mod:`skunet.instance_stash`)."""
+    (:mod:`skunet.prediction.instance_stash`)."""
     import dask.array as da
 
     settings = predictor.instance_settings(threshold, split)

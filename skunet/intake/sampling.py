@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .augment import flip_rotate, random_int
-from .tiling import IGNORE, Geometry, label_window, window
+from ..augment import flip_rotate, random_int
+from ..tiling import IGNORE, Geometry, label_window, window
 
 __all__ = ["ImageSet", "PatchDataset", "WholeImageCollate", "class_target"]
 

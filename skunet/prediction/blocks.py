@@ -2,13 +2,13 @@
 
 The output is cut into blocks (the input's chunks, or the Zarr output's). Each block is
 one task: it reads the region of the image that the tiles over it need, runs those tiles
-and blends them. The tiles are those of the *whole image's* grid (:mod:`skunet.inference`
+and blends them. The tiles are those of the *whole image's* grid (:mod:`skunet.prediction.inference`
 tiles an image in memory on the same grid, with the same Gaussian weights, added in the
 same order), so every pixel is the same weighted mean of the same tiles whatever the
 block size: block-wise probabilities equal the in-memory ones to float rounding. The
 price is that tiles crossing a block border run once for each block they reach, so
 blocks should be much larger than a tile (the default tile of an image larger than two
-of them a side is half the largest, :func:`~skunet.inference.tile_input_size`).
+of them a side is half the largest, :func:`~skunet.prediction.inference.tile_input_size`).
 
 The network is one key of the task graph, so a Dask cluster sends it once to each
 worker, not with every block. With ``out=`` (a Zarr array), each finished block is
@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..lazy import as_lazy_image, check_finite, lazy_percentiles
+from ..preprocessing import PERCENTILES, scale_range
+from ..tiling import add_tile, blend_weights, reflect_indices, tile_starts
 from .inference import tile_batches
-from .lazy import as_lazy_image, check_finite, lazy_percentiles
-from .preprocessing import PERCENTILES, scale_range
-from .tiling import add_tile, blend_weights, reflect_indices, tile_starts
 
 __all__ = ["BlockJob", "block_probabilities", "chunk_grid"]
 

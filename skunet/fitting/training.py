@@ -1,9 +1,9 @@
 """How a :class:`~skunet.UNetSegmenter` trains: skorch's hooks for images of any size.
 
-:class:`TrainingMixin` validates the data (:mod:`skunet.validation`), turns masks into
+:class:`TrainingMixin` validates the data (:mod:`skunet.intake.validation`), turns masks into
 class maps (:mod:`skunet.targets`), builds the network with the channels of ``X`` and
 the outputs ``n_classes`` needs, picks the padding-aware loss, and feeds skorch's loop
-random mirrored patches (:mod:`skunet.sampling`; of Dask / Zarr images, read window by
+random mirrored patches (:mod:`skunet.intake.sampling`; of Dask / Zarr images, read window by
 window, :mod:`skunet.lazy_windows`) for training and whole images for validation; a
 non-finite loss stops training and restores the best epoch.
 """
@@ -22,17 +22,17 @@ from skorch import NeuralNet
 from skorch.callbacks import Freezer
 from torch.utils.data import Subset
 
-from .callbacks.training import SegmentationCheckpoint
-from .constraints import check_params
-from .lazy_windows import LazyImage
-from .losses import PaddedBCEWithLogitsLoss, PaddedCrossEntropyLoss
+from ..callbacks.training import SegmentationCheckpoint
+from ..constraints import check_params
+from ..intake.sampling import ImageSet, PatchDataset, WholeImageCollate
+from ..intake.validation import check_images, check_masks, check_target
+from ..lazy_windows import LazyImage
+from ..losses import PaddedBCEWithLogitsLoss, PaddedCrossEntropyLoss
+from ..preprocessing import normalize_images
+from ..targets import decoding, mask_classes
+from ..tasks import task_of
+from ..tiling import Geometry
 from .lr_finder import LRRangeResult, lr_range_test
-from .preprocessing import normalize_images
-from .sampling import ImageSet, PatchDataset, WholeImageCollate
-from .targets import decoding, mask_classes
-from .tasks import task_of
-from .tiling import Geometry
-from .validation import check_images, check_masks, check_target
 
 __all__ = ["TrainingMixin"]
 
@@ -371,7 +371,7 @@ class TrainingMixin:
         ``end_lr`` exponentially; stops early when the loss diverges.
 
         The estimator's own weights, optimizer state and history are left as they were
-        (fitted or not). Returns an :class:`~skunet.lr_finder.LRRangeResult` with ``lrs``,
+        (fitted or not). Returns an :class:`~skunet.fitting.lr_finder.LRRangeResult` with ``lrs``,
         ``losses`` (smoothed), ``suggestion`` (steepest descent) and ``.plot()``.
         ``smoothing`` (0.05) and ``diverge`` (4.0) tune the smoothing and the stop.
         """

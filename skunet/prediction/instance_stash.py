@@ -1,7 +1,7 @@
 """Where a block-wise instance prediction into Zarr keeps its first pass, so that a run
 killed part-way resumes without predicting finished blocks again.
 
-Instance labels need every block's first pass (:mod:`skunet.block_instances`) before any
+Instance labels need every block's first pass (:mod:`skunet.prediction.block_instances`) before any
 block's final ids are known. Written into a Zarr output, each block's first pass (its
 local labels, the label strips along its sides, its cut regions' boxes and seeds, and,
 for decoders that decode merged regions again, the probabilities around them) is saved
@@ -9,7 +9,7 @@ in a *stash*, a Zarr group beside the output, and the block is recorded as finis
 only after all of it is written. A run of the same job into the same output reads the
 finished blocks from the stash and computes only the others; the merge is redone (it
 is small), then the final blocks are written into the output and recorded there as
-the probabilities are (:func:`skunet.blocks.run_recording`). Once every block is
+the probabilities are (:func:`skunet.prediction.blocks.run_recording`). Once every block is
 final the stash is deleted.
 
 The stash of an array ``name`` inside a group is the group's member

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from .constraints import Interval, Options, check_params
-from .lazy import is_lazy
-from .lazy_windows import LazyImage, as_dask, value_range
-from .targets import TARGETS
+from ..constraints import Interval, Options, check_params
+from ..lazy import is_lazy
+from ..lazy_windows import LazyImage, as_dask, value_range
+from ..targets import TARGETS
 
 __all__ = [
     "Interval",
