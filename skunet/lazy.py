@@ -81,8 +81,9 @@ def as_lazy_image(X: Any, n_channels: int, name: str = "X"):
 
 
 def check_finite(image, name: str = "X") -> None:
-    """ValueError if the lazy float image ``image`` (a Dask array ``(H, W, C)``) holds a
-    NaN or infinite pixel, naming how many, the first one's position and its block.
+    """ValueError if the lazy float image ``image`` (a Dask array ``(H, W)`` or
+    ``(H, W, C)``) holds a NaN or infinite pixel, naming how many, the first one's
+    position and its block.
 
     The image is read once, block by block (integer images, which cannot hold NaN, are
     not read).

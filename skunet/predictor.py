@@ -304,9 +304,10 @@ class PredictorMixin:
             normalize=self.normalize,
             postprocess=self.postprocess,
             # the largest tile holds four training batches' pixels: with no activations
-            # kept for a backward pass it needs less memory than a training batch
-            # (the nuclei model in bfloat16: a 1632-px tile about 520 MB above the
-            # model, a training batch 580 MB; benchmarks/results/prediction_speed.json)
+            # kept for a backward pass it needs less memory than a training batch (the
+            # nuclei model in bfloat16, peak RSS measured once by hand on 2026-12-06, not
+            # by a benchmark: a 1632-px tile about 520 MB above the model, a training
+            # batch 580 MB)
             default_tile=max(window, math.isqrt(PREDICTION_BATCHES * settings.pixels_per_batch)),
             membranes=self._membranes(),
             **{f"instance_{k}": v for k, v in getattr(self, "instance_params_", {}).items()},

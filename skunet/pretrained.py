@@ -28,9 +28,11 @@ given the user's images (see :data:`FINE_TUNING`).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -320,14 +322,10 @@ def fine_tune(
     ValueError, TypeError
         Bad images or masks, named, before any training (as ``fit``).
     """
-    import copy
-    import time
-
     from .callbacks import TimeLimit
     from .estimator import UNetSegmenter
     from .lazy import is_lazy
-    from .targets import TARGETS
-    from .tasks import task_of
+    from .targets import decoding
 
     settings = {**FINE_TUNING, "random_state": random_state, **params}
     if isinstance(model, UNetSegmenter):
@@ -343,14 +341,13 @@ def fine_tune(
         kept = [(n, cb) for n, cb in settings.get("callbacks", seg.callbacks) or []]
         kept = [(n, cb) for n, cb in kept if n != "time_limit"]
         settings["callbacks"] = [*kept, ("time_limit", TimeLimit(minutes, sink=None))]
-    seg.set_params(**settings)
-    if any(k.startswith("callbacks") for k in settings):
-        seg.initialize_callbacks()
+    seg.set_params(**settings)  # replaced callbacks are built again before the fit
     images, masks = ([v] if is_lazy(v) else list(v) for v in (X, y))  # one lazy image
     if len(images) != len(masks):
         raise ValueError(f"X has {len(images)} images but y has {len(masks)} masks")
     held: list[int] = []
-    if len(images) >= 3 and (TARGETS[seg.target].instance_labels or task_of(seg).membranes):
+    p = seg.predictor_
+    if len(images) >= 3 and decoding(p.target, p.membranes).instance_labels:
         held = [int(np.random.default_rng(random_state).integers(len(images)))]
     train = [i for i in range(len(images)) if i not in held]
     epochs, start = len(seg.history), time.perf_counter()

@@ -16,9 +16,12 @@ __all__ = [
     "train",
 ]  # fmt: skip
 
-EXPORT_OPTIONS = ("name", "description", "authors", "licence", "test_image", "input_dtype")
+EXPORT_OPTIONS = {
+    "name": "--name", "description": "--description", "authors": "--author",
+    "licence": "--licence", "test_image": "--test-image", "input_dtype": "--input-dtype",
+}  # fmt: skip
 """The export formats' options (:data:`skunet.export.FORMATS`) that ``skunet export``
-offers; a format is passed those it takes."""
+offers, with their flags; a format is passed those it takes."""
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -45,8 +48,10 @@ def train(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"--classes and --instance-masks are for --preset generic, not {task.name}"
             )
-        params.update({"target": "boundary"} if args.instance_masks else {})
-        params.update({"n_classes": args.classes} if args.classes is not None else {})
+        if args.instance_masks:
+            params["target"] = "boundary"  # its classes from TARGETS
+        if args.classes is not None:
+            params["n_classes"] = args.classes
     params.update(args.param)
     X, y, files = read_pairs(args.images, args.masks, task.channels)
     seg = segmenter(task.name, args.recipe, **params)
@@ -181,10 +186,7 @@ def export(args: argparse.Namespace) -> int:
     spec = FORMATS[args.format]
     given = sorted(set(options) - set(spec.options))
     if given:
-        raise ValueError(
-            f"--{given[0].rstrip('s').replace('_', '-')} is not an option of --format "
-            f"{args.format}"
-        )
+        raise ValueError(f"{EXPORT_OPTIONS[given[0]]} is not an option of --format {args.format}")
     seg = load(args).set_params(verbose=0)
     if "test_image" in options:
         from ..datasets import as_task_color, read_image

@@ -28,6 +28,7 @@ from ..intake.sampling import ImageSet, PatchDataset, WholeImageCollate
 from ..intake.validation import check_images, check_masks, check_target
 from ..lazy_windows import LazyImage
 from ..losses import PaddedBCEWithLogitsLoss, PaddedCrossEntropyLoss
+from ..persistence import FITTED_RECORDS
 from ..preprocessing import normalize_images
 from ..targets import decoding, mask_classes
 from ..tasks import task_of
@@ -260,7 +261,7 @@ class TrainingMixin:
         data = self._fit_data(X, y, continuing)
         if not continuing:
             # a new network: an earlier fit's calibrated thresholds are not its own
-            for name in ("instance_params_", "calibration_", "fine_tuned_"):
+            for name in (*FITTED_RECORDS, "calibration_"):
                 self.__dict__.pop(name, None)
         if self.random_state is not None:
             torch.manual_seed(self.random_state)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..constraints import Interval, Options, check_params
-from ..lazy import is_lazy
+from ..lazy import check_finite, is_lazy
 from ..lazy_windows import LazyImage, as_dask, value_range
 from ..targets import TARGETS
 
@@ -177,8 +177,9 @@ def check_images(
                 f"with {n_channels}"
             )
         if np.issubdtype(arr.dtype, np.floating):
-            bad = int(arr.size - np.isfinite(arr).sum())  # a Dask image: one pass
-            if bad:
+            if is_lazy(arr):  # one pass; the message names the first bad pixel's block
+                check_finite(arr, label)
+            elif bad := int(arr.size - np.isfinite(arr).sum()):
                 raise ValueError(f"{label} (shape {arr.shape}) has {bad} NaN or infinite pixel(s)")
             big = np.finfo(np.float32).max
             if arr.dtype.itemsize > 4:

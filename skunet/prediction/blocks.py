@@ -64,18 +64,16 @@ def _tiles_over(starts: list[int], region: int, length: int, lo: int, hi: int) -
 def block_probabilities(
     predictor, image: np.ndarray, origin: tuple[int, int], shape: tuple[int, int],
     block: tuple[int, int, int, int], scale: np.ndarray | None = None,
-    tiles: tuple[int, int] | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Compact probabilities ``(K', r1 - r0, c1 - c0)`` of the block ``(r0, r1, c0, c1)``
     of an image of ``shape`` (H, W), of which ``image`` ``(C, h, w)`` is the region
     starting at ``origin`` that the block's tiles read (:meth:`BlockJob.slab`).
 
     ``scale`` ``(2, C)``: the whole image's percentiles that a percentile model maps to
-    0 and 1 (as :func:`~skunet.preprocessing.percentile_normalize`). ``tiles``: the
-    ``(input, covered)`` tile sides (default: the in-memory prediction's for ``shape``).
+    0 and 1 (as :func:`~skunet.preprocessing.percentile_normalize`).
     """
     g, s = predictor.geometry, predictor.settings
-    tile, region = tiles or predictor.tile_sizes(shape)
+    tile, region = predictor.tile_sizes(shape)
     c = g.context
     (h, w), (r0, r1, c0, c1) = shape, block
     if scale is not None:
@@ -135,7 +133,6 @@ class BlockJob:
             self.scale = lazy_percentiles(self.image, PERCENTILES)
         region = predictor.tile_sizes()[1]
         self.whole = self.shape[0] <= region and self.shape[1] <= region
-        self.tiles = predictor.tile_sizes(self.shape)  # the in-memory prediction's
 
     # ------------------------------------------------------------------ geometry
     def blocks(self) -> list[tuple[tuple[int, int], tuple[int, int, int, int]]]:
@@ -152,7 +149,7 @@ class BlockJob:
 
     def slab(self, block: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         """The image region ``(top, bottom, left, right)`` the block's tiles read."""
-        tile, region = self.tiles
+        tile, region = self.predictor.tile_sizes(self.shape)
         c = self.predictor.geometry.context
         (h, w), s = self.shape, self.predictor.settings
         r0, r1, c0, c1 = block
@@ -177,9 +174,8 @@ class BlockJob:
         top, bottom, left, right = self.slab(block)
         region = self.image[top:bottom, left:right]
         return dask.delayed(_run_block, pure=True)(
-            self._predictor_key, region, (top, left), self.shape, block, self.scale, finalize,
-            self.tiles,
-        )  # fmt: skip
+            self._predictor_key, region, (top, left), self.shape, block, self.scale, finalize
+        )
 
     def _whole_task(self, finalize):
         import dask
@@ -213,8 +209,8 @@ class BlockJob:
         p = self.predictor
         settings = {
             "kind": kind, "shape": list(self.image.shape), "dtype": str(self.image.dtype),
-            "tile": self.tiles, "overlap": p.settings.tile_overlap, "tta": p.settings.tta,
-            "blend": p.settings.blend, "normalize": p.normalize,
+            "tile": p.tile_sizes(self.shape), "overlap": p.settings.tile_overlap,
+            "tta": p.settings.tta, "blend": p.settings.blend, "normalize": p.normalize,
             "chunks": [list(c) for c in self.chunks],
         }  # fmt: skip
         digest.update(json.dumps(settings, sort_keys=True).encode())
@@ -264,12 +260,11 @@ def _identity(p: np.ndarray) -> np.ndarray:
     return p
 
 
-def _run_block(predictor, region, origin, shape, block, scale, finalize, tiles):
+def _run_block(predictor, region, origin, shape, block, scale, finalize):
     image = np.moveaxis(np.asarray(region), -1, 0)
     predictor.module.eval()
     with torch.inference_mode():
-        p = block_probabilities(predictor, image, origin, shape, block, scale, tiles)
-        return finalize(p)
+        return finalize(block_probabilities(predictor, image, origin, shape, block, scale))
 
 
 def _run_whole(predictor, image, finalize):

@@ -145,9 +145,7 @@ def tile_input_size(
         region = largest - 2 * g.context
     best, cost = largest, None
     for covered in range(region, region // 2, -g.divisor):
-        tile = g.input_length(covered)
-        if tile > largest:
-            continue
+        tile = g.input_length(covered)  # never above largest: covered <= region
         inner = tile - 2 * g.context
         n = len(tile_starts(shape[0], inner, s.tile_overlap))
         n *= len(tile_starts(shape[1], inner, s.tile_overlap))
