@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .metrics import match_dataset, rand_scores
+from .metrics import annotated_only, match_dataset, rand_scores
 from .targets import THRESHOLDS, decoding
 
 __all__ = [
@@ -152,11 +152,15 @@ def calibrate_instances(
         # "auto" is the decoder's uncalibrated split, as it is once chosen, not the one
         # an earlier calibration gave the predictor
         split = record.split if s == "auto" else s
-        predicted = [predictor.instances(p, t, split) for p in probabilities]
+        pairs = [
+            annotated_only(lab, predictor.instances(p, t, split))
+            for lab, p in zip(labels, probabilities)
+        ]
+        truth, predicted = [t for t, _ in pairs], [p for _, p in pairs]
         scores[(t, s)] = (
-            mean_v_rand(labels, predicted)
+            mean_v_rand(truth, predicted)
             if predictor.membranes
-            else mean_ap(labels, predicted, iou_thresholds)
+            else mean_ap(truth, predicted, iou_thresholds)
         )
     best = DEFAULT
     for pair, score in scores.items():

@@ -295,10 +295,14 @@ def fine_tune(
     ----------
     model : str, path or UNetSegmenter
         A pretrained model's name (``"nuclei"``, ``"nuclei@0.3.0"``), a model file
-        (``.skunet``, or a skunet-written ``.zip``), or a fitted segmenter (not changed:
-        a copy is trained).
+        (``.skunet``, or a skunet-written ``.zip``), or a segmenter (not changed: a copy
+        is trained). A fitted one is fine-tuned by :data:`FINE_TUNING`; an unfitted one
+        (``segmenter("nuclei")``) is trained from scratch by its own recipe on all the
+        images, keeping the last epoch, with the same budget and calibration.
     X, y : images and their masks, as ``fit`` takes them
-        Instance labels for an instance model (the masks a model's task holds).
+        Instance labels for an instance model (the masks a model's task holds). A mask
+        may mark pixels nobody annotated with -1 (:data:`skunet.tiling.IGNORE`): they
+        are neither taught nor scored, so a few cells painted in a crowd are enough.
     minutes : float, optional
         Wall-clock budget of the training (:class:`~skunet.callbacks.TimeLimit`); None:
         ``max_epochs`` alone bounds it.
@@ -326,13 +330,17 @@ def fine_tune(
     from .estimator import UNetSegmenter
     from .lazy import is_lazy
     from .targets import decoding
+    from .tasks import task_of
 
     settings = {**FINE_TUNING, "random_state": random_state, **params}
     if isinstance(model, UNetSegmenter):
-        model.predictor_  # NotFittedError for an unfitted segmenter  # noqa: B018
         seg = copy.deepcopy(model)
         card = getattr(model, "pretrained_", None)
         base = card.key if card is not None else "a fitted segmenter"
+        if not hasattr(model, "classes_"):  # unfitted: trained from scratch
+            base = f"new {model.task or 'generic'} segmenter"
+            recipe = ("warm_start", "lr", "max_epochs")  # the segmenter's own
+            settings = {k: v for k, v in settings.items() if k not in recipe or k in params}
     else:
         seg = open_model(model, device=settings.pop("device", "cpu"))
         card = getattr(seg, "pretrained_", None)
@@ -346,11 +354,11 @@ def fine_tune(
     if len(images) != len(masks):
         raise ValueError(f"X has {len(images)} images but y has {len(masks)} masks")
     held: list[int] = []
-    p = seg.predictor_
-    if len(images) >= 3 and decoding(p.target, p.membranes).instance_labels:
+    membranes = seg.n_classes == 2 and task_of(seg).membranes
+    if len(images) >= 3 and decoding(seg.target, membranes).instance_labels:
         held = [int(np.random.default_rng(random_state).integers(len(images)))]
     train = [i for i in range(len(images)) if i not in held]
-    epochs, start = len(seg.history), time.perf_counter()
+    epochs, start = len(seg.history or []), time.perf_counter()
     seg.fit([images[i] for i in train], [masks[i] for i in train])
     seconds = time.perf_counter() - start
     if held:

@@ -31,6 +31,7 @@ from .instances import (
 )
 from .lazy import is_lazy
 from .lazy_windows import LazyClasses
+from .tiling import IGNORE
 
 __all__ = [
     "MEMBRANES",
@@ -247,14 +248,25 @@ def mask_classes(mask: np.ndarray, n_classes: int, target: str = "mask") -> np.n
     """A validated mask as the class map (uint8) the network is trained on (the
     target's ``encode``); a Dask mask gives a :class:`~skunet.lazy_windows.LazyClasses`.
 
+    Pixels a mask marks as not annotated (:data:`~skunet.tiling.IGNORE`, -1) are
+    encoded as background is, then given back as ``IGNORE`` (an int16 map), so that the
+    loss and the scores skip them: cells nobody painted are not taught as background.
+
     >>> mask_classes(np.array([[0, 7]]), n_classes=2)
     array([[0, 1]], dtype=uint8)
+    >>> mask_classes(np.array([[0, 7, -1]]), n_classes=2)
+    array([[ 0,  1, -1]], dtype=int16)
     """
     if is_lazy(mask):  # a Dask label image larger than memory, encoded window by window
         # by name, so that DataLoader workers started by spawning can unpickle it
         encode = functools.partial(mask_classes, n_classes=n_classes, target=target)
         return LazyClasses(mask, encode, TARGETS[target].reach)
-    return TARGETS[target].encode(mask, n_classes)
+    unknown = mask < 0 if np.issubdtype(mask.dtype, np.signedinteger) else None
+    if unknown is None or not unknown.any():
+        return TARGETS[target].encode(mask, n_classes)
+    classes = TARGETS[target].encode(np.where(unknown, 0, mask), n_classes).astype(np.int16)
+    classes[unknown] = IGNORE
+    return classes
 
 
 TARGETS: dict[str, Target] = {

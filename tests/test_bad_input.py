@@ -108,9 +108,9 @@ FIT_CASES = {
     ),
     "negative label": (
         GOOD_X,
-        replace(GOOD_Y, 1, -np.ones((36, 44), int)),
+        replace(GOOD_Y, 1, np.full((36, 44), -2)),
         ValueError,
-        r"y\[1\] holds negative label -1",
+        r"y\[1\] holds negative label -2",
     ),
     "3-D mask": (
         GOOD_X,

@@ -152,6 +152,19 @@ def test_a_calibrated_model_calibrates_again_from_the_uncalibrated_defaults():
     assert chosen.instances(cell[None]).max() == 3
 
 
+def test_objects_where_nothing_is_annotated_are_not_scored():
+    """A partial truth (-1 where nobody annotated): a predicted object there neither
+    costs nor counts."""
+    truth = disks((40, 40), [(10, 10), (10, 30)], radius=5)
+    predicted = disks((40, 40), [(10, 10), (10, 30), (30, 20)], radius=5)
+    partial = np.where(np.arange(40)[:, None] < 22, truth, -1)
+    calibration = calibrate_instances(
+        FixedPredictor([three_class(predicted)]), [np.zeros((40, 40))], [partial], [0.5], [None]
+    )
+    assert calibration.score == pytest.approx(mean_ap([truth[:22]], [predicted[:22]]))
+    assert calibration.score > mean_ap([truth], [predicted])
+
+
 def test_mismatched_labels_are_refused():
     p = FixedPredictor([np.zeros((3, 8, 8))], n_classes=3, target="boundary")
     with pytest.raises(ValueError, match="2 label images"):

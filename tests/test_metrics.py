@@ -296,3 +296,30 @@ class TestChallengeScores:
         assert s.v_rand == pytest.approx((1 + 2 / 3) / 2)
         labels = challenge_scores(truth, truth)
         assert labels.v_rand == 1.0 and np.isnan(labels.v_rand_threshold)
+
+
+def test_seg_scores_each_true_object_by_the_one_covering_most_of_it():
+    from skunet.metrics import seg_score
+
+    truth = np.zeros((10, 10), int)
+    truth[:5, :5], truth[5:, 5:] = 1, 2
+    assert seg_score(truth, truth * 7) == 1.0  # ids need not agree
+    assert seg_score(truth, np.zeros_like(truth)) == 0.0
+    half = truth.copy()
+    half[5:, 5:8] = 0  # object 2: 10 of 25 pixels covered: not more than half
+    assert seg_score(truth, half) == 0.5
+    merged = (truth > 0).astype(int)  # one object covering both: IoU 25 / 50 each
+    assert seg_score([truth, truth], [merged, truth]) == pytest.approx((0.5 + 0.5 + 1 + 1) / 4)
+    with pytest.raises(ValueError, match="image 0: y_true has shape"):
+        seg_score([truth], [truth[:5]])
+
+
+def test_annotated_only_drops_objects_mostly_outside_the_annotation():
+    from skunet.metrics import annotated_only
+
+    truth = np.array([[1, 1, -1, -1, -1]])
+    pred = np.array([[1, 1, 1, 2, 2]])  # object 1: a third outside; object 2: all
+    t, p = annotated_only(truth, pred)
+    assert t.tolist() == [[1, 1, 0, 0, 0]] and p.tolist() == [[1, 1, 1, 0, 0]]
+    same = np.array([[1, 0]])
+    assert annotated_only(same, same)[1] is same

@@ -40,7 +40,7 @@ def test_manifest_validates():
     assert out.returncode == 0 and "valid" in out.stdout, out.stdout + out.stderr
     manifest = npe2.PluginManifest.from_distribution("skunet")
     manifest.validate_imports()
-    assert {w.display_name for w in manifest.contributions.widgets} == {"Segment"}
+    assert {w.display_name for w in manifest.contributions.widgets} == {"Segment", "Fine-tune"}
     assert [s.key for s in manifest.contributions.sample_data] == ["nuclei"]
 
 

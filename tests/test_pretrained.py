@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
-from sklearn.exceptions import NotFittedError
 
 from conftest import make_blobs, tiny
 from skunet import UNetSegmenter, pretrained
@@ -282,7 +281,6 @@ def test_every_cards_command_runs_as_written():
                     assert any(word.startswith(f"{folder}/") for folder in saved), (card.key, word)
 
 
-
 class TestFineTune:
     """skunet.pretrained.fine_tune: the one function behind Python, the command line and
     the napari plugin."""
@@ -328,10 +326,25 @@ class TestFineTune:
         X, y = make_blobs(3)
         with pytest.raises(ValueError, match="X has 3 images but y has 2 masks"):
             fine_tune(base, X, y[:2])
-        with pytest.raises(NotFittedError):
-            fine_tune(tiny(), X, y)
         with pytest.raises(FileNotFoundError, match="not a pretrained model"):
             fine_tune("no-such-model", X, y)
+
+    def test_a_new_segmenter_trains_from_scratch_by_its_own_recipe(self):
+        X, y = make_blobs(3)
+        new = tiny(target="distance", n_classes=3, lr=2e-3)
+        seg = fine_tune(new, X, y, max_epochs=2)
+        assert seg.fine_tuned_["base"] == "new generic segmenter"
+        assert (seg.fine_tuned_["epochs"], seg.fine_tuned_["held_out"]) == (2, 1)
+        assert seg.lr == 2e-3 and not seg.warm_start and seg.train_split is None
+        assert not hasattr(new, "classes_")  # the given segmenter is not fitted
+
+    def test_partial_masks_teach_only_what_is_annotated(self, base):
+        """Cells outside the annotated part (-1) are neither taught as background nor
+        scored in the calibration."""
+        X, y = make_blobs(3)
+        partial = [np.where(np.arange(48)[:, None] < 24, m, -1).astype(np.int32) for m in y]
+        seg = fine_tune(base, X, partial, max_epochs=1)
+        assert seg.fine_tuned_["held_out"] == 1 and seg.instance_params_ is not None
 
     @pytest.mark.slow
     def test_a_zoo_model_and_the_command_line(self, tmp_path, capsys):

@@ -36,6 +36,18 @@ class TestPatchDataset:
         assert x.shape == (1, 24, 24)
         assert int((y != IGNORE).sum()) == 5 * 7  # the whole image, once
 
+    def test_unannotated_pixels_are_ignored_wherever_augmentation_moves_them(self):
+        # labels equal the pixel values, except a left band nobody annotated (-1)
+        image = np.arange(30 * 40, dtype=np.float32).reshape(1, 30, 40)
+        labels = image[0].astype(np.int64)
+        labels[:, :10] = IGNORE
+        ds = PatchDataset(ImageSet([image], [labels]), Geometry(UNet(depth=2), 4), 16)
+        for _ in range(30):
+            x, y = ds[0]
+            valid = y != IGNORE
+            assert (y >= IGNORE).all() and torch.equal(x[0][valid].long(), y[valid])
+            assert (x[0][valid].long() % 40 >= 10).all()  # none from the band
+
     def test_augmentation_reproducible_with_torch_seed(self):
         ds = PatchDataset(ramp_set(), Geometry(UNet(depth=2), 4), 16)
         torch.manual_seed(3)

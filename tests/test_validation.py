@@ -74,10 +74,10 @@ class TestCheckMasks:
             ),
             ([np.zeros((4, 5)), np.zeros((6, 7))], {}, TypeError, r"y\[0\] has dtype float64"),
             (
-                [np.zeros((4, 5), int), -np.ones((6, 7), int)],
+                [np.zeros((4, 5), int), np.full((6, 7), -2)],
                 {},
                 ValueError,
-                r"y\[1\] holds negative label -1",
+                r"y\[1\] holds negative label -2; labels must be >= 0, or -1 where nothing",
             ),
             (
                 [np.zeros((4, 5), int), np.full((6, 7), 3)],

@@ -21,6 +21,7 @@ from ..tiling import IGNORE, Geometry, label_window, window
 __all__ = ["ImageSet", "PatchDataset", "WholeImageCollate", "class_target"]
 
 _OUTSIDE = 1 << 30  # added to labels outside the image while a window is augmented
+_UNANNOTATED = 1 << 29  # IGNORE pixels of a mask (not annotated), while augmented
 
 WeightMap = Callable[[np.ndarray], np.ndarray]
 """``classes (H, W) with IGNORE -> weights (H, W)``, e.g. ``WeightMapLoss.weight_map``."""
@@ -109,6 +110,7 @@ class PatchDataset(Dataset):
         # labels mirrored like the image, those outside it tagged, so that deformations
         # move the tags along and weight maps see the mirrored cells
         y = window(classes, top - ctx, left - ctx, size, size).astype(np.int64)
+        y[y < 0] = _UNANNOTATED  # pixels nobody annotated stay tagged through the moves
         rows = np.arange(top - ctx, top - ctx + size)
         cols = np.arange(left - ctx, left - ctx + size)
         y += _OUTSIDE * (((rows < 0) | (rows >= h))[:, None] | ((cols < 0) | (cols >= w))[None])
@@ -119,6 +121,7 @@ class PatchDataset(Dataset):
         y = np.array(y, dtype=np.int64)
         outside = y >= _OUTSIDE
         y[outside] -= _OUTSIDE
+        y[y == _UNANNOTATED] = IGNORE
         weights = None if self.weight_map is None else self.weight_map(y)
         y[outside] = IGNORE  # mirrored pixels are input, not labels
         if ctx:  # the loss sees the patch only; the context is input

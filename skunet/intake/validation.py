@@ -15,6 +15,7 @@ from ..constraints import Interval, Options, check_params
 from ..lazy import check_finite, is_lazy
 from ..lazy_windows import LazyImage, as_dask, value_range
 from ..targets import TARGETS
+from ..tiling import IGNORE
 
 __all__ = [
     "Interval",
@@ -237,7 +238,8 @@ def check_masks(
     foreground, and a boolean mask (e.g. ``image > threshold``) is accepted as
     False = background, True = foreground. Instance masks (``instances``; by default
     whether the target needs instance labels, as ``"boundary"`` and ``"distance"`` do)
-    must be non-negative.
+    must be non-negative. Any mask may mark pixels nobody annotated with
+    :data:`~skunet.tiling.IGNORE` (-1, a signed dtype): training skips them.
 
     Examples
     --------
@@ -282,8 +284,11 @@ def check_masks(
                 "(height, width); each mask must match its image"
             )
         low, high = (int(v) for v in value_range(mask))
-        if low < 0:
-            raise ValueError(f"{label} holds negative label {low}; labels must be >= 0")
+        if low < IGNORE:
+            raise ValueError(
+                f"{label} holds negative label {low}; labels must be >= 0, or {IGNORE} "
+                "where nothing is annotated"
+            )
         if not instances and n_classes > 2 and high >= n_classes:
             raise ValueError(
                 f"{label} holds label {high} but n_classes={n_classes} allows 0..{n_classes - 1}"

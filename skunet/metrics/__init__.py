@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from .matching import Matching, match_dataset, match_instances
+from .matching import Matching, annotated_only, match_dataset, match_instances, seg_score
 from .pixel import (
     confusion_matrix,
     dice_score,
@@ -27,6 +27,7 @@ __all__ = [
     "ChallengeScores",
     "Matching",
     "RandScores",
+    "annotated_only",
     "challenge_scores",
     "confusion_matrix",
     "dice_score",
@@ -36,5 +37,6 @@ __all__ = [
     "match_instances",
     "per_image",
     "rand_scores",
+    "seg_score",
     "whole_dice_score",
 ]

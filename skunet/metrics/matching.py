@@ -10,7 +10,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from skimage.segmentation import relabel_sequential
 
-__all__ = ["Matching", "match_dataset", "match_instances"]
+__all__ = ["Matching", "annotated_only", "match_dataset", "match_instances", "seg_score"]
 
 
 class Matching(NamedTuple):
@@ -87,6 +87,32 @@ def _match(scores: np.ndarray, thresh: float) -> tuple[int, float]:
     return int(ok.sum()), float(matched[ok].sum())
 
 
+def annotated_only(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A partial truth and a prediction, restricted to where the truth is annotated.
+
+    ``y_true`` may mark pixels nobody annotated with a negative value (-1, as masks
+    given to ``fit`` may): they become background, and a predicted object with most
+    of its pixels there is removed, since nothing says whether it is right. A truth
+    without negative values is returned as it is.
+
+    >>> t = np.array([[1, 1, 0, -1, -1, -1]])
+    >>> p = np.array([[1, 1, 0, 0, 2, 2]])
+    >>> [a.tolist() for a in annotated_only(t, p)]
+    [[[1, 1, 0, 0, 0, 0]], [[1, 1, 0, 0, 0, 0]]]
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    unknown = y_true < 0
+    if not unknown.any():
+        return y_true, y_pred
+    pred = np.asarray(y_pred, dtype=np.int64)
+    inside = np.bincount(pred[unknown].ravel(), minlength=int(pred.max()) + 1)
+    area = np.bincount(pred.ravel(), minlength=len(inside))
+    dropped = np.flatnonzero(2 * inside > area)
+    dropped = dropped[dropped > 0]
+    kept = np.where(np.isin(pred, dropped), 0, y_pred).astype(y_pred.dtype)
+    return np.where(unknown, 0, y_true).astype(y_true.dtype), kept
+
+
 def match_instances(
     y_true: np.ndarray, y_pred: np.ndarray, thresh: float | Sequence[float] = 0.5
 ) -> Matching | list[Matching]:
@@ -158,3 +184,40 @@ def match_dataset(
         matched = sum(r.mean_true_score * r.n_true for r in rows)
         pooled.append(_from_counts(t, tp, fp, fn, n_true, n_pred, matched))
     return pooled[0] if np.isscalar(thresh) else pooled
+
+
+def seg_score(
+    ys_true: np.ndarray | Sequence[np.ndarray], ys_pred: np.ndarray | Sequence[np.ndarray]
+) -> float:
+    """The Cell Tracking Challenge's SEG measure of one or more label images.
+
+    Each true object is matched to the predicted object that covers more than half of
+    its pixels (at most one can) and scores their IoU, or 0 when no predicted object
+    does; SEG is the mean over all true objects of all images. Predicted objects that
+    match nothing cost nothing, so a partial ground truth (only some cells annotated)
+    is scored as the challenge scores it.
+
+    >>> t = np.array([[1, 1, 1, 1, 0, 2, 2]])
+    >>> p = np.array([[3, 3, 3, 0, 0, 0, 4]])  # 3/4 of object 1; 1/2 of object 2
+    >>> seg_score(t, p)
+    0.375
+    """
+    single = isinstance(ys_true, np.ndarray) and isinstance(ys_pred, np.ndarray)
+    pairs = [(ys_true, ys_pred)] if single else list(zip(ys_true, ys_pred, strict=True))
+    scores: list[np.ndarray] = []
+    for i, (t, p) in enumerate(pairs):
+        t, p = np.asarray(t), np.asarray(p)
+        if t.shape != p.shape:
+            raise ValueError(f"image {i}: y_true has shape {t.shape} but y_pred {p.shape}")
+        t, p = _check_labels(t, "y_true"), _check_labels(p, "y_pred")
+        n_pred = int(p.max()) + 1
+        overlap = np.bincount(
+            t.ravel().astype(np.int64) * n_pred + p.ravel(), minlength=(int(t.max()) + 1) * n_pred
+        ).reshape(-1, n_pred)[1:]
+        area_true, area_pred = overlap.sum(1), np.bincount(p.ravel(), minlength=n_pred)
+        best = overlap[:, 1:].argmax(1) + 1 if n_pred > 1 else np.zeros(len(overlap), int)
+        common = overlap[np.arange(len(overlap)), best]
+        iou = common / (area_true + area_pred[best] - common)
+        scores.append(np.where((best > 0) & (2 * common > area_true), iou, 0.0))
+    joined = np.concatenate(scores) if scores else np.zeros(0)
+    return float(joined.mean()) if joined.size else 0.0

@@ -123,9 +123,24 @@ class SegmentWidget(Container):
         ref = self._model_ref()
         if ref is None:
             raise ValueError("choose a model file (.skunet or a skunet BioImage Model Zoo .zip)")
+        return self.open(ref)
+
+    def open(self, ref: str) -> Any:
+        """The model ``ref`` names (a pretrained name, a file or a name given to
+        :meth:`add_model`), loaded once."""
         if ref not in self._cache:
             self._cache[ref] = open_model(ref)
         return self._cache[ref]
+
+    def add_model(self, name: str, seg: Any) -> None:
+        """Offer a fitted segmenter (a fine-tuned one) in the model list, chosen."""
+        self._cache[name] = seg
+        if name not in self.model.choices:
+            models = [c for c in self.model.choices if c != FROM_FILE]
+            self.model.choices = [*models, name, FROM_FILE]
+        if self.model.value == name:
+            self._model_changed()
+        self.model.value = name
 
     def use_model_file(self, path: str | Path) -> None:
         """Select a model file (the reader of ``.skunet`` files calls this)."""
@@ -172,10 +187,11 @@ class SegmentWidget(Container):
             self.threshold.value,
             split,
             _progress={"desc": f"skunet: {output}"},
+            _connect={"errored": self._failed},  # told in the widget, not raised again
+            _start_thread=False,
         )
         self.worker.yielded.connect(self._progress)
         self.worker.returned.connect(lambda result: self._add(layer, output, result, started))
-        self.worker.errored.connect(self._failed)
         self.run_button.enabled = False
         self.worker.finished.connect(lambda: setattr(self.run_button, "enabled", True))
         self.worker.start()
