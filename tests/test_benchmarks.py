@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
+import dic_hela
 import em
 import em_decoder_grid as grid
 import em_decoders
@@ -204,3 +205,24 @@ def test_the_prediction_speed_benchmark_records_both_tilings(tmp_path, monkeypat
     image, truth = prediction_speed.mosaic(images, labels, 512, seed=0)
     assert image.shape == truth.shape == (512, 512) and (image[:256, :256] == 7).all()
     assert len(np.unique(truth)) == 1 + 2 * 4  # two objects in each of the 4 crops
+
+
+def test_dic_hela_judges_frames_away_from_every_trained_one(tmp_path):
+    """Test frames lie at least 4 frames from every annotated frame (neighbours are
+    near copies), no split trains on its own test frames, and nothing names sequence 02."""
+    annotated = {int(name[1:]) for name in dic_hela.TRAIN_ORDER}
+    for train, test in dic_hela.SPLITS.values():
+        assert set(train) <= set(dic_hela.TRAIN_ORDER) and not set(train) & set(test)
+        assert all(abs(int(t[1:]) - a) >= 4 for t in test for a in annotated)
+    source = Path(dic_hela.__file__).read_text()
+    assert "/02" not in source and "02_" not in source
+    records = {
+        "nuclei_k1_2min": {"base": "nuclei", "k": 1, "minutes": 2.0, "SEG": 0.61234, "epochs": 9},
+        "scratch_k1_2min": {"base": "scratch", "k": 1, "minutes": 2.0, "SEG": 0.5, "epochs": 3},
+        "nuclei_k1_5min": {"base": "nuclei", "k": 1, "minutes": 5.0, "SEG": 0.7, "epochs": 20},
+    }
+    (tmp_path / "r.json").write_text(__import__("json").dumps(records))
+    lines = dic_hela.table(tmp_path / "r.json").splitlines()
+    assert lines[0] == "| base | k frames | 2 min | 5 min |"
+    assert lines[2] == "| nuclei | 1 | 0.612 (9 ep) | 0.700 (20 ep) |"
+    assert lines[3] == "| scratch | 1 | 0.500 (3 ep) |  |"

@@ -230,3 +230,30 @@ def test_bad_inputs_get_a_message_and_keep_every_layer(make_napari_viewer, model
     assert expected in widget.status.value
     assert [layer.name for layer in viewer.layers] == layers
     assert widget.train_button.enabled
+
+
+@pytest.mark.slow
+def test_fine_tune_the_pretrained_model_on_the_sample(make_napari_viewer, qtbot, tmp_path):
+    """The docs' picture: the sample's nuclei as painted labels, the pretrained model
+    fine-tuned on them for a few seconds, the image segmented again."""
+    import shutil
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("skunet", "nuclei")
+    viewer.layers["nuclei (true)"].visible = True
+    widget = _widget(viewer)
+    widget.image.value = viewer.layers["nuclei"]
+    widget.labels.value = viewer.layers["nuclei (true)"]
+    assert widget.base.value == "nuclei" and widget.region.value == EXTENT
+    widget.minutes.value = 0.1
+    _wait(qtbot, widget.run())
+    _, segment = viewer.window.add_plugin_dock_widget("skunet", "Segment")
+    _wait(qtbot, segment.worker)
+    assert widget.model_.fine_tuned_["base"].startswith("nuclei@")
+    assert int(viewer.layers["nuclei instances"].data.max()) > 10
+    viewer.layers["nuclei (true)"].visible = False
+    viewer.window.resize(1400, 900)
+    picture = viewer.screenshot(str(tmp_path / "fine-tune.png"), canvas_only=False, flash=False)
+    assert picture.shape[1] > picture.shape[0] > 300
+    if os.environ.get("SKUNET_FINE_TUNE_SCREENSHOT"):  # the docs' picture, on request
+        shutil.copy(tmp_path / "fine-tune.png", os.environ["SKUNET_FINE_TUNE_SCREENSHOT"])
