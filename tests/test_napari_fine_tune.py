@@ -21,6 +21,7 @@ from conftest import make_blobs, tiny  # noqa: E402
 from skunet.napari.fine_tune import (  # noqa: E402
     EXTENT,
     NEW,
+    PAINTED,
     WHOLE,
     Cancelled,
     training_pairs,
@@ -61,6 +62,8 @@ def test_pairs_mark_what_lies_outside_the_complete_region():
     outside = np.ones(extent.shape, bool)
     outside[box] = False
     assert outside.any() and (extent[outside] == IGNORE).all()
+    _, (cells,) = training_pairs(image, labels, PAINTED)
+    assert ((cells == IGNORE) == (labels.data == 0)).all()
     shapes = napari.layers.Shapes([[[0, 0], [24, 48]]], shape_type="rectangle", name="done")
     _, (top,) = training_pairs(image, labels, shapes)
     assert (top[25:] == IGNORE).all() and (top[:24] == labels.data[:24]).all()
@@ -250,6 +253,8 @@ def test_fine_tune_the_pretrained_model_on_the_sample(make_napari_viewer, qtbot,
     _, segment = viewer.window.add_plugin_dock_widget("skunet", "Segment")
     _wait(qtbot, segment.worker)
     assert widget.model_.fine_tuned_["base"].startswith("nuclei@")
+    assert segment.model.value == "nuclei fine-tuned", segment.model.choices
+    assert segment.model.native.currentText() == "nuclei fine-tuned"
     assert int(viewer.layers["nuclei instances"].data.max()) > 10
     viewer.layers["nuclei (true)"].visible = False
     viewer.window.resize(1400, 900)

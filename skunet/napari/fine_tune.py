@@ -28,10 +28,11 @@ from ..pretrained import fine_tune
 from ..tasks import TASKS
 from ..tiling import IGNORE
 
-__all__ = ["EXTENT", "NEW", "WHOLE", "Cancelled", "training_pairs", "training_steps"]
+__all__ = ["EXTENT", "NEW", "PAINTED", "WHOLE", "Cancelled", "training_pairs", "training_steps"]
 
 EXTENT = "the labels' extent"
 WHOLE = "all of the image"
+PAINTED = "the painted cells only"
 NEW = "new model: {} recipe"
 # tasks whose default recipe trains on Labels as napari paints them (``generic`` needs
 # its class count first)
@@ -43,12 +44,15 @@ class Cancelled(Exception):
 
 
 def _annotated(plane: np.ndarray, region: str | np.ndarray) -> np.ndarray:
-    """Where ``plane``'s labels are complete: everywhere, the labels' bounding box, or a
-    given boolean mask (a Shapes layer's)."""
+    """Where ``plane``'s labels are complete: everywhere, the labels' bounding box, the
+    painted cells alone (no background is taught), or a given boolean mask (a Shapes
+    layer's)."""
     if isinstance(region, np.ndarray):
         return region
     if region == WHOLE:
         return np.ones(plane.shape, dtype=bool)
+    if region == PAINTED:
+        return plane > 0
     rows, cols = np.nonzero(plane)
     out = np.zeros(plane.shape, dtype=bool)
     if rows.size:
@@ -63,8 +67,10 @@ def training_pairs(
 
     Each 2-D plane (an RGB layer's planes keep their colour axis) with annotation in
     ``region`` is one image; its mask holds the labels where they are complete and
-    ``IGNORE`` (-1) elsewhere. ``region`` is :data:`EXTENT`, :data:`WHOLE` or a Shapes
-    layer whose shapes (2-D, applied to every plane) mark it.
+    ``IGNORE`` (-1) elsewhere. ``region`` is :data:`EXTENT`, :data:`WHOLE`,
+    :data:`PAINTED` (a few cells painted in a crowd: what lies between them is not taught
+    as background either) or a Shapes layer whose shapes (2-D, applied to every plane)
+    mark it.
 
     Raises ``ValueError`` naming the layers when the shapes differ, the labels are
     empty, or no labels lie in the region.

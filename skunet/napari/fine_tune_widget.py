@@ -21,7 +21,16 @@ from magicgui.widgets import (
 
 from ..presets import segmenter
 from ..pretrained import list_models
-from .fine_tune import EXTENT, NEW, SCRATCH_TASKS, WHOLE, Cancelled, training_pairs, training_steps
+from .fine_tune import (
+    EXTENT,
+    NEW,
+    PAINTED,
+    SCRATCH_TASKS,
+    WHOLE,
+    Cancelled,
+    training_pairs,
+    training_steps,
+)
 from .widget import FROM_FILE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -94,11 +103,11 @@ class FineTuneWidget(Container):
         from napari.layers import Shapes
 
         shapes = [layer.name for layer in self._viewer.layers if isinstance(layer, Shapes)]
-        return [EXTENT, WHOLE, *shapes]
+        return [EXTENT, WHOLE, PAINTED, *shapes]
 
     def _region(self) -> Any:
         name = self.region.value
-        return name if name in (EXTENT, WHOLE) else self._viewer.layers[name]
+        return name if name in (EXTENT, WHOLE, PAINTED) else self._viewer.layers[name]
 
     def _is_file(self) -> bool:
         return self.base.value == FROM_FILE

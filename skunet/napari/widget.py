@@ -80,8 +80,8 @@ class SegmentWidget(Container):
         self._viewer = napari_viewer
         self._cache: dict[str, Any] = {}
         self.image = create_widget(annotation="napari.layers.Image", label="image")
-        names = sorted({card.name for card in list_models()})
-        self.model = ComboBox(label="model", choices=[*names, FROM_FILE])
+        self._added: list[str] = []  # models fine-tuned in this viewer
+        self.model = ComboBox(label="model", choices=self._model_choices)
         self.model_file = FileEdit(label="file", filter="*.skunet *.zip", visible=False)
         self.output = ComboBox(label="output", choices=list(OUTPUTS), value="instances")
         self.tta = CheckBox(text="average flips (tta)")
@@ -132,12 +132,16 @@ class SegmentWidget(Container):
             self._cache[ref] = open_model(ref)
         return self._cache[ref]
 
+    def _model_choices(self, *_: Any) -> list[str]:
+        # a callable, so that napari's reset of the choices keeps the added models
+        return [*sorted({card.name for card in list_models()}), *self._added, FROM_FILE]
+
     def add_model(self, name: str, seg: Any) -> None:
         """Offer a fitted segmenter (a fine-tuned one) in the model list, chosen."""
         self._cache[name] = seg
-        if name not in self.model.choices:
-            models = [c for c in self.model.choices if c != FROM_FILE]
-            self.model.choices = [*models, name, FROM_FILE]
+        if name not in self._added:
+            self._added.append(name)
+            self.model.reset_choices()
         if self.model.value == name:
             self._model_changed()
         self.model.value = name
