@@ -50,6 +50,7 @@ RESULTS_FILE = RESULTS / "dic_hela.json"
 PEER = Path(__file__).parent / "stardist_peer.py"
 PEER_PYTHON = Path(__file__).resolve().parents[1] / ".venv-stardist" / "bin" / "python"
 STARDIST_RECORD: dict = {}
+MODEL: dict = {}  # the last skunet model trained, for its record
 # frames with a manual truth, in the order k takes them (spread over the sequence;
 # t067 annotates 3 cells only, so it comes last)
 TRAIN_ORDER = ("t021", "t054", "t002", "t039", "t031", "t005", "t034", "t033", "t067")
@@ -115,13 +116,17 @@ def train(base: str, X: list, y: list, minutes: float, seed: int, params: dict):
 
         from skunet.presets import nuclei_segmenter
 
+        if len(X) < 2:  # one image leaves none for validation, as the recipe says
+            params = {"train_split": None, **params}
         seg = nuclei_segmenter(verbose=0, random_state=seed, max_epochs=100_000, **params)
         with_time_limit(seg, minutes).fit(X, y)
+        MODEL["seg"] = seg
         return (lambda images: seg.predict_instances(images)), len(seg.history)
     from skunet.pretrained import fine_tune
 
     params = {"max_epochs": 100_000, **params}
     seg = fine_tune(base, X, y, minutes=minutes, random_state=seed, **params)
+    MODEL["seg"] = seg
     return (lambda images: seg.predict_instances(images)), seg.fine_tuned_["epochs"]
 
 
@@ -201,6 +206,8 @@ def trial(args: argparse.Namespace) -> dict:
             RESULTS / name,
             titles=[f"{SPLITS[args.split][1][worst]}: SEG {per_frame[worst]:.3f}"],
         )
+    if args.base != "stardist":  # the thresholds it decoded with (calibrated or its own)
+        figures["instances"] = MODEL["seg"].predictor_.instance_settings()
     if args.base == "stardist":
         figures.update(epochs=STARDIST_RECORD["epochs"], stardist=dict(STARDIST_RECORD))
         figures["train_seconds"] = STARDIST_RECORD["fit_seconds"]
@@ -217,6 +224,8 @@ def run(args: argparse.Namespace) -> None:
             for base in args.bases:
                 cell = argparse.Namespace(**{**vars(args), "base": base, "k": k})
                 cell.minutes, cell.name = minutes, None
+                if f"{base}_k{k}_{minutes:g}min" in load(RESULTS_FILE) and not args.again:
+                    continue  # recorded by an earlier run
                 trial(cell)
 
 
@@ -254,6 +263,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="PARAM=EXPR")
     parser.add_argument("--name")
     parser.add_argument("--picture", action="store_true", help="save the worst test frame")
+    parser.add_argument("--again", action="store_true", help="run: redo recorded cells")
     parser.add_argument("--grid-k", type=int, nargs="+", default=[1, 3, 9])
     parser.add_argument("--grid-minutes", type=float, nargs="+", default=[2, 5, 10])
     parser.add_argument("--bases", nargs="+", default=["nuclei", "scratch", "stardist"])

@@ -162,15 +162,26 @@ def test_paint_fine_tune_and_segment_again(make_napari_viewer, qtbot, model_file
     assert (tmp_path / "mine.skunet").read_bytes() == before
     widget.overwrite.value = True
     assert widget.save() == tmp_path / "mine.skunet"
+    pytest.importorskip("bioimageio.core")
+    widget.save_path.value = tmp_path / "mine.zip"
+    assert widget.export() is None and "fill in the authors" in widget.status.value
+    widget.authors.value = "Ada Lovelace"
+    _wait(qtbot, widget.export())  # in a worker thread: bioimageio tests it as it writes
+    assert (tmp_path / "mine.zip").is_file() and "exported" in widget.status.value
+
+
+def _painted_stack(viewer, n: int, name: str):
+    """A stack of n blob images with their labels painted, chosen in the Fine-tune widget."""
+    X, y = make_blobs(n)
+    widget = _widget(viewer)
+    widget.image.value = viewer.add_image(np.stack(X), name=name)
+    widget.labels.value = viewer.add_labels(np.stack(y).astype(np.int32), name="painted")
+    return widget
 
 
 def test_a_new_model_trains_from_scratch(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
-    X, y = make_blobs(2)
-    image = viewer.add_image(np.stack(X), name="stack")
-    labels = viewer.add_labels(np.stack(y).astype(np.int32), name="painted")
-    widget = _widget(viewer)
-    widget.image.value, widget.labels.value = image, labels
+    widget = _painted_stack(viewer, 2, "stack")
     widget.base.value = NEW.format("nuclei")
     widget.minutes.value = 0.01
     worker = widget.run()
@@ -184,11 +195,7 @@ def test_a_new_model_trains_from_scratch(make_napari_viewer, qtbot):
 
 def test_cancel_keeps_the_base_model(make_napari_viewer, qtbot, model_file):
     viewer = make_napari_viewer()
-    X, y = make_blobs(3)
-    image = viewer.add_image(np.stack(X), name="cells")
-    labels = viewer.add_labels(np.stack(y).astype(np.int32), name="painted")
-    widget = _widget(viewer)
-    widget.image.value, widget.labels.value = image, labels
+    widget = _painted_stack(viewer, 3, "cells")
     widget.base.value = "model file ..."
     widget.base_file.value = model_file
     widget.minutes.value = 10

@@ -76,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--recipe",
         help="the preset's recipe: "
-        + "; ".join(f"{t.name}: {', '.join(t.recipes)} (default {t.default_recipe})"
-                    for t in tasks),
+        + "; ".join(
+            f"{t.name}: {', '.join(t.recipes)} (default {t.default_recipe})" for t in tasks
+        ),
     )
     train.add_argument(
         "--classes", type=int, help="generic preset: classes of the masks (default 2)"
@@ -148,7 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add(tune, "model")
     tune.add_argument("images", help="folder of images")
-    tune.add_argument("masks", help="folder of masks, same file names")
+    tune.add_argument(
+        "masks",
+        help="folder of masks, same file names; -1 (signed integers) marks pixels nobody "
+        "annotated, which are neither taught nor scored",
+    )
     tune.add_argument("--minutes", type=float, help="training budget in minutes (wall clock)")
     tune.add_argument("--epochs", type=int, help="at most this many epochs (default 30)")
     tune.add_argument("--out", required=True, help="model file to write (e.g. my.skunet)")

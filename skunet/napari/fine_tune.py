@@ -72,9 +72,15 @@ def training_pairs(
     as background either) or a Shapes layer whose shapes (2-D, applied to every plane)
     mark it.
 
-    Raises ``ValueError`` naming the layers when the shapes differ, the labels are
-    empty, or no labels lie in the region.
+    Raises ``ValueError`` naming the layers when a layer is multiscale, the shapes
+    differ, the labels are empty, or no labels lie in the region.
     """
+    for layer in (image, labels):
+        if getattr(layer, "multiscale", False):
+            raise ValueError(
+                f"{layer.name!r} is multiscale: fine-tune on a single-scale crop of it "
+                "(its labels painted at full resolution)"
+            )
     rgb = bool(getattr(image, "rgb", False))
     data, painted = np.asarray(image.data), np.asarray(labels.data)
     spatial = data.shape[:-1] if rgb else data.shape

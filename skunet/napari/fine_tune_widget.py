@@ -14,6 +14,7 @@ from magicgui.widgets import (
     FileEdit,
     FloatSpinBox,
     Label,
+    LineEdit,
     ProgressBar,
     PushButton,
     create_widget,
@@ -62,6 +63,7 @@ class FineTuneWidget(Container):
         self.save_path = FileEdit(label="save as", mode="w", filter="*.skunet")
         self.overwrite = CheckBox(text="overwrite an existing file")
         self.save_button = PushButton(text="Save .skunet", enabled=False)
+        self.authors = LineEdit(label="authors", value="")
         self.export_button = PushButton(text="Export for the BioImage Model Zoo", enabled=False)
         self.extend(
             [
@@ -80,6 +82,7 @@ class FineTuneWidget(Container):
                 self.save_path,
                 self.overwrite,
                 self.save_button,
+                self.authors,
                 self.export_button,
             ]
         )
@@ -263,16 +266,41 @@ class FineTuneWidget(Container):
             self.status.value = f"saved {path}"
         return path
 
-    def export(self) -> Path | None:
-        """Export the fine-tuned model as a BioImage Model Zoo ``.zip``."""
+    def export(self):
+        """Export the fine-tuned model as a BioImage Model Zoo ``.zip`` in a worker thread
+        (the package is tested as it is written); returns the worker, or None."""
+        from napari.qt.threading import create_worker
+
         from ..export import export
 
         path = self._target(".zip")
-        if path is not None:
-            started = time.perf_counter()
-            export(self.model_, path, "bioimageio", overwrite=self.overwrite.value)
-            self.status.value = f"exported {path} in {time.perf_counter() - started:.0f} s"
-        return path
+        authors = [name.strip() for name in self.authors.value.split(",") if name.strip()]
+        if path is None:
+            return None
+        if not authors:
+            self.status.value = "fill in the authors (who trained it, comma-separated) to export"
+            return None
+        started = time.perf_counter()
+        self.status.value = f"exporting {path} ..."
+        self.export_button.enabled = False
+        self.worker = create_worker(
+            export,
+            self.model_,
+            path,
+            "bioimageio",
+            overwrite=self.overwrite.value,
+            authors=authors,
+            _connect={"errored": self._failed},
+            _start_thread=False,
+        )
+        self.worker.returned.connect(
+            lambda out: setattr(
+                self.status, "value", f"exported {out} in {time.perf_counter() - started:.0f} s"
+            )
+        )
+        self.worker.finished.connect(lambda: setattr(self.export_button, "enabled", True))
+        self.worker.start()
+        return self.worker
 
 
 class _LossCurve:
