@@ -70,11 +70,25 @@ def read(folder: Path, names) -> list[np.ndarray]:
     return [tifffile.imread(folder / f"{n}.tif") for n in names]
 
 
-def training_frames(k: int, split: str = "spread", data: Path = DATA) -> tuple[list, list]:
+# frames whose manual truth annotates only some cells (the data's README)
+PARTIAL = ("t067",)
+
+
+def training_frames(
+    k: int, split: str = "spread", data: Path = DATA, partial: bool = False
+) -> tuple[list, list]:
+    """The first k training frames of ``split``; ``partial``: the unannotated pixels of
+    :data:`PARTIAL` frames marked -1 (their painted cells only), not background."""
     names = SPLITS[split][0][:k]
     if len(names) < k:
         raise ValueError(f"split {split!r} has {len(names)} training frames, not {k}")
-    return read(data / "images", names), read(data / "masks", names)
+    masks = read(data / "masks", names)
+    if partial:
+        masks = [
+            np.where(m > 0, m.astype(np.int32), -1) if n in PARTIAL else m
+            for n, m in zip(names, masks)
+        ]
+    return read(data / "images", names), masks
 
 
 def test_frames(split: str = "spread", silver: Path = SILVER) -> tuple[list, list]:
@@ -172,7 +186,7 @@ def trial(args: argparse.Namespace) -> dict:
 
     names = {"np": np, "Augment": Augment}
     params = {k: eval(v, names) for k, v in (s.split("=", 1) for s in args.set)}
-    X, y = rescaled(*training_frames(args.k, args.split), args.scale)
+    X, y = rescaled(*training_frames(args.k, args.split, partial=args.partial), args.scale)
     Xt, yt = test_frames(args.split, args.silver)
     start = time.perf_counter()
     predict, epochs = train(args.base, X, y, args.minutes, args.seed, params)
@@ -188,6 +202,7 @@ def trial(args: argparse.Namespace) -> dict:
         "params": args.set,
         "split": args.split,
         "scale": args.scale,
+        "partial": args.partial,
         "epochs": epochs,
         "train_seconds": round(seconds, 1),
         "predict_seconds": round(time.perf_counter() - start, 1),
@@ -264,6 +279,9 @@ def main() -> None:
     parser.add_argument("--name")
     parser.add_argument("--picture", action="store_true", help="save the worst test frame")
     parser.add_argument("--again", action="store_true", help="run: redo recorded cells")
+    parser.add_argument(
+        "--partial", action="store_true", help="mark the unannotated cells of t067 -1"
+    )
     parser.add_argument("--grid-k", type=int, nargs="+", default=[1, 3, 9])
     parser.add_argument("--grid-minutes", type=float, nargs="+", default=[2, 5, 10])
     parser.add_argument("--bases", nargs="+", default=["nuclei", "scratch", "stardist"])

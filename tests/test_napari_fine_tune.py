@@ -69,6 +69,15 @@ def test_pairs_mark_what_lies_outside_the_complete_region():
     assert (top[25:] == IGNORE).all() and (top[:24] == labels.data[:24]).all()
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.int64])
+def test_unsigned_labels_are_marked_minus_one_outside(dtype):
+    image, labels = _layers()
+    labels = napari.layers.Labels(labels.data.astype(dtype), name="painted")
+    _, (mask,) = training_pairs(image, labels, PAINTED)
+    assert mask.dtype == np.int32 and mask.min() == IGNORE
+    assert mask.max() == labels.data.max()
+
+
 def test_stack_planes_without_annotation_are_left_out():
     image, labels = _layers(n_planes=3)
     labels.data[1] = 0

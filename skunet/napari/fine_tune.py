@@ -107,7 +107,7 @@ def training_pairs(
         if not (lab[inside] > 0).any():
             continue
         X.append(plane)
-        y.append(np.where(inside, lab, IGNORE).astype(np.int32))
+        y.append(np.where(inside, lab.astype(np.int32), IGNORE))  # signed before the -1
     if not X:
         raise ValueError(
             f"no labels of {labels.name!r} lie in the annotated region: paint cells inside "
