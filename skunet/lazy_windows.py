@@ -194,9 +194,11 @@ class LazyClasses:
         """Classes of ``[r0:r1, c0:c1]``, a region inside the image."""
         e0, e1, f0, f1 = self._extent(r0, r1, c0, c1)
         labels = read(self.labels, e0, e1, f0, f1)
-        if self.reach is None:  # objects numbered 1..n: encodings index by label
-            ids, inverse = np.unique(labels, return_inverse=True)
-            labels = inverse.reshape(labels.shape) + (0 if ids[0] == 0 else 1)
+        if self.reach is None:  # objects numbered 1..n: encodings index by label;
+            # pixels not annotated (< 0) keep their mark for the encoding to skip
+            ids, inverse = np.unique(np.maximum(labels, 0), return_inverse=True)
+            numbered = inverse.reshape(labels.shape) + (0 if ids[0] == 0 else 1)
+            labels = np.where(labels < 0, labels, numbered)
         return self.encode(labels)[r0 - e0 : r1 - e0, c0 - f0 : c1 - f0]
 
     def __repr__(self) -> str:

@@ -11,7 +11,7 @@ from scipy import ndimage as ndi
 from conftest import disks, make_blobs, tiny
 from skunet.lazy_windows import LazyClasses, LazyImage, object_boxes
 from skunet.targets import TARGETS, mask_classes
-from skunet.tiling import window
+from skunet.tiling import IGNORE, window
 
 da = pytest.importorskip("dask.array")
 zarr = pytest.importorskip("zarr")
@@ -70,6 +70,22 @@ def test_lazy_class_windows_equal_the_class_map_in_memory(target, n_classes):
     for _ in range(150):  # inside, across borders, larger than the image (mirrored)
         top, left = rng.integers(-60, 100), rng.integers(-60, 140)
         h, w = rng.integers(1, 150, 2)
+        assert np.array_equal(window(whole, top, left, h, w), window(lazy, top, left, h, w))
+
+
+@pytest.mark.parametrize(("target", "n_classes"), [("mask", 2), ("boundary", 3), ("distance", 5)])
+def test_lazy_class_windows_keep_unannotated_pixels_ignored(target, n_classes):
+    """A Dask mask marking pixels nobody annotated (-1) encodes as the same mask in
+    memory: those pixels IGNORE, the objects' classes unchanged."""
+    labels = labels_of().astype(np.int32)
+    labels[:, :40] = IGNORE
+    whole = mask_classes(labels, n_classes, target)
+    lazy = mask_classes(da.from_array(labels, chunks=(17, 23)), n_classes, target)
+    assert (whole == IGNORE).any() and np.array_equal(lazy.region(0, 90, 0, 130), whole)
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        top, left = rng.integers(0, 80), rng.integers(0, 120)
+        h, w = rng.integers(1, 90, 2)
         assert np.array_equal(window(whole, top, left, h, w), window(lazy, top, left, h, w))
 
 
