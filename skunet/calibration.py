@@ -156,7 +156,7 @@ def calibrate_instances(
             annotated_only(lab, predictor.instances(p, t, split))
             for lab, p in zip(labels, probabilities)
         ]
-        truth, predicted = [t for t, _ in pairs], [p for _, p in pairs]
+        truth, predicted = (list(side) for side in zip(*pairs))
         scores[(t, s)] = (
             mean_v_rand(truth, predicted)
             if predictor.membranes

@@ -353,8 +353,8 @@ def fine_tune(
         card = getattr(seg, "pretrained_", None)
         base = card.key if card is not None else str(model)
     if minutes is not None:
-        kept = [(n, cb) for n, cb in settings.get("callbacks", seg.callbacks) or []]
-        kept = [(n, cb) for n, cb in kept if n != "time_limit"]
+        given = settings.get("callbacks", seg.callbacks) or []
+        kept = [(n, cb) for n, cb in given if n != "time_limit"]
         settings["callbacks"] = [*kept, ("time_limit", TimeLimit(minutes, sink=None))]
     seg.set_params(**settings)  # replaced callbacks are built again before the fit
     images, masks = ([v] if is_lazy(v) else list(v) for v in (X, y))  # one lazy image

@@ -60,12 +60,18 @@ def _check_labels(y: np.ndarray, name: str) -> np.ndarray:
     return relabel_sequential(y)[0]
 
 
-def _object_ious(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """IoU of every true object (rows) with every predicted object (columns)."""
+def _overlap(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Pixels shared by every true label (rows, 0 = background) and every predicted
+    label (columns) of two checked label images."""
     n_true, n_pred = int(y_true.max()) + 1, int(y_pred.max()) + 1
-    overlap = np.bincount(
+    return np.bincount(
         y_true.ravel().astype(np.int64) * n_pred + y_pred.ravel(), minlength=n_true * n_pred
     ).reshape(n_true, n_pred)
+
+
+def _object_ious(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """IoU of every true object (rows) with every predicted object (columns)."""
+    overlap = _overlap(y_true, y_pred)
     area_true = overlap.sum(1, keepdims=True)
     area_pred = overlap.sum(0, keepdims=True)
     union = area_true + area_pred - overlap
@@ -209,12 +215,9 @@ def seg_score(
         t, p = np.asarray(t), np.asarray(p)
         if t.shape != p.shape:
             raise ValueError(f"image {i}: y_true has shape {t.shape} but y_pred {p.shape}")
-        t, p = _check_labels(t, "y_true"), _check_labels(p, "y_pred")
-        n_pred = int(p.max()) + 1
-        overlap = np.bincount(
-            t.ravel().astype(np.int64) * n_pred + p.ravel(), minlength=(int(t.max()) + 1) * n_pred
-        ).reshape(-1, n_pred)[1:]
-        area_true, area_pred = overlap.sum(1), np.bincount(p.ravel(), minlength=n_pred)
+        full = _overlap(_check_labels(t, "y_true"), _check_labels(p, "y_pred"))
+        overlap, area_pred = full[1:], full.sum(0)  # rows: true objects
+        area_true, n_pred = overlap.sum(1), full.shape[1]
         best = overlap[:, 1:].argmax(1) + 1 if n_pred > 1 else np.zeros(len(overlap), int)
         common = overlap[np.arange(len(overlap)), best]
         iou = common / (area_true + area_pred[best] - common)
