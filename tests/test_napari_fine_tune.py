@@ -87,6 +87,22 @@ def test_stack_planes_without_annotation_are_left_out():
 
 
 @pytest.mark.parametrize(
+    "shapes",
+    [
+        napari.layers.Shapes(ndim=2, name="done"),
+        napari.layers.Shapes(
+            [[[0, 0, 0], [0, 0, 48], [0, 24, 48], [0, 24, 0]]], shape_type="polygon", name="done"
+        ),
+    ],
+    ids=["empty", "3-D"],
+)
+def test_shapes_must_hold_2d_outlines(shapes):
+    image, labels = _layers()
+    with pytest.raises(ValueError, match="shapes 'done' must hold 2-D rectangles"):
+        training_pairs(image, labels, shapes)
+
+
+@pytest.mark.parametrize(
     "change, message",
     [
         ("shape", "have shape (40, 48) but image 'cells' has (48, 48)"),

@@ -92,13 +92,12 @@ def training_pairs(
     if not painted.any():
         raise ValueError(f"labels {labels.name!r} are empty: paint some cells first")
     if not isinstance(region, str):
-        mask = region.to_masks(mask_shape=spatial[-2:]).any(0) if len(region.data) else None
-        if mask is None or region.ndim != 2:
+        if region.ndim != 2 or not len(region.data):  # checked before rasterising
             raise ValueError(
                 f"shapes {region.name!r} must hold 2-D rectangles (or polygons) around "
                 "the complete labels"
             )
-        region = mask
+        region = region.to_masks(mask_shape=spatial[-2:]).any(0)
     height, width = spatial[-2:]
     planes = data.reshape(-1, height, width, *data.shape[len(spatial) :])
     X, y = [], []
