@@ -213,6 +213,27 @@ def run_fold(args: argparse.Namespace, X, y, k: int, train, test) -> tuple[dict,
     return fold, (int(test[worst]), X[test[worst]], truth[worst], cells[worst], at_05[worst].v_rand)
 
 
+def train_on_all(args: argparse.Namespace, X, y) -> Path:
+    """The configuration trained on every slice but the calibration ones, calibrated on
+    those and saved in ``--keep``."""
+    if not args.keep:
+        raise SystemExit("--all-slices saves the model: give --keep DIR")
+    seg = configured(args)
+    slices = np.arange(len(X))
+    held = [] if args.no_calibration else calibration_slices(slices, args.calibration_slices)
+    with_time_limit(seg, args.minutes)
+    seconds = fit_seconds(seg, X, y, [i for i in slices if i not in held])
+    if held:
+        seg.calibrate_instances([X[i] for i in held], [y[i] for i in held])
+    args.keep.mkdir(parents=True, exist_ok=True)
+    path = seg.save(args.keep / f"em_{args.name or args.config}_all.skunet")
+    print(
+        f"trained on {len(X) - len(held)} slices in {seconds:.0f} s ({len(seg.history)} "
+        f"epochs), cells calibrated on slices {held}: {seg.instance_params_}; saved {path}"
+    )
+    return path
+
+
 def save_picture(path: Path, title: str, image, truth, cells) -> None:
     import matplotlib
 
@@ -314,12 +335,22 @@ def main() -> None:
         help="load a fold's model from --keep instead of training it, when it is there "
         "(saved with the same configuration and --calibration-slices); calibrate and score",
     )
+    parser.add_argument(
+        "--all-slices",
+        action="store_true",
+        help="train the configuration once on all 30 slices (less --calibration-slices, "
+        "spread through the stack, which calibrate its cells), save it in --keep as "
+        "em_NAME_all.skunet and exit: the model to ship; nothing is scored",
+    )
     add_common_arguments(parser, DEFAULT_DATA, RESULTS_FILE)
     args = parser.parse_args()
     if args.table:
         print(table(load(args.out)))
         return
     X, y = load_isbi2012(args.data)
+    if args.all_slices:
+        train_on_all(args, X, y)
+        return
     folds, worst = [], None
     for k, (train, test) in enumerate(KFold(5).split(X)):  # consecutive slices
         if args.folds is not None and k not in args.folds:

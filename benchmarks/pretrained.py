@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import shlex
 import sys
 import tempfile
@@ -37,12 +36,13 @@ from pathlib import Path
 import torch
 from _record import RESULTS, load, machine, update
 from nuclei import DEFAULT_DATA, object_scores, split
+from ship import without_training_command, write_card
 
 from skunet import UNetSegmenter
 from skunet.calibration import IOU_THRESHOLDS
 from skunet.datasets import load_dsb2018, paired_files
 from skunet.mixed_precision import autocast_dtype
-from skunet.pretrained import CARDS_FILE, ModelCard, check_file
+from skunet.pretrained import ModelCard
 
 SHIP_DIR = Path(__file__).resolve().parents[1] / "skunet" / "data" / "models"
 RESULTS_FILE = RESULTS / "pretrained.json"
@@ -177,7 +177,7 @@ def ship(args: argparse.Namespace, figures: dict, training_images: int, held_out
             "held_out": held_out,
         },
         command=f"{args.training_command} && python "
-        + shlex.join(["benchmarks/pretrained.py", *_without_training_command(sys.argv[1:])]),
+        + shlex.join(["benchmarks/pretrained.py", *without_training_command(sys.argv[1:])]),
         figures={
             "images": held["images"],
             "ap": held["ap"],
@@ -191,30 +191,8 @@ def ship(args: argparse.Namespace, figures: dict, training_images: int, held_out
         description="U-Net (depth 4, 16 channels, batch norm) on 4 distance levels, "
         f"watershed instances, flips averaged; weights stored as {args.ship}",
     )
-    absolute = [w for w in shlex.split(card.command) if w.startswith(("/", "~")) or w == "DIR"]
-    if absolute:
-        sys.exit(
-            f"the card's command names {absolute[0]!r}: a card's command runs as written from "
-            "the repository, so save models under a relative folder (--save runs/nuclei)"
-        )
-    check_file(path, card)
-    cards_path = SHIP_DIR / CARDS_FILE
-    cards = json.loads(cards_path.read_text()) if cards_path.exists() else []
-    cards = [c for c in cards if (c["name"], c["version"]) != (card.name, card.version)]
-    cards_path.write_text(json.dumps([*cards, card.to_dict()], indent=2) + "\n")
-    print(f"shipped {path} ({card.size / 1e6:.1f} MB) and its card in {cards_path}")
+    write_card(card, path)
     return path
-
-
-def _without_training_command(argv: list[str]) -> list[str]:
-    """The arguments less ``--training-command``, which the card's command starts with."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip or arg.startswith("--training-command"):
-            skip = arg == "--training-command"  # its value follows as the next argument
-            continue
-        kept.append(arg)
-    return kept
 
 
 def main() -> None:

@@ -114,13 +114,21 @@ def save_worst(path: Path, title: str, images: list, truth: list, raw: list, bes
     plt.close(fig)
 
 
-def run_fold(recipe: str, args: argparse.Namespace, X, y, train, test, k: int) -> dict:
-    params = {"device": args.device, "random_state": 0, "verbose": 0}
+def configured(recipe: str, args: argparse.Namespace):
+    """The recipe's segmenter with the command line's settings, unfitted."""
+    params = {"device": args.device, "random_state": 0, "verbose": args.verbose}
     if args.epochs:
         params["max_epochs"] = args.epochs
     seg = blood_cell_segmenter(recipe, **{**params, **parse_settings(args.set)})
-    with_time_limit(seg, args.minutes)
+    return with_time_limit(seg, args.minutes)
+
+
+def run_fold(recipe: str, args: argparse.Namespace, X, y, train, test, k: int) -> dict:
+    seg = configured(recipe, args)
     seconds = fit_seconds(seg, X, y, train)
+    if args.save:
+        args.save.mkdir(parents=True, exist_ok=True)
+        seg.save(args.save / f"wbc_{args.name or recipe}_fold{k}.skunet", overwrite=True)
     truth = [y[i] for i in test]
     images = [X[i] for i in test]
     # one prediction per combination of TTA and clean-up; the recipe's own is one of them
@@ -253,9 +261,27 @@ def main() -> None:
     parser.add_argument(
         "--pictures", action="store_true", help="save each fold's six worst held-out images"
     )
+    parser.add_argument("--save", type=Path, help="save each fold's network in this folder")
+    parser.add_argument(
+        "--all-images",
+        action="store_true",
+        help="train each recipe once on all the images, save it in --save as "
+        "wbc_NAME_all.skunet and exit: the model to ship; nothing is scored",
+    )
     args = parser.parse_args()
     if args.table:
         print(table(load(args.out)))
+        return
+    if args.all_images:
+        if not args.save:
+            raise SystemExit("--all-images saves the model: give --save DIR")
+        X, y = load_wbc(args.data)
+        for recipe in args.recipes:
+            seg = configured(recipe, args)
+            seconds = fit_seconds(seg, X, y, np.arange(len(X)))
+            args.save.mkdir(parents=True, exist_ok=True)
+            path = seg.save(args.save / f"wbc_{args.name or recipe}_all.skunet")
+            print(f"{recipe}: {len(X)} images, {seconds:.0f} s, {len(seg.history)} epochs: {path}")
         return
     if args.study_postprocess:
         for recipe in args.recipes:

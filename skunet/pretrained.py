@@ -7,12 +7,14 @@ ship inside the package live in ``skunet/data/models/models.json`` beside their 
 :func:`register_model` adds more (a lab's own models, say).
 
 Files are skunet's safe model files (:meth:`~skunet.UNetSegmenter.save`: safetensors,
-nothing unpickled). :func:`load_model` resolves a card's file **offline first**:
+nothing unpickled). :func:`load_model` resolves a card's file **offline first**
+(:mod:`skunet.model_files`):
 
-1. inside the package (the shipped models: no network, ever);
+1. inside the package: the newest version of each model (no network, ever);
 2. in the cache directory, ``$SKUNET_HOME/models`` (default: the platform's user cache,
-   e.g. ``~/.cache/skunet/models``), where a file copied by hand is found too, which is
-   how an offline cluster gets a model;
+   e.g. ``~/.cache/skunet/models``), under the card's file name or under any name with
+   the card's sha256: where superseded versions live once copied there, and how an
+   offline cluster gets a model;
 3. from the card's ``url``, with ``pooch`` (``pip install pooch``), downloaded to a
    temporary file and renamed into the cache once its sha256 matches, so parallel
    workers never see a partial file.
@@ -29,7 +31,6 @@ given the user's images (see :data:`FINE_TUNING`).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import time
@@ -42,6 +43,8 @@ import numpy as np
 from .augment import Augment
 from .intake.validation import lookup
 from .model_cards import ModelCard
+from .model_files import SHIPPED, cache_dir, check_file, locate
+from .model_files import model_path as _model_path
 
 __all__ = [
     "FINE_TUNING",
@@ -52,12 +55,12 @@ __all__ = [
     "get_card",
     "list_models",
     "load_model",
+    "locate",
     "model_path",
     "open_model",
     "register_model",
 ]
 
-SHIPPED = "data/models"  # inside the package, beside models.json
 CARDS_FILE = "models.json"
 
 # Parameters that would change what the weights mean or rebuild the network (and so
@@ -144,71 +147,15 @@ def get_card(name: str) -> ModelCard:
     return lookup({c.version: c for c in versions}, version, f"version of {base!r}")
 
 
-def cache_dir() -> Path:
-    """Where downloaded or hand-copied model files are looked for: ``$SKUNET_HOME/models``,
-    else the platform's user cache directory for skunet."""
-    home = os.environ.get("SKUNET_HOME")
-    if not home:
-        import platformdirs
-
-        home = platformdirs.user_cache_dir("skunet")
-    return Path(home) / "models"
-
-
-def check_file(path: str | os.PathLike, card: ModelCard) -> Path:
-    """``path``, once its size and sha256 match ``card``; a ``ValueError`` otherwise."""
-    path = Path(path)
-    size = path.stat().st_size
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    if size != card.size or digest.hexdigest() != card.sha256:
-        raise ValueError(
-            f"{str(path)!r} is not the {card.key} model: sha256 {digest.hexdigest()} "
-            f"({size} bytes), the card says {card.sha256} ({card.size} bytes). The file is "
-            "damaged or another model; nothing was loaded. Delete it (a cached file is "
-            "fetched again) or register its own card."
-        )
-    return path
-
-
-def _download(card: ModelCard, folder: Path) -> Path:
-    try:
-        import pooch
-    except ImportError:
-        raise ImportError(
-            f"downloading {card.key} needs pooch (pip install pooch); or copy "
-            f"{card.file} into {folder} by hand"
-        ) from None
-    folder.mkdir(parents=True, exist_ok=True)
-    # pooch writes a temporary file in ``folder``, checks the hash, then renames it
-    fetched = pooch.retrieve(
-        card.url, known_hash=f"sha256:{card.sha256}", fname=card.file, path=folder
-    )
-    return Path(fetched)
-
-
 def model_path(name: str | ModelCard, download: bool = True) -> Path:
-    """The checked file of a model: shipped, cached, or (``download``) fetched from its URL.
+    """The checked file of a model (a name, ``name@version`` or a card): shipped, in the
+    cache (under its file name, or any name with its sha256), or (``download``) fetched
+    from its URL (:mod:`skunet.model_files`).
 
     Raises ``FileNotFoundError`` naming where the file may be put when it is nowhere and
     cannot be fetched, and ``ValueError`` when a file is found but its sha256 is wrong.
     """
-    card = name if isinstance(name, ModelCard) else get_card(name)
-    shipped = resources.files("skunet").joinpath(SHIPPED, card.file)
-    if shipped.is_file():
-        return check_file(Path(str(shipped)), card)
-    cached = cache_dir() / card.file
-    if cached.is_file():
-        return check_file(cached, card)
-    if download and card.url:
-        return check_file(_download(card, cached.parent), card)
-    raise FileNotFoundError(
-        f"the {card.key} model file {card.file!r} is not shipped with skunet, not in the cache "
-        f"({cached.parent}; set SKUNET_HOME to move it)"
-        + (" and download=False" if card.url else " and the card has no URL")
-    )
+    return _model_path(name if isinstance(name, ModelCard) else get_card(name), download)
 
 
 def load_model(name: str, **params: Any):

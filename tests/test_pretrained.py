@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import re
 import sys
 import types
 
@@ -23,6 +24,7 @@ from skunet.pretrained import (
     get_card,
     list_models,
     load_model,
+    locate,
     register_model,
 )
 
@@ -64,6 +66,11 @@ def home(tmp_path, monkeypatch):
     return tmp_path / "home" / "models"
 
 
+def shipped(name: str | None = None) -> list[ModelCard]:
+    """The registered cards whose files ship inside the package."""
+    return [c for c in list_models(name) if (locate(c) or ("",))[0] == "shipped"]
+
+
 def cached(trained, home, **extra) -> ModelCard:
     _, path, _ = trained
     home.mkdir(parents=True, exist_ok=True)
@@ -80,7 +87,7 @@ class TestRegistry:
         assert card.figures["seconds_per_megapixel"] > 0
         assert any("bright" in limit for limit in card.limits)
 
-    @pytest.mark.parametrize("card", list_models("nuclei"), ids=lambda c: c.key)
+    @pytest.mark.parametrize("card", shipped("nuclei"), ids=lambda c: c.key)
     def test_every_shipped_nuclei_model_segments_the_sample(self, card, monkeypatch, tmp_path):
         from skunet.datasets import load_sample, sample_ids
         from skunet.metrics import match_dataset
@@ -161,6 +168,22 @@ class TestLoad:
         register_model(card_for(trained[1]))
         with pytest.raises(FileNotFoundError, match="SKUNET_HOME"):
             load_model("toy")
+
+    def test_a_file_copied_under_another_name_is_found_by_its_sha256(self, trained, home):
+        card = register_model(card_for(trained[1]))
+        home.mkdir(parents=True)
+        (home / "other.skunet").write_bytes(b"not a model")  # another file: passed over
+        assert locate(card) is None
+        (home / "downloaded (1).skunet").write_bytes(trained[1].read_bytes())
+        assert locate(card) == ("cached", home / "downloaded (1).skunet")
+        assert load_model("toy").pretrained_ is card
+
+    def test_only_the_newest_version_of_each_model_ships(self):
+        newest = {c.name: c for c in list_models()}  # oldest first: the last one stays
+        assert {c.key for c in shipped()} == {c.key for c in newest.values()}
+        for card in list_models():
+            if card not in newest.values():  # superseded: registered, found in the cache
+                assert card.sha256 and (locate(card) or ("cached",))[0] == "cached"
 
     def test_download_goes_through_pooch_into_the_cache(self, trained, home, monkeypatch):
         path = trained[1]
@@ -248,8 +271,14 @@ class TestCommandLine:
         from skunet.cli import main
 
         cached(trained, home)
+        gone = card_for(trained[1], version="0.9.0")
+        register_model(dataclasses.replace(gone, file="gone.skunet", sha256="0" * 64))
         assert main(["models"]) == 0
-        assert "toy@1.0.0  nuclei" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert re.search(r"toy@1\.0\.0  nuclei  [\d.]+ MB  cached\n  licence: CC0-1\.0\n", out)
+        assert re.search(r"toy@0\.9\.0  nuclei  [\d.]+ MB  not here", out)
+        for card in shipped():  # every shipped model with its licence
+            assert f"{card.key}  {card.task}" in out and f"licence: {card.licence}" in out
         assert main(["models", "--json"]) == 0
         assert "toy" in [c["name"] for c in json.loads(capsys.readouterr().out)]
 
@@ -274,8 +303,9 @@ def test_every_cards_command_runs_as_written():
             assert words[0] == "python" and (root / words[1]).is_file(), (card.key, step)
             bad = [w for w in words if w.startswith(("/", "~")) or w == "DIR"]
             assert not bad, (card.key, bad)
-            if "--save" in words:
-                saved.append(words[words.index("--save") + 1])
+            for flag in ("--save", "--keep"):  # where the training scripts save models
+                if flag in words:
+                    saved.append(words[words.index(flag) + 1])
             for word in words:
                 if word.endswith(".skunet") and not word.startswith("skunet/"):
                     assert any(word.startswith(f"{folder}/") for folder in saved), (card.key, word)

@@ -13,8 +13,9 @@ SHOWN = "b560dba92fbf2af785739efced50d5866c86dc4dada9be3832138bef4c3524d2"
 
 def nuclei_sample() -> list[tuple[Any, dict, str]]:
     """A fluorescence image of the bundled sample (23 nuclei, one of the nuclei
-    benchmark's held-out images, which ``nuclei@0.1.0`` never trained on) and its true
-    nuclei as a hidden Labels layer."""
+    benchmark's held-out images, which ``nuclei@0.1.0`` never trained on; the shipped
+    ``nuclei`` trained on every DSB2018 image, this one included) and its true nuclei as
+    a hidden Labels layer."""
     from ..datasets import load_sample, sample_ids
 
     X, y = load_sample("nuclei")
