@@ -1,0 +1,108 @@
+"""Every model shipped in the package: a complete card, loaded offline, segments images
+of its kind, fine-tunes by FINE_TUNING, and serves the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_blobs
+from skunet import UNetSegmenter
+from skunet.pretrained import fine_tune, list_models, load_model, locate, model_path
+from skunet.tasks import get_task
+
+SHIPPED = [c for c in list_models() if (locate(c) or ("",))[0] == "shipped"]
+NAMES = sorted({c.name for c in SHIPPED})
+
+
+@pytest.fixture(autouse=True)
+def offline(tmp_path, monkeypatch):
+    """An empty cache: only what the package holds."""
+    monkeypatch.setenv("SKUNET_HOME", str(tmp_path / "home"))
+
+
+def examples(seg: UNetSegmenter, n: int = 3, size: int = 64) -> tuple[list, list]:
+    """Images shaped for ``seg`` (its channels) and masks of its task: instance labels
+    (nuclei), classes 0..n_classes-1 (blood cells: the disks' rims cytoplasm, their
+    centres nucleus), or 1 = cell / 0 = membrane (EM)."""
+    X, labels = make_blobs(n, shapes=[(size, size)], channels=seg.n_channels_in_)
+    X = [x[..., 0] if seg.n_channels_in_ == 1 else x for x in X]
+    if seg.task == "blood-cells":
+        from scipy.ndimage import binary_erosion
+
+        y = [np.where(binary_erosion(m > 0, iterations=2), 2, (m > 0).astype(int)) for m in labels]
+    elif seg.task == "em":
+        from skimage.segmentation import find_boundaries
+
+        y = [(~find_boundaries(m, mode="thick")).astype(np.uint8) for m in labels]
+    else:
+        y = labels
+    return X, y
+
+
+def test_the_zoo_has_a_model_for_every_task_it_ships():
+    assert "nuclei" in NAMES
+    assert len(NAMES) == len(SHIPPED)  # one version of each ships
+
+
+@pytest.mark.parametrize("card", SHIPPED, ids=lambda c: c.key)
+class TestShipped:
+    def test_card_is_complete(self, card):
+        assert len(card.sha256) == 64 and card.size == model_path(card).stat().st_size
+        assert card.licence and card.description and card.limits
+        data = card.training_data
+        assert data["source"] and data["images"] > 0 and data["licence"]
+        assert card.figures and card.figures["seconds_per_megapixel"] > 0
+        assert card.figures["machine"]
+        assert get_task(card.task).name == card.task
+        assert json.loads(json.dumps(card.to_dict())) == card.to_dict()
+
+    def test_loads_offline_and_segments_images_of_its_kind(self, card):
+        seg = load_model(card.name, tta=False)
+        assert seg.pretrained_ == card and seg.task == card.task
+        X, _ = examples(seg, n=1)
+        labels = seg.predict(X)[0]
+        assert labels.shape == X[0].shape[:2] and labels.max() < seg.n_classes
+        if seg.predictor_.gives_instances:
+            objects = seg.predict_instances(X)[0]
+            assert objects.shape == X[0].shape[:2] and objects.dtype.kind in "iu"
+
+    def test_fine_tunes_by_the_recipe(self, card):
+        base = load_model(card.name)
+        X, y = examples(base)
+        seg = fine_tune(card.name, X, y, max_epochs=1, tta=False)
+        assert seg.fine_tuned_["base"] == card.key and seg.warm_start
+        assert (seg.fine_tuned_["held_out"], seg.fine_tuned_["epochs"]) == (1, 1)
+        trained = dict(seg.module_.named_parameters())
+        moved = [n for n, p in base.module_.named_parameters() if not torch.equal(p, trained[n])]
+        assert moved  # it trained from the shipped weights, which stay as they were
+        assert load_model(card.name).pretrained_ == card
+
+    def test_a_changed_byte_is_refused(self, card, tmp_path):
+        from skunet.pretrained import check_file
+
+        copy = tmp_path / card.file
+        data = bytearray(model_path(card).read_bytes())
+        data[-100] ^= 0xFF
+        copy.write_bytes(bytes(data))
+        with pytest.raises(ValueError, match=f"is not the {card.key} model"):
+            check_file(copy, card)
+        assert dataclasses.replace(card, sha256="0" * 64) != card
+
+    def test_the_command_line_predicts_with_it(self, card, tmp_path, capsys):
+        import tifffile
+
+        from skunet.cli import main
+
+        seg = load_model(card.name)
+        X, _ = examples(seg, n=1)
+        (tmp_path / "in").mkdir()
+        tifffile.imwrite(tmp_path / "in" / "a.tif", (np.asarray(X[0]) * 255).astype(np.uint8))
+        assert main(["predict", "--model", card.name, str(tmp_path / "in"), "--out",
+                     str(tmp_path / "out")]) == 0  # fmt: skip
+        assert (tmp_path / "out" / "a.tif").is_file()
+        assert "wrote 1" in capsys.readouterr().out
