@@ -112,7 +112,13 @@ def held_out_figures(card: str, record_name: str) -> dict:
             f"--figures-from: no complete cross-validation {record_name!r} in {spec['results']}"
         )
     folds = record["folds"]
-    figures = {"record": record_name, "command": record["command"], "folds": len(folds)}
+    # --keep / --save only kept the folds' networks or predictions somewhere: the
+    # figures come from the rest of the command, which runs as written
+    words = shlex.split(record["command"])
+    for flag in ("--keep", "--save"):
+        if flag in words:
+            del words[words.index(flag) : words.index(flag) + 2]
+    figures = {"record": record_name, "command": shlex.join(words), "folds": len(folds)}
     for key, value in record["summary"].items():
         if isinstance(value, dict) and "mean" in value and key != "fit_seconds":
             figures[key] = {k: round(v, 4) for k, v in value.items()}

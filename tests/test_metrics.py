@@ -11,6 +11,7 @@ from sklearn.metrics import f1_score, jaccard_score
 from conftest import membrane_cells
 from skunet.instances import cell_instances
 from skunet.metrics import (
+    aji_score,
     challenge_scores,
     confusion_matrix,
     dice_score,
@@ -323,3 +324,53 @@ def test_annotated_only_drops_objects_mostly_outside_the_annotation():
     assert t.tolist() == [[1, 1, 0, 0, 0]] and p.tolist() == [[1, 1, 1, 0, 0]]
     same = np.array([[1, 0]])
     assert annotated_only(same, same)[1] is same
+
+
+def _aji_by_loops(true: np.ndarray, pred: np.ndarray) -> float:
+    """Kumar et al.'s algorithm as written: for each true object the predicted one of
+    highest IoU, then every predicted object never chosen added to the union."""
+    inter = union = 0
+    chosen = set()
+    for t in np.unique(true[true > 0]):
+        g = true == t
+        best, best_iou = None, 0.0
+        for p in np.unique(pred[pred > 0]):
+            s = pred == p
+            iou = (g & s).sum() / (g | s).sum()
+            if iou > best_iou:
+                best, best_iou = p, iou
+        if best is None:
+            union += g.sum()
+            continue
+        s = pred == best
+        inter, union = inter + (g & s).sum(), union + (g | s).sum()
+        chosen.add(best)
+    union += sum((pred == p).sum() for p in np.unique(pred[pred > 0]) if p not in chosen)
+    return inter / union
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    arrays(np.int32, (12, 12), elements=st.integers(0, 4)),
+    arrays(np.int32, (12, 12), elements=st.integers(0, 5)),
+)
+def test_aji_follows_kumar_et_al(true, pred):
+    if not true.any():
+        return
+    assert aji_score(true, pred) == pytest.approx(_aji_by_loops(true, pred))
+
+
+def test_aji_is_one_for_the_truth_and_falls_with_each_kind_of_error():
+    true = np.zeros((20, 20), np.int32)
+    true[2:8, 2:8], true[10:16, 10:16] = 1, 2
+    assert aji_score(true, true + (true > 0) * 5) == 1.0  # labels need not agree
+    missed = np.where(true == 2, 0, true)
+    spurious = true.copy()
+    spurious[17:20, 0:3] = 3
+    assert aji_score(true, missed) == pytest.approx(36 / 72)
+    assert aji_score(true, spurious) == pytest.approx(72 / 81)
+    assert aji_score(true, np.zeros_like(true)) == 0.0
+    # several images: the mean of their AJIs, as MoNuSeg ranks
+    assert aji_score([true, true], [true, missed]) == pytest.approx((1 + 0.5) / 2)
+    with pytest.raises(ValueError, match="image 1"):
+        aji_score([true, true], [true, true[:5]])

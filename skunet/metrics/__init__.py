@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from .matching import Matching, annotated_only, match_dataset, match_instances, seg_score
+from .matching import Matching, aji_score, annotated_only, match_dataset, match_instances, seg_score
 from .pixel import (
     confusion_matrix,
     dice_score,
@@ -27,6 +27,7 @@ __all__ = [
     "ChallengeScores",
     "Matching",
     "RandScores",
+    "aji_score",
     "annotated_only",
     "challenge_scores",
     "confusion_matrix",
