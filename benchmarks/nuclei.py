@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ from skunet.calibration import IOU_THRESHOLDS
 from skunet.callbacks import TimeLimit
 from skunet.datasets import load_dsb2018
 from skunet.intake.sampling import ImageSet
-from skunet.metrics import match_dataset
+from skunet.metrics import aji_score, match_dataset
 from skunet.presets import nuclei_segmenter
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018"
@@ -104,9 +105,15 @@ def object_scores(y_test: list, pred: list) -> dict:
         "precision_50": at50.precision,
         "recall_50": at50.recall,
         "panoptic_quality_50": at50.panoptic_quality,
+        "aji": aji_score(y_test, pred),
         "n_true": at50.n_true,
         "n_pred": at50.n_pred,
     }
+
+
+def per_megapixel(seconds: float, images: list) -> float:
+    """Seconds per megapixel of ``images`` (2-D, or RGB with channels last)."""
+    return round(seconds / (sum(x.shape[0] * x.shape[1] for x in images) / 1e6), 2)
 
 
 def variant_params(name: str, args: argparse.Namespace) -> dict:
@@ -154,6 +161,7 @@ def run_peer(args: argparse.Namespace, data, seconds: float) -> dict:
         record = json.loads(str(out["record"]))
         pred = [out[f"test_{k}"] for k in range(len(X_test))]
     result = {**record, **object_scores(y_test, pred), "budget_seconds": round(seconds, 1)}
+    result["seconds_per_megapixel"] = per_megapixel(record["predict_seconds"], X_test)
     result["params"] = {"max_epochs": record["epochs"]}
     result["epochs_run"] = record["epochs"]
     print(
@@ -229,6 +237,7 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
         },
         **training_figures(seg, fit_seconds),
         "predict_seconds": round(predict_seconds, 1),
+        "seconds_per_megapixel": per_megapixel(predict_seconds, X_test),
     }
     print(
         f"{config} {name}: AP@0.5 {result['ap']['0.50']:.3f}  AP@0.75 {result['ap']['0.75']:.3f}"
@@ -285,10 +294,27 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """What the benchmark runs on: DSB2018 here, H&E in ``he_nuclei.py``."""
+
+    name: str
+    data: Path  # the default --data
+    results: Path  # the default --out
+    load: Callable[[Path], tuple[list, list]]
+    configs: dict = dataclasses.field(default_factory=lambda: CONFIGS)
+    doc: str | None = None
+
+
+DSB2018 = Dataset("DSB2018", DEFAULT_DATA, RESULTS_FILE, lambda d: load_dsb2018(d, progress=False))
+
+
+def main(dataset: Dataset = DSB2018) -> None:
+    global CONFIGS
+    CONFIGS = dataset.configs
+    parser = argparse.ArgumentParser(description=(dataset.doc or __doc__).splitlines()[0])
     parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
-    add_common_arguments(parser, DEFAULT_DATA, RESULTS_FILE)
+    add_common_arguments(parser, dataset.data, dataset.results)
     parser.add_argument(
         "--variants", nargs="+", choices=[*VARIANTS, "stardist"], default=["distance"]
     )
@@ -314,7 +340,7 @@ def main() -> None:
         taken = [p for v in args.variants if (p := saved_path(args, v)).exists()]
         if taken:
             sys.exit(f"--save would overwrite {', '.join(map(str, taken))}; choose another --name")
-    X, y = load_dsb2018(args.data, progress=False)
+    X, y = dataset.load(args.data)
     test, train = split(len(X))
     if args.all_images:
         if "stardist" in args.variants:
@@ -325,7 +351,7 @@ def main() -> None:
         ([X[i] for i in test], [y[i] for i in test]),
     )
     print(
-        f"DSB2018: {len(train)} training images, {len(test)} held out; config {args.config} "
+        f"{dataset.name}: {len(train)} training images, {len(test)} held out; config {args.config} "
         f"on {args.device}",
         flush=True,
     )

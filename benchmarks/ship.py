@@ -181,6 +181,7 @@ def main() -> None:
     figures = held_out_figures(args.card, args.figures_from)
     trained = UNetSegmenter.load(args.model)
     name = f"{args.card}-{args.version}.skunet"
+    SHIP_DIR.mkdir(parents=True, exist_ok=True)
     path = trained.save(SHIP_DIR / name, weights=args.precision, overwrite=True)
     shipped = UNetSegmenter.load(path)
     X, _ = spec["load"](spec["data"])

@@ -38,7 +38,8 @@ RNG = np.random.default_rng(0)
 def random_fliprot(img, mask):
     axes = tuple(range(mask.ndim))
     perm = tuple(RNG.permutation(axes))
-    img, mask = img.transpose(perm), mask.transpose(perm)
+    channels = tuple(range(mask.ndim, img.ndim))  # an RGB image's last axis stays last
+    img, mask = img.transpose(perm + channels), mask.transpose(perm)
     for ax in axes:
         if RNG.random() > 0.5:
             img, mask = np.flip(img, axis=ax), np.flip(mask, axis=ax)
@@ -82,7 +83,7 @@ def main() -> None:
         n_rays=32,
         grid=(2, 2),
         use_gpu=False,
-        n_channel_in=1,
+        n_channel_in=1 if X_trn[0].ndim == 2 else X_trn[0].shape[-1],  # RGB: 3
         train_patch_size=(256, 256),
         train_batch_size=4,
     )

@@ -226,3 +226,75 @@ def test_dic_hela_judges_frames_away_from_every_trained_one(tmp_path):
     assert lines[0] == "| base | k frames | 2 min | 5 min |"
     assert lines[2] == "| nuclei | 1 | 0.612 (9 ep) | 0.700 (20 ep) |"
     assert lines[3] == "| scratch | 1 | 0.500 (3 ep) |  |"
+
+
+def test_an_em_model_to_ship_is_trained_on_every_slice_and_shipped_with_its_cv_card(
+    tmp_path, monkeypatch
+):
+    """em.py --all-slices trains on every slice less the calibration ones and saves the
+    calibrated model; ship.py writes it with a card carrying the complete CV's figures,
+    checked by sha256, and refuses a partial cross-validation."""
+    import json
+
+    import ship
+
+    from skunet import UNetSegmenter
+    from skunet.model_cards import ModelCard
+    from skunet.pretrained import check_file
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "isbi").mkdir()
+    isbi_stack(tmp_path / "isbi")
+    common = ["--config", "smoke", "--data", "isbi", "--calibration-slices", "2", "--out",
+              "results/em.json", "--device", "cpu"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", ["em.py", *common, "--folds", "0"])
+    em.main()
+    monkeypatch.setattr(sys, "argv", ["em.py", *common, "--all-slices", "--keep", "runs/em"])
+    em.main()
+    model = UNetSegmenter.load(tmp_path / "runs" / "em" / "em_smoke_all.skunet")
+    assert model.instance_params_ is not None and len(model.history) == 1
+
+    monkeypatch.setattr(ship, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(ship, "SHIP_DIR", tmp_path / "models")
+    monkeypatch.setitem(ship.CARDS["em"], "data", tmp_path / "isbi")
+    argv = ["ship.py", "runs/em/em_smoke_all.skunet", "--card", "em", "--version", "0.0.1",
+            "--figures-from", "smoke, folds [0]", "--timed-images", "2",
+            "--training-command", "python benchmarks/em.py --config smoke"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit, match="no complete cross-validation"):
+        ship.main()  # one fold is not the recipe's cross-validation
+    monkeypatch.setattr(sys, "argv", ["em.py", *common])
+    em.main()
+    monkeypatch.setattr(sys, "argv", [*argv[:7], "smoke", *argv[8:]])
+    ship.main()
+    entry = json.loads((tmp_path / "models" / "models.json").read_text())[0]
+    card = ModelCard(**{**entry, "limits": tuple(entry["limits"])})
+    assert card.key == "em@0.0.1" and card.task == "em" and card.licence.startswith("research")
+    check_file(tmp_path / "models" / "em-0.0.1.skunet", card)
+    assert card.figures["folds"] == 5 and set(card.figures) >= {"v_rand", "pixel_error"}
+    assert card.figures["seconds_per_megapixel"] > 0 and card.training_data["held_out"] == []
+    assert card.command.startswith("python benchmarks/em.py --config smoke && ")
+    assert "--training-command" not in card.command and str(tmp_path) not in card.command
+
+
+def test_h_and_e_labels_from_colour_masks_and_polygons():
+    """he_data.py: one nucleus per colour's connected piece, outline fragments dropped;
+    MoNuSeg's XML polygons filled, one label each."""
+    import he_data
+
+    rgb = np.zeros((30, 30, 3), np.uint8)
+    rgb[2:8, 2:8] = (200, 10, 10)
+    rgb[20:27, 20:27] = (200, 10, 10)  # the same colour elsewhere: another nucleus
+    rgb[2:8, 12:18] = (10, 200, 10)
+    rgb[15:17, 2:4] = (10, 10, 200)  # 4 px: a fragment of an outline
+    labels = he_data.colour_instances(rgb)
+    assert labels.max() == 3 and labels[15, 2] == 0
+    assert len({labels[4, 4], labels[22, 22], labels[4, 14]}) == 3
+    xml = b"""<Annotations><Annotation><Regions>
+      <Region Id="1"><Vertices><Vertex X="2" Y="2"/><Vertex X="9" Y="2"/>
+        <Vertex X="9" Y="9"/><Vertex X="2" Y="9"/></Vertices></Region>
+      <Region Id="2"><Vertices><Vertex X="15" Y="15"/><Vertex X="25" Y="15"/>
+        <Vertex X="20" Y="25"/></Vertices></Region>
+    </Regions></Annotation></Annotations>"""
+    labels = he_data.xml_instances(xml, (30, 30))
+    assert labels.max() == 2 and labels[5, 5] == 1 and labels[17, 20] == 2 and labels[0, 0] == 0
