@@ -1,21 +1,23 @@
-"""Ship a trained blood-cell or EM model inside the package: its file and its card.
+"""Ship a trained blood-cell, EM or H&E nuclei model inside the package: file and card.
 
-    python benchmarks/wbc.py --recipes fast --set max_epochs=200 --name 'fast, 200 epochs'
-    python benchmarks/wbc.py --recipes fast --set max_epochs=200 --name 'fast, 200 epochs' \\
-        --all-images --save runs/wbc
-    python benchmarks/ship.py runs/wbc/'wbc_fast, 200 epochs_all.skunet' --card blood-cells \\
-        --version 0.1.0 --figures-from 'fast, 200 epochs' --training-command "..."
+    python benchmarks/wbc.py --recipes fast                        # the recipe's CV
+    python benchmarks/wbc.py --recipes fast --all-images --save runs/wbc
+    python benchmarks/ship.py runs/wbc/wbc_fast_all.skunet --card blood-cells \\
+        --version 0.1.0 --figures-from fast --training-command "python benchmarks/wbc.py ..."
 
-MODEL is the recipe trained on every image of its dataset (``wbc.py --all-images``,
-``em.py --all-slices``), so no image of the dataset can judge it: its card carries the
-held-out figures of the same recipe's cross-validation, record ``--figures-from`` of
-``benchmarks/results/wbc.json`` or ``em.json``. What is MODEL's own: the file in
-``--precision`` (float16 by default), its size and sha256, and its prediction seconds
-per megapixel on this machine, timed on the dataset's images with the model's own
+MODEL is either the recipe trained on every image of its dataset (``wbc.py
+--all-images``, ``em.py --all-slices``), so that no image of the dataset can judge it and
+its card carries the held-out figures of the same recipe's complete cross-validation,
+record ``--figures-from`` of ``benchmarks/results/wbc.json`` or ``em.json``; or the
+network of a held-out split (``he_nuclei.py --save``), whose card carries that record's
+figures on the images it never saw (listed in ``training_data["held_out"]``) and the
+StarDist peer's of the same run. What is MODEL's own: the file in ``--precision``
+(float16 by default), its size and sha256, and its prediction seconds per megapixel on
+this machine, timed on ``--timed-images`` of the dataset's images with the model's own
 settings (flips averaged where ``tta``). The card's command is ``--training-command``
-and this one; it must run as written from the repository (no absolute paths). The
-card of the same name and version in ``skunet/data/models/models.json`` is replaced,
-no other; the nuclei models are shipped by ``benchmarks/pretrained.py``.
+and this one; it must run as written from the repository (no absolute paths). The card
+of the same name and version in ``skunet/data/models/models.json`` is replaced, no
+other; the DSB2018 nuclei models are shipped by ``benchmarks/pretrained.py``.
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ from pathlib import Path
 
 import numpy as np
 from _record import RESULTS, load, machine
+from he_nuclei import DEFAULT_DATA as HE_DATA
+from he_nuclei import load_he
+from nuclei import split
 
 from skunet import UNetSegmenter
-from skunet.datasets import load_isbi2012, load_wbc
+from skunet.datasets import load_isbi2012, load_wbc, paired_files
 from skunet.mixed_precision import autocast_dtype
 from skunet.pretrained import CARDS_FILE, ModelCard, check_file
 
@@ -99,32 +104,85 @@ CARDS = {
         "probabilities with the 2015 paper's weight map, cells from the calibrated "
         "membrane decoder",
     },
+    "nuclei-he": {
+        "task": "nuclei",
+        "results": "he_nuclei.json",
+        "data": HE_DATA,
+        "load": load_he,
+        "licence": "CC-BY-NC-SA-4.0 (the most restrictive of its training data's: MoNuSeg)",
+        "training_data": {
+            "source": "H&E tiles at 40x assembled by benchmarks/he_data.py: the 30 MoNuSeg "
+            "2018 training tiles (Kumar et al., IEEE TMI 2017; github ykrmm/monuseg 93a696d, "
+            "labels from the XML polygons or, where absent, its colour masks of b88deaf) and "
+            "the 15 CPM-15 tiles (github pengyzhang/cell_seg_matlab 9a3cf3b; the 20x ones "
+            "enlarged 2x). The 14 MoNuSeg 2018 test images were never read",
+            "images": 45,
+            "licence": "MoNuSeg: CC BY-NC-SA 4.0; CPM-15: challenge data for research",
+        },
+        "limits": [
+            "H&E-stained histology at 40x (about 0.25 um per pixel), nuclei about 10-40 px "
+            "across; rescale 20x images 2x up (skimage.transform.rescale) before predicting",
+            "RGB images; stains, scanners and organs beyond its 45 training tiles "
+            "(MoNuSeg's 7 organs, CPM-15's brain tumours) are untested",
+            "no classification of nuclei (tumour, lymphocyte ...): instances only",
+        ],
+        "description": "U-Net (depth 4, 16 channels, batch norm) on 4 distance levels of "
+        "RGB H&E tiles, watershed instances, flips averaged",
+    },
 }
 
 
-def held_out_figures(card: str, record_name: str) -> dict:
-    """The cross-validated figures of ``record_name`` in the card's results file."""
+def held_out_figures(card: str, record_name: str) -> tuple[dict, str, list[str]]:
+    """The held-out figures of ``record_name`` in the card's results file, what the card
+    says of them, and the ids of the dataset's images the model never trained on: a
+    complete cross-validation's (MODEL trained on every image: none), or a split's
+    (MODEL is that split's network: the held-out images)."""
     spec = CARDS[card]
-    records = load(RESULTS / spec["results"])
-    record = records.get(record_name)
-    if record is None or not record.get("complete_cv"):
+    record = load(RESULTS / spec["results"]).get(record_name)
+    if record is None or not (record.get("complete_cv") or record.get("held_out_images")):
         sys.exit(
-            f"--figures-from: no complete cross-validation {record_name!r} in {spec['results']}"
+            f"--figures-from: no complete cross-validation or held-out split {record_name!r} "
+            f"in {spec['results']}"
         )
-    folds = record["folds"]
-    # --keep / --save only kept the folds' networks or predictions somewhere: the
-    # figures come from the rest of the command, which runs as written
+    # --keep / --save only kept the networks or predictions somewhere: the figures come
+    # from the rest of the command, which runs as written
     words = shlex.split(record["command"])
     for flag in ("--keep", "--save"):
         if flag in words:
             del words[words.index(flag) : words.index(flag) + 2]
-    figures = {"record": record_name, "command": shlex.join(words), "folds": len(folds)}
-    for key, value in record["summary"].items():
-        if isinstance(value, dict) and "mean" in value and key != "fit_seconds":
-            figures[key] = {k: round(v, 4) for k, v in value.items()}
-    figures["training_minutes_per_fold"] = round(record["summary"]["fit_seconds"]["mean"] / 60, 1)
-    figures["trained_on"] = record["machine"]["cpu"]
-    return figures
+    figures: dict = {"record": record_name, "command": shlex.join(words)}
+    ran = record["machine"]
+    unit = ran.get("instructions", "vector unit not recorded")
+    trained_on = f"{ran['cpu']} ({unit}), {ran['cores']} cores"
+    where = f"record {record_name!r} of benchmarks/results/{spec['results']}"
+    if record.get("complete_cv"):
+        figures["folds"] = len(record["folds"])
+        for key, value in record["summary"].items():
+            if isinstance(value, dict) and "mean" in value and key != "fit_seconds":
+                figures[key] = {k: round(v, 4) for k, v in value.items()}
+        minutes = record["summary"]["fit_seconds"]["mean"] / 60
+        figures.update(training_minutes_per_fold=round(minutes, 1), trained_on=trained_on)
+        note = (
+            f"the figures are the same recipe's {figures['folds']}-fold cross-validation, {where}"
+        )
+        return figures, note, []
+    ours = record["variants"]["distance"]
+    figures["images"] = record["held_out_images"]
+    figures.update({k: ours[k] for k in ("ap", "f1_50", "panoptic_quality_50", "aji")})
+    figures.update(training_minutes=round(ours["fit_seconds"] / 60, 1), trained_on=trained_on)
+    peer = record["variants"].get("stardist")
+    if peer:  # the peer of the same run: same images, same minutes
+        figures["stardist_same_minutes"] = {
+            k: peer[k] for k in ("ap", "f1_50", "panoptic_quality_50", "aji", "fit_seconds")
+        }
+    ids = list(paired_files(spec["data"] / "images", spec["data"] / "masks"))
+    test, _ = split(len(ids))
+    note = (
+        f"the benchmark's split: {record['training_images']} images (a tenth of them chose "
+        f"the checkpoint and the instance thresholds); its {len(test)} held-out images, "
+        f"never seen, give the figures ({where})"
+    )
+    return figures, note, [ids[i] for i in test]
 
 
 def seconds_per_megapixel(seg: UNetSegmenter, X: list) -> float:
@@ -178,7 +236,7 @@ def main() -> None:
     parser.add_argument("--timed-images", type=int, default=30, help="how many to time on")
     args = parser.parse_args()
     spec = CARDS[args.card]
-    figures = held_out_figures(args.card, args.figures_from)
+    figures, note, held_out = held_out_figures(args.card, args.figures_from)
     trained = UNetSegmenter.load(args.model)
     name = f"{args.card}-{args.version}.skunet"
     SHIP_DIR.mkdir(parents=True, exist_ok=True)
@@ -205,9 +263,8 @@ def main() -> None:
         licence=spec["licence"],
         training_data={
             **spec["training_data"],
-            "note": f"every image, {len(shipped.history)} epochs; the figures are the "
-            f"same recipe's {figures['folds']}-fold cross-validation, record "
-            f"{args.figures_from!r} of benchmarks/results/{spec['results']}",
+            "note": f"{len(shipped.history)} epochs; {note}",
+            "held_out": held_out,
         },
         command=f"{args.training_command} && python " + shlex.join(["benchmarks/ship.py", *argv]),
         figures=figures,

@@ -114,6 +114,36 @@ def test_widget_on_a_stack_with_a_model_file(make_napari_viewer, qtbot, model_fi
     assert len(viewer.layers) == n_layers
 
 
+@pytest.mark.slow
+def test_every_zoo_model_is_offered_and_the_blood_cell_model_segments_rgb(
+    make_napari_viewer, qtbot
+):
+    """The model list holds every registered model, nuclei chosen at first; the
+    blood-cell model turns an RGB smear crop into its three classes."""
+    from skunet.pretrained import list_models
+
+    viewer = make_napari_viewer()
+    widget = _segment_widget(viewer)
+    assert set(widget.model.choices) >= {card.name for card in list_models()}
+    assert widget.model.value == "nuclei"
+    if "blood-cells" not in widget.model.choices:
+        pytest.skip("no blood-cells model registered")
+    rng = np.random.default_rng(0)
+    image = np.full((96, 96, 3), 220, np.uint8)  # a pale smear with one stained cell
+    yy, xx = np.mgrid[:96, :96]
+    image[(yy - 48) ** 2 + (xx - 48) ** 2 < 30**2] = (200, 150, 200)
+    image[(yy - 48) ** 2 + (xx - 48) ** 2 < 15**2] = (90, 40, 120)
+    image = np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
+    viewer.add_image(image, name="smear", rgb=True)
+    widget.model.value = "blood-cells"
+    assert widget.output.choices == ("classes", "probabilities")  # no instances
+    with qtbot.waitSignal(widget.run().finished, timeout=TIMEOUT_MS):
+        pass
+    classes = viewer.layers["smear classes"].data
+    assert classes.shape == (96, 96) and classes[48, 48] == 2 and classes[2, 2] == 0
+    np.testing.assert_array_equal(classes, load_model("blood-cells").predict([image])[0])
+
+
 def test_segment_generator_matches_the_estimator(model_file):
     from skunet import UNetSegmenter
 

@@ -106,3 +106,21 @@ class TestShipped:
                      str(tmp_path / "out")]) == 0  # fmt: skip
         assert (tmp_path / "out" / "a.tif").is_file()
         assert "wrote 1" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "nuclei"])  # nuclei: test_export
+def test_the_command_line_exports_it_to_the_model_zoo(name, tmp_path, capsys):
+    """skunet export --model NAME: a BioImage Model Zoo package that passes its own
+    test and gives back the model's probabilities and instance settings."""
+    pytest.importorskip("bioimageio.core")
+    from skunet.cli import main
+    from skunet.export import from_bioimageio
+
+    out = tmp_path / f"{name}.zip"
+    assert main(["export", "--model", name, str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    back, seg = from_bioimageio(out), load_model(name)
+    X, _ = examples(seg, n=1)
+    np.testing.assert_allclose(back.predict_proba(X), seg.predict_proba(X), atol=1e-5)
+    assert getattr(back, "instance_params_", None) == getattr(seg, "instance_params_", None)

@@ -32,7 +32,7 @@ from .fine_tune import (
     training_pairs,
     training_steps,
 )
-from .widget import FROM_FILE
+from .widget import DEFAULT_MODEL, FROM_FILE
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -54,6 +54,8 @@ class FineTuneWidget(Container):
         names = sorted({card.name for card in list_models()})
         scratch = [NEW.format(task) for task in SCRATCH_TASKS]
         self.base = ComboBox(label="base model", choices=[*names, *scratch, FROM_FILE])
+        if DEFAULT_MODEL in names:
+            self.base.value = DEFAULT_MODEL
         self.base_file = FileEdit(label="file", filter="*.skunet *.zip", visible=False)
         self.minutes = FloatSpinBox(label="minutes", value=5.0, min=0.01, max=600.0, step=1.0)
         self.train_button = PushButton(text="Fine-tune")

@@ -36,6 +36,9 @@ __all__ = ["OUTPUTS", "SegmentWidget", "segment"]
 
 OUTPUTS = ("instances", "classes", "probabilities")
 FROM_FILE = "model file ..."
+# chosen at first where it is registered: the zoo's first model, gray fluorescence nuclei
+# (the model list is in name order, where "blood-cells" comes first)
+DEFAULT_MODEL = "nuclei"
 
 
 def segment(
@@ -82,6 +85,8 @@ class SegmentWidget(Container):
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self._added: list[str] = []  # models fine-tuned in this viewer
         self.model = ComboBox(label="model", choices=self._model_choices)
+        if DEFAULT_MODEL in self.model.choices:
+            self.model.value = DEFAULT_MODEL
         self.model_file = FileEdit(label="file", filter="*.skunet *.zip", visible=False)
         self.output = ComboBox(label="output", choices=list(OUTPUTS), value="instances")
         self.tta = CheckBox(text="average flips (tta)")
