@@ -88,6 +88,9 @@ CARDS = {
             "8(10): e1000502, 2010), the 30 labelled slices via github zhixuhao/unet "
             "(commit b45af4d4)",
             "images": 30,
+            "use": "em.py --all-slices: 25 slices trained on; 5 spread through the stack "
+            "(5, 11, 17, 23, 29) held out of the training to calibrate the cells' threshold "
+            "and split",
             "licence": "non-commercial segmentation research; cite Cardona et al. (2010) "
             "and Arganda-Carreras et al., Front. Neuroanat. 9:142 (2015)",
             "held_out": [],
