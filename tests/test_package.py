@@ -166,3 +166,14 @@ def test_every_module_has_a_test_home():
         assert any(f"skunet.{row}" == m or m.endswith(f".{row}") for m in MODULES), row
     assert not homeless, f"no test file and not in docs/development.md's table: {homeless}"
 
+
+
+def test_the_package_fits_a_30_mb_wheel():
+    """The wheel ships the newest version of each pretrained model and stays under
+    30 MB: the package's files add up to less (float16 weights hardly compress); older
+    versions are found in the cache (skunet.model_files)."""
+    files = [p for p in ROOT.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    assert sum(p.stat().st_size for p in files) < 30e6
+    shipped = sorted(p.name for p in (ROOT / "data" / "models").glob("*.skunet"))
+    names = [name.rsplit("-", 1)[0] for name in shipped]
+    assert len(names) == len(set(names)), f"one version of each model ships: {shipped}"

@@ -165,12 +165,14 @@ def models(args: argparse.Namespace) -> int:
 
 
 def headline(figures: dict) -> str:
-    """A card's held-out figures in a line: AP at 0.5 / 0.75 / 0.9 for nuclei, the mean of
-    each cross-validated figure (Dice, V_rand, pixel error) for the other tasks."""
+    """A card's held-out figures in a line: AP at 0.5 / 0.75 / 0.9 (and AJI) for nuclei,
+    the mean of each cross-validated figure (Dice, V_rand, pixel error) for the others."""
     ap = figures.get("ap", {})
     shown = [f"AP@{t} {ap[t]:.3f}" for t in ("0.50", "0.75", "0.90") if t in ap]
     if ap:
         shown.insert(0, f"{figures.get('images')} images")
+    if isinstance(figures.get("aji"), float):  # H&E nuclei: MoNuSeg's ranking figure
+        shown.append(f"AJI {figures['aji']:.3f}")
     means = {k: v["mean"] for k, v in figures.items() if isinstance(v, dict) and "mean" in v}
     if means:
         shown.insert(0, f"{figures.get('folds')}-fold cross-validation")
