@@ -81,7 +81,9 @@ CARDS = {
         "results": "em.json",
         "data": SHARED / "isbi2012",
         "load": load_isbi2012,
-        "licence": "research use only (the ISBI 2012 challenge's terms for its data)",
+        # an SPDX id (the BioImage Model Zoo takes no other): non-commercial, as the
+        # challenge's terms for its data (research use)
+        "licence": "CC-BY-NC-4.0",
         "training_data": {
             "source": "ISBI 2012 challenge training volume (serial-section TEM of the "
             "Drosophila first instar larva ventral nerve cord; Cardona et al., PLoS Biol "
@@ -112,7 +114,7 @@ CARDS = {
         "results": "he_nuclei.json",
         "data": HE_DATA,
         "load": load_he,
-        "licence": "CC-BY-NC-SA-4.0 (the most restrictive of its training data's: MoNuSeg)",
+        "licence": "CC-BY-NC-SA-4.0",  # the most restrictive of its data's: MoNuSeg's
         "training_data": {
             "source": "H&E tiles at 40x assembled by benchmarks/he_data.py: the 30 MoNuSeg "
             "2018 training tiles (Kumar et al., IEEE TMI 2017; github ykrmm/monuseg 93a696d, "
@@ -266,6 +268,7 @@ def main() -> None:
         licence=spec["licence"],
         training_data={
             **spec["training_data"],
+            "images": spec["training_data"]["images"] - len(held_out),
             "note": f"{len(shipped.history)} epochs; {note}",
             "held_out": held_out,
         },

@@ -27,7 +27,8 @@ class ModelCard:
     size : int
         Bytes.
     licence : str
-        Of the weights.
+        Of the weights, an SPDX identifier (the BioImage Model Zoo takes no other); the
+        data's terms are in ``training_data["licence"]``.
     training_data : dict
         ``source``, ``images`` (count), ``licence`` of the data; ``held_out``: the ids
         of the source's images that the model never trained on (``[]``: it trained on

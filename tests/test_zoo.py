@@ -55,6 +55,7 @@ class TestShipped:
     def test_card_is_complete(self, card):
         assert len(card.sha256) == 64 and card.size == model_path(card).stat().st_size
         assert card.licence and card.description and card.limits
+        assert " " not in card.licence  # an SPDX id: what the BioImage Model Zoo takes
         data = card.training_data
         assert data["source"] and data["images"] > 0 and data["licence"]
         assert card.figures and card.figures["seconds_per_megapixel"] > 0
