@@ -218,6 +218,9 @@ def train_on_all(args: argparse.Namespace, X, y) -> Path:
     those and saved in ``--keep``."""
     if not args.keep:
         raise SystemExit("--all-slices saves the model: give --keep DIR")
+    path = args.keep / f"em_{args.name or args.config}_all.skunet"
+    if path.exists():  # before the training, not after it
+        raise SystemExit(f"--all-slices would overwrite {path}; choose another --name")
     seg = configured(args)
     slices = np.arange(len(X))
     held = [] if args.no_calibration else calibration_slices(slices, args.calibration_slices)
@@ -226,7 +229,7 @@ def train_on_all(args: argparse.Namespace, X, y) -> Path:
     if held:
         seg.calibrate_instances([X[i] for i in held], [y[i] for i in held])
     args.keep.mkdir(parents=True, exist_ok=True)
-    path = seg.save(args.keep / f"em_{args.name or args.config}_all.skunet")
+    seg.save(path)
     print(
         f"trained on {len(X) - len(held)} slices in {seconds:.0f} s ({len(seg.history)} "
         f"epochs), cells calibrated on slices {held}: {seg.instance_params_}; saved {path}"

@@ -118,7 +118,8 @@ def per_megapixel(seconds: float, images: list) -> float:
 
 def variant_params(name: str, args: argparse.Namespace) -> dict:
     """The preset's overrides for one of our variants: configuration, variant, command line."""
-    params = {**CONFIGS[args.config], **VARIANTS[name], "device": args.device, "random_state": 0}
+    config = args.configs[args.config]  # the dataset's configurations (main sets them)
+    params = {**config, **VARIANTS[name], "device": args.device, "random_state": 0}
     if args.epochs:
         params["max_epochs"] = args.epochs
     return {**params, **parse_settings(args.set)}
@@ -310,10 +311,9 @@ DSB2018 = Dataset("DSB2018", DEFAULT_DATA, RESULTS_FILE, lambda d: load_dsb2018(
 
 
 def main(dataset: Dataset = DSB2018) -> None:
-    global CONFIGS
-    CONFIGS = dataset.configs
     parser = argparse.ArgumentParser(description=(dataset.doc or __doc__).splitlines()[0])
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
+    parser.set_defaults(configs=dataset.configs)
+    parser.add_argument("--config", choices=sorted(dataset.configs), default="cpu")
     add_common_arguments(parser, dataset.data, dataset.results)
     parser.add_argument(
         "--variants", nargs="+", choices=[*VARIANTS, "stardist"], default=["distance"]

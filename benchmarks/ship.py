@@ -34,7 +34,7 @@ import numpy as np
 from _record import RESULTS, load, machine
 from he_nuclei import DEFAULT_DATA as HE_DATA
 from he_nuclei import load_he
-from nuclei import split
+from nuclei import per_megapixel, split
 
 from skunet import UNetSegmenter
 from skunet.datasets import load_isbi2012, load_wbc, paired_files
@@ -197,7 +197,7 @@ def seconds_per_megapixel(seg: UNetSegmenter, X: list) -> float:
     predict(X[:1])  # warm-up: the first call allocates
     start = time.perf_counter()
     predict(X)
-    return round((time.perf_counter() - start) / (sum(x.shape[0] * x.shape[1] for x in X) / 1e6), 2)
+    return per_megapixel(time.perf_counter() - start, X)
 
 
 def write_card(card: ModelCard, path: Path) -> None:

@@ -275,12 +275,16 @@ def main() -> None:
     if args.all_images:
         if not args.save:
             raise SystemExit("--all-images saves the model: give --save DIR")
+        paths = {r: args.save / f"wbc_{args.name or r}_all.skunet" for r in args.recipes}
+        taken = [str(path) for path in paths.values() if path.exists()]
+        if taken:  # before the training, not after it
+            raise SystemExit(f"--save would overwrite {', '.join(taken)}; choose another --name")
         X, y = load_wbc(args.data)
-        for recipe in args.recipes:
+        for recipe, path in paths.items():
             seg = configured(recipe, args)
             seconds = fit_seconds(seg, X, y, np.arange(len(X)))
             args.save.mkdir(parents=True, exist_ok=True)
-            path = seg.save(args.save / f"wbc_{args.name or recipe}_all.skunet")
+            seg.save(path)
             print(f"{recipe}: {len(X)} images, {seconds:.0f} s, {len(seg.history)} epochs: {path}")
         return
     if args.study_postprocess:

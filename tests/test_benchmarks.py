@@ -253,6 +253,8 @@ def test_an_em_model_to_ship_is_trained_on_every_slice_and_shipped_with_its_cv_c
     em.main()
     model = UNetSegmenter.load(tmp_path / "runs" / "em" / "em_smoke_all.skunet")
     assert model.instance_params_ is not None and len(model.history) == 1
+    with pytest.raises(SystemExit, match="would overwrite"):  # refused before training
+        em.main()
 
     monkeypatch.setattr(ship, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(ship, "SHIP_DIR", tmp_path / "models")

@@ -141,8 +141,10 @@ def models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([c.to_dict() for c in cards], indent=2))
         return 0
+    missing = False
     for card in cards:
-        found = locate(card)
+        found = locate(card)  # may hash the cache's files: once per card
+        missing |= found is None
         where = found[0] if found else "not here: copy its file into the cache"
         print(f"{card.key}  {card.task}  {card.size / 1e6:.1f} MB  {where}")
         print(f"  licence: {card.licence}")
@@ -157,7 +159,7 @@ def models(args: argparse.Namespace) -> int:
             )
         for limit in card.limits:
             print(f"  limit: {limit}")
-    if any(locate(card) is None for card in cards):
+    if missing:
         from ..pretrained import cache_dir
 
         print(f"\nfiles not shipped are found in {cache_dir()} under any name (by sha256)")
