@@ -6,7 +6,8 @@ elastic deformation (random displacements on a coarse grid, bicubic in between; 
 since torchvision's ``ElasticTransform`` smooths a per-pixel field instead), and a small
 random rotation / zoom (``torchvision.transforms.v2.RandomAffine`` on ``tv_tensors``,
 nearest-neighbour for the ``Mask``). Intensity changes (Gaussian noise, brightness,
-contrast) touch the image only. The estimator computes weight maps after augmentation,
+contrast, and each channel's own gain and offset, the colour shifts between stainings
+and scanners) touch the image only. The estimator computes weight maps after augmentation,
 so they follow the deformed cells.
 
 All randomness comes from torch's generator: ``torch.manual_seed`` (the estimator's
@@ -91,6 +92,11 @@ class Augment:
         Random intensity shift within +-``brightness``.
     contrast : float, default=0.0
         Random contrast factor within ``1 +- contrast`` around each channel's mean.
+    colour : float, default=0.0
+        Each channel's own random gain within ``1 +- colour`` (around its mean) and shift
+        within ``+-colour / 2``: the colour differences between stainings and scanners
+        (RGB stain jitter, as in Tellez et al. 2019). Equal to ``contrast`` / ``brightness``
+        on a gray image.
 
     Examples
     --------
@@ -108,9 +114,10 @@ class Augment:
     noise: float = 0.0
     brightness: float = 0.0
     contrast: float = 0.0
+    colour: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("elastic", "degrees", "scale", "noise", "brightness", "contrast"):
+        for name in ("elastic", "degrees", "scale", "noise", "brightness", "contrast", "colour"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"Augment({name}={value!r}): expected a number >= 0")
@@ -151,6 +158,12 @@ class Augment:
             image = (image - mean) * _uniform(1 - self.contrast, 1 + self.contrast) + mean
         if self.brightness:
             image = image + _uniform(-self.brightness, self.brightness)
+        if self.colour:
+            c = len(image)
+            gain = torch.empty(c, 1, 1).uniform_(1 - self.colour, 1 + self.colour).numpy()
+            shift = torch.empty(c, 1, 1).uniform_(-self.colour / 2, self.colour / 2).numpy()
+            mean = image.mean(axis=(-2, -1), keepdims=True)
+            image = (image - mean) * gain + mean + shift
         if self.noise:
             from torchvision.transforms import v2
 
@@ -171,6 +184,6 @@ class Augment:
             )
         if self.degrees or self.scale:
             image, labels = self._affine(image, labels)
-        if self.noise or self.brightness or self.contrast:
+        if self.noise or self.brightness or self.contrast or self.colour:
             image = self._intensity(np.array(image, dtype=np.float32))
         return image, labels

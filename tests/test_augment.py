@@ -58,7 +58,24 @@ class TestAugment:
         np.testing.assert_array_equal(y, labels)
         assert not np.allclose(x, image)
 
-    @pytest.mark.parametrize("bad", [{"elastic": -1}, {"scale": 1.5}, {"elastic_grid": 1}])
+    def test_colour_shifts_each_channel_on_its_own(self):
+        torch.manual_seed(0)
+        image = np.random.default_rng(0).random((3, 32, 32), dtype=np.float32)
+        labels = np.zeros((32, 32), np.int64)
+        x, y = Augment(flips=False, colour=0.3)(image.copy(), labels)
+        np.testing.assert_array_equal(y, labels)
+        # each channel an affine map of itself, with a gain and shift of its own
+        fits = [np.polyfit(image[c].ravel(), x[c].ravel(), 1) for c in range(3)]
+        for gain, shift in fits:
+            assert 0.7 <= gain <= 1.3 and abs(shift) <= 0.3
+        assert len({round(g, 6) for g, _ in fits}) == 3
+        np.testing.assert_allclose(
+            x, np.stack([g * image[c] + s for c, (g, s) in enumerate(fits)]), atol=1e-5
+        )
+
+    @pytest.mark.parametrize(
+        "bad", [{"elastic": -1}, {"scale": 1.5}, {"elastic_grid": 1}, {"colour": -0.1}]
+    )
     def test_bad_parameters(self, bad):
         with pytest.raises(ValueError, match=next(iter(bad))):
             Augment(**bad)
