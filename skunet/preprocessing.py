@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -10,8 +9,6 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .intake.validation import check_images
-from .lazy import lazy_percentiles
-from .lazy_windows import LazyImage
 
 __all__ = [
     "PERCENTILES",
@@ -72,18 +69,8 @@ def normalize_images(images: list[np.ndarray], method: str | None) -> list[np.nd
     (1, 2, 2)
     """
     if method == "percentile":
-        return [
-            _lazy_normalize(im) if isinstance(im, LazyImage) else percentile_normalize(im)
-            for im in images
-        ]
+        return [percentile_normalize(im) for im in images]
     return images
-
-
-def _lazy_normalize(image: LazyImage) -> LazyImage:
-    """A training image larger than memory scaled as :func:`percentile_normalize` scales
-    it in memory: by its exact percentiles (one pass over it)."""
-    lo, hi = lazy_percentiles(image.pixels(), PERCENTILES)
-    return image.scaled(partial(scale_range, lo=lo, hi=hi))
 
 
 class ImageNormalizer(TransformerMixin, BaseEstimator):

@@ -13,7 +13,6 @@ target is one record. Also here: the encodings themselves (the U-Net weight map 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,8 +28,6 @@ from .instances import (
     membrane_instances,
     watershed_instances,
 )
-from .lazy import is_lazy
-from .lazy_windows import LazyClasses
 from .tiling import IGNORE
 
 __all__ = [
@@ -130,7 +127,7 @@ class Target:
     reach : int or None, default=None
         Pixels of the mask around a pixel that ``encode`` reads to give its class, so
         that training on a mask larger than memory reads only a window and that margin
-        (:class:`~skunet.lazy_windows.LazyClasses`). None (the safe default for a new
+        (:class:`~skunet.intake.windows.LazyClasses`). None (the safe default for a new
         instance target): the whole object and one pixel around it, with the objects
         renumbered, so ``encode`` must then depend on the objects' shapes, not their ids.
     """
@@ -246,7 +243,8 @@ def _classes_of_mask(mask: np.ndarray, n_classes: int) -> np.ndarray:
 
 def mask_classes(mask: np.ndarray, n_classes: int, target: str = "mask") -> np.ndarray:
     """A validated mask as the class map (uint8) the network is trained on (the
-    target's ``encode``); a Dask mask gives a :class:`~skunet.lazy_windows.LazyClasses`.
+    target's ``encode``), of a mask in memory (a Dask mask's is encoded window by
+    window: :class:`~skunet.intake.windows.LazyClasses`).
 
     Pixels a mask marks as not annotated (:data:`~skunet.tiling.IGNORE`, -1) are
     encoded as background is, then given back as ``IGNORE`` (an int16 map), so that the
@@ -257,10 +255,6 @@ def mask_classes(mask: np.ndarray, n_classes: int, target: str = "mask") -> np.n
     >>> mask_classes(np.array([[0, 7, -1]]), n_classes=2)
     array([[ 0,  1, -1]], dtype=int16)
     """
-    if is_lazy(mask):  # a Dask label image larger than memory, encoded window by window
-        # by name, so that DataLoader workers started by spawning can unpickle it
-        encode = functools.partial(mask_classes, n_classes=n_classes, target=target)
-        return LazyClasses(mask, encode, TARGETS[target].reach)
     unknown = mask < 0 if np.issubdtype(mask.dtype, np.signedinteger) else None
     if unknown is None or not unknown.any():
         return TARGETS[target].encode(mask, n_classes)

@@ -47,7 +47,7 @@ def window(image: np.ndarray, top: int, left: int, height: int, width: int) -> n
     """Cut ``image[..., top:top+height, left:left+width]``, mirroring outside the image.
 
     ``image`` may also be a lazy stand-in with a ``region(r0, r1, c0, c1)`` method
-    (:mod:`skunet.lazy_windows`), of which only the region the window covers is read.
+    (:mod:`skunet.intake.windows`), of which only the region the window covers is read.
 
     >>> window(np.arange(3.0)[None, None], 0, -1, 1, 5).tolist()
     [[[1.0, 0.0, 1.0, 2.0, 1.0]]]

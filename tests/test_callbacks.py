@@ -429,12 +429,12 @@ class TestTimeLimit:
         ]
 
     def test_a_routed_bad_limit_is_named_before_any_mask_is_converted(self, blobs, monkeypatch):
-        import skunet.fitting.training
+        import skunet.fitting.training_set
 
         def spy(*args, **kwargs):
             raise AssertionError("a mask was converted before the parameters were checked")
 
-        monkeypatch.setattr(skunet.fitting.training, "mask_classes", spy)
+        monkeypatch.setattr(skunet.fitting.training_set, "mask_classes", spy)
         seg = tiny(callbacks=[("time_limit", TimeLimit(5))], callbacks__time_limit__minutes=-1)
         with pytest.raises(
             ValueError, match=r"TimeLimit: minutes .* got -1 \(callbacks__time_limit__minutes\)"

@@ -9,7 +9,9 @@ import torch
 from scipy import ndimage as ndi
 
 from conftest import disks, make_blobs, tiny
-from skunet.lazy_windows import LazyClasses, LazyImage, object_boxes
+from skunet.fitting.training_set import training_set
+from skunet.intake.windows import LazyClasses, LazyImage, object_boxes
+from skunet.preprocessing import percentile_normalize
 from skunet.targets import TARGETS, mask_classes
 from skunet.tiling import IGNORE, window
 
@@ -23,6 +25,17 @@ def labels_of(seed=0, shape=(90, 130), radius=14):
     labels = disks(shape, centers, radius=radius)
     labels[labels > 0] += 1000  # ids need not be small or dense
     return labels
+
+
+def fit_set(mask, n_classes, target, image=None, normalize=None):
+    """``fit``'s training set of one image and mask (a zero image if none), in memory
+    or, for Dask arrays, as the stand-ins ``fit`` reads window by window."""
+    lazy = isinstance(mask, da.Array)
+    if image is None:
+        image = np.zeros((*mask.shape, 1), np.float32)
+        image = da.from_array(image, chunks=(*mask.chunksize, 1)) if lazy else image
+    image = LazyImage(image, np.float32) if lazy else np.moveaxis(image, -1, 0)
+    return training_set([image], [mask], normalize=normalize, n_classes=n_classes, target=target)
 
 
 def weights(net):
@@ -64,7 +77,8 @@ def test_lazy_class_windows_equal_the_class_map_in_memory(target, n_classes):
     lazy = LazyClasses(
         da.from_array(labels, chunks=(17, 23)), lambda m: record.encode(m, n_classes), record.reach
     )
-    spawned = pickle.loads(pickle.dumps(mask_classes(lazy.labels, n_classes, target)))
+    made = fit_set(lazy.labels, n_classes, target).targets[0]
+    spawned = pickle.loads(pickle.dumps(made))
     assert np.array_equal(spawned.region(0, 90, 0, 130), whole)  # what a worker unpickles
     rng = np.random.default_rng(1)
     for _ in range(150):  # inside, across borders, larger than the image (mirrored)
@@ -80,13 +94,42 @@ def test_lazy_class_windows_keep_unannotated_pixels_ignored(target, n_classes):
     labels = labels_of().astype(np.int32)
     labels[:, :40] = IGNORE
     whole = mask_classes(labels, n_classes, target)
-    lazy = mask_classes(da.from_array(labels, chunks=(17, 23)), n_classes, target)
+    lazy = fit_set(da.from_array(labels, chunks=(17, 23)), n_classes, target).targets[0]
     assert (whole == IGNORE).any() and np.array_equal(lazy.region(0, 90, 0, 130), whole)
     rng = np.random.default_rng(2)
     for _ in range(50):
         top, left = rng.integers(0, 80), rng.integers(0, 120)
         h, w = rng.integers(1, 90, 2)
         assert np.array_equal(window(whole, top, left, h, w), window(lazy, top, left, h, w))
+
+
+@pytest.mark.parametrize("normalize", ["percentile", None])
+def test_the_training_set_reads_alike_in_memory_and_from_dask(normalize):
+    """``skunet.fitting.training_set``, where fit's two kinds of images part ways: every
+    window of the stand-ins equals the window of the image and class map in memory."""
+    labels = labels_of()
+    pixels = np.random.default_rng(3).integers(0, 4000, (*labels.shape, 2)).astype(np.uint16)
+    memory = fit_set(labels, 5, "distance", pixels.astype(np.float32), normalize)
+    lazy = fit_set(
+        da.from_array(labels, chunks=(17, 23)),
+        5,
+        "distance",
+        da.from_array(pixels, chunks=(17, 23, 2)),
+        normalize,
+    )
+    assert memory.lazy_indices == [] and lazy.lazy_indices == [0]
+    (image, classes), (lazy_image, lazy_classes) = memory[0], lazy[0]
+    if normalize:
+        np.testing.assert_allclose(image, percentile_normalize(np.moveaxis(pixels, -1, 0)))
+    rng = np.random.default_rng(4)
+    for _ in range(30):
+        top, left = rng.integers(-40, 80), rng.integers(-40, 120)
+        h, w = rng.integers(1, 120, 2)
+        np.testing.assert_allclose(
+            window(lazy_image, top, left, h, w), window(image, top, left, h, w), rtol=1e-6
+        )
+        same = window(lazy_classes, top, left, h, w), window(classes, top, left, h, w)
+        assert np.array_equal(*same)
 
 
 @pytest.mark.parametrize(

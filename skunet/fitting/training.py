@@ -4,7 +4,7 @@
 class maps (:mod:`skunet.targets`), builds the network with the channels of ``X`` and
 the outputs ``n_classes`` needs, picks the padding-aware loss, and feeds skorch's loop
 random mirrored patches (:mod:`skunet.intake.sampling`; of Dask / Zarr images, read window by
-window, :mod:`skunet.lazy_windows`) for training and whole images for validation; a
+window, :mod:`skunet.intake.windows`) for training and whole images for validation; a
 non-finite loss stops training and restores the best epoch.
 """
 
@@ -26,14 +26,13 @@ from ..callbacks.training import SegmentationCheckpoint
 from ..constraints import check_params
 from ..intake.sampling import ImageSet, PatchDataset, WholeImageCollate
 from ..intake.validation import check_images, check_masks, check_target
-from ..lazy_windows import LazyImage
 from ..losses import PaddedBCEWithLogitsLoss, PaddedCrossEntropyLoss
 from ..persistence import FITTED_RECORDS
-from ..preprocessing import normalize_images
-from ..targets import decoding, mask_classes
+from ..targets import decoding
 from ..tasks import task_of
 from ..tiling import Geometry
 from .lr_finder import LRRangeResult, lr_range_test
+from .training_set import training_set
 
 __all__ = ["TrainingMixin"]
 
@@ -152,13 +151,9 @@ class TrainingMixin:
         return self
 
     # -------------------------------------------------------------------- fit
-    def _fit_images(self, X: Any) -> list[np.ndarray]:
-        """Validated float32 ``(C, H, W)`` training images, normalised as ``normalize`` says."""
-        return normalize_images(check_images(X, as_float=True, lazy=True), self.normalize)
-
     def _fit_data(self, X: Any, y: Any, continuing: bool) -> ImageSet:
         self._check_own_params()
-        images = self._fit_images(X)
+        images = check_images(X, as_float=True, lazy=True)
         masks = check_masks(y, images, n_classes=self.n_classes, target=self.target)
         n_channels = images[0].shape[0]
         given = self.get_params_for("module").get("in_channels")
@@ -178,20 +173,24 @@ class TrainingMixin:
             )
         self.n_channels_in_ = n_channels
         self.classes_ = np.arange(self.n_classes)
-        self._warn_sparse_sampling(images)
-        targets = [mask_classes(m, self.n_classes, self.target) for m in masks]
-        # kept for the calibration: objects of instance targets, cells of membrane models
-        calibrated = decoding(self.target, self._membranes()).instance_labels
-        labels = masks if calibrated else None
-        return ImageSet(images, targets, labels)
+        # masks kept for the calibration: objects of instance targets, cells of membranes
+        data = training_set(
+            images,
+            masks,
+            normalize=self.normalize,
+            n_classes=self.n_classes,
+            target=self.target,
+            keep_labels=decoding(self.target, self._membranes()).instance_labels,
+        )
+        self._warn_sparse_sampling(data)
+        return data
 
-    def _warn_sparse_sampling(self, images: list) -> None:
+    def _warn_sparse_sampling(self, data: ImageSet) -> None:
         """Warn when an epoch's patches would see under 1 % of a large (lazy) image:
         ``patches_per_image`` counts per image, whatever its size."""
-        for i, image in enumerate(images):
-            if not isinstance(image, LazyImage):
-                continue
-            area, patch = image.shape[1] * image.shape[2], self.patch_size**2
+        for i in data.lazy_indices:
+            _, h, w = data.images[i].shape
+            area, patch = h * w, self.patch_size**2
             if self.patches_per_image * patch < 0.01 * area:
                 warnings.warn(
                     f"X[{i}] has {area / 1e6:.1f} megapixels, of which patches_per_image="
@@ -253,7 +252,7 @@ class TrainingMixin:
 
         ``X`` and ``y`` are lists of arrays, or stacks; items (or ``X`` and ``y``
         themselves) may be Dask or Zarr arrays larger than memory, of which each training
-        patch reads only its window (:mod:`skunet.lazy_windows`).
+        patch reads only its window (:mod:`skunet.intake.windows`).
         """
         continuing = self.warm_start and self.initialized_
         if continuing:
@@ -300,14 +299,14 @@ class TrainingMixin:
     def get_split_datasets(self, X, y=None, **fit_params):
         dataset_train, dataset_valid = super().get_split_datasets(X, y, **fit_params)
         if isinstance(dataset_valid, Subset) and isinstance(dataset_valid.dataset, ImageSet):
-            for i in dataset_valid.indices:
-                if isinstance(dataset_valid.dataset.images[i], LazyImage):
-                    raise ValueError(
-                        f"X[{i}] is a Dask / Zarr image and train_split put it among the "
-                        "validation images, which are predicted whole in memory; train on "
-                        "such images with train_split=None, then judge the model with score "
-                        "or calibrate_instances on held-out images in memory"
-                    )
+            lazy = set(dataset_valid.dataset.lazy_indices)
+            if held := [i for i in dataset_valid.indices if i in lazy]:
+                raise ValueError(
+                    f"X[{held[0]}] is a Dask / Zarr image and train_split put it among the "
+                    "validation images, which are predicted whole in memory; train on "
+                    "such images with train_split=None, then judge the model with score "
+                    "or calibrate_instances on held-out images in memory"
+                )
         return dataset_train, dataset_valid
 
     def _membranes(self) -> bool:

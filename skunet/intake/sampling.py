@@ -1,5 +1,10 @@
 """Datasets behind ``fit``: validated images, random training patches, whole images.
 
+:func:`skunet.fitting.training_set.training_set` makes the :class:`ImageSet` of
+``fit``, images in memory and stand-ins of those larger than memory side by side
+(:mod:`skunet.intake.windows`); past it the two are read alike
+(:func:`skunet.tiling.window`).
+
 Training draws random ``patch_size`` windows (plus the network's context, mirrored at
 image borders) with random flips and 90-degree rotations. Validation sees whole images,
 padded per batch, with the padding ignored by the loss and the metrics. Randomness comes
@@ -17,6 +22,7 @@ from torch.utils.data import Dataset
 
 from ..augment import flip_rotate, random_int
 from ..tiling import IGNORE, Geometry, label_window, window
+from .windows import LazyImage
 
 __all__ = ["ImageSet", "PatchDataset", "WholeImageCollate", "class_target"]
 
@@ -36,7 +42,7 @@ class ImageSet(Dataset):
     """Validated images (float32 ``(C, H, W)``) with their class maps (or None), and the
     instance labels the class maps were made from (instance targets: ``"boundary"``,
     ``"distance"``), if any. Images larger than memory are
-    :class:`~skunet.lazy_windows.LazyImage` / :class:`~skunet.lazy_windows.LazyClasses`
+    :class:`~skunet.intake.windows.LazyImage` / :class:`~skunet.intake.windows.LazyClasses`
     stand-ins, of which :class:`PatchDataset` reads windows."""
 
     def __init__(
@@ -48,6 +54,11 @@ class ImageSet(Dataset):
         self.images = images
         self.targets = targets
         self.labels = labels
+
+    @property
+    def lazy_indices(self) -> list[int]:
+        """Indices of the images read window by window (larger than memory)."""
+        return [i for i, image in enumerate(self.images) if isinstance(image, LazyImage)]
 
     def __len__(self) -> int:
         return len(self.images)

@@ -13,9 +13,9 @@ import numpy as np
 
 from ..constraints import Interval, Options, check_params
 from ..lazy import check_finite, is_lazy
-from ..lazy_windows import LazyImage, as_dask, value_range
 from ..targets import TARGETS
 from ..tiling import IGNORE
+from .windows import LazyImage, as_dask, value_range
 
 __all__ = [
     "Interval",
@@ -117,7 +117,7 @@ def check_images(
         memory low when predicting very large images.
     lazy : bool, default=False
         Accept Dask and Zarr images (``X`` one such image, or items of a list) as
-        :class:`~skunet.lazy_windows.LazyImage` objects, checked without holding them in memory
+        :class:`~skunet.intake.windows.LazyImage` objects, checked without holding them in memory
         (``fit``: training reads only the windows it samples).
 
     Raises
