@@ -325,11 +325,11 @@ def test_cli_bad_input_exits_2(args, message, capsys):
 )
 def test_parameters_fail_before_any_data_is_converted(kwargs, monkeypatch):
     """Misspelt or invalid arguments are named before the images are read or the masks
-    become targets (a spy on both)."""
+    become targets (a spy on each step)."""
     import skunet.fitting.training
 
     touched = []
-    for name in ("check_images", "check_masks", "mask_classes"):
+    for name in ("check_images", "check_masks", "training_set"):
         real = getattr(skunet.fitting.training, name)
         monkeypatch.setattr(
             skunet.fitting.training,
