@@ -153,15 +153,18 @@ class Augment:
     def _intensity(self, image: np.ndarray) -> np.ndarray:
         # by hand, not ColorJitter: that clamps float images to [0, 1], and percentile-
         # normalised images are not bounded
+        # contrast, brightness and colour: one gain around each channel's mean and one
+        # shift per channel (the same image as applying them one after the other)
+        c = len(image)
+        gain, shift = np.ones((c, 1, 1), np.float32), np.zeros((c, 1, 1), np.float32)
         if self.contrast:
-            mean = image.mean(axis=(-2, -1), keepdims=True)
-            image = (image - mean) * _uniform(1 - self.contrast, 1 + self.contrast) + mean
+            gain *= _uniform(1 - self.contrast, 1 + self.contrast)
         if self.brightness:
-            image = image + _uniform(-self.brightness, self.brightness)
+            shift += _uniform(-self.brightness, self.brightness)
         if self.colour:
-            c = len(image)
-            gain = torch.empty(c, 1, 1).uniform_(1 - self.colour, 1 + self.colour).numpy()
-            shift = torch.empty(c, 1, 1).uniform_(-self.colour / 2, self.colour / 2).numpy()
+            gain *= torch.empty(c, 1, 1).uniform_(1 - self.colour, 1 + self.colour).numpy()
+            shift += torch.empty(c, 1, 1).uniform_(-self.colour / 2, self.colour / 2).numpy()
+        if self.contrast or self.brightness or self.colour:
             mean = image.mean(axis=(-2, -1), keepdims=True)
             image = (image - mean) * gain + mean + shift
         if self.noise:
