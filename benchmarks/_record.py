@@ -34,15 +34,26 @@ def machine() -> dict:
         for line in cpuinfo.splitlines()
         if line.startswith("model name")
     ]
+    instructions = _instruction_set(set(cpuinfo.split())) if cpuinfo else "unknown"
+    capped = {name: os.environ[name] for name in ISA_CAPS if os.environ.get(name)}
+    if capped:
+        instructions += " capped to " + "/".join(sorted({v.upper() for v in capped.values()}))
     return {
         "cpu": names[0] if names else platform.processor() or platform.machine(),
-        "instructions": _instruction_set(set(cpuinfo.split())) if cpuinfo else "unknown",
+        "instructions": instructions,
+        **({"instruction_caps": capped} if capped else {}),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
+
+
+# the variables that make oneDNN (convolutions, bfloat16), MKL (float32 matmul) and ATen's
+# own kernels use AVX2 only: an AVX-512 machine's figures for AVX2 machines (same cores,
+# same clock); `machine()` names them in the record when they are set
+ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
 
 
 def _instruction_set(flags: set[str]) -> str:
@@ -54,10 +65,26 @@ def _instruction_set(flags: set[str]) -> str:
     return "no AVX2"
 
 
+def command() -> str:
+    """How this run was started, as run from the repository's root whatever the working
+    folder (paths that exist, or whose folder does, are rewritten relative to the root),
+    with the instruction caps that were set."""
+    root = RESULTS.parent.parent.resolve()
+
+    def from_root(arg: str) -> str:
+        flag, eq, value = arg.rpartition("=") if arg.startswith("--") else ("", "", arg)
+        if value and (Path(value).exists() or ("/" in value and Path(value).parent.is_dir())):
+            value = os.path.relpath(Path(value).resolve(), root)
+        return flag + eq + value
+
+    caps = [f"{name}={os.environ[name]}" for name in ISA_CAPS if os.environ.get(name)]
+    return " ".join([*caps, "python", shlex.join(map(from_root, sys.argv))])
+
+
 def record(figures: dict) -> dict:
     """``figures`` with the command that made them, the date and the machine."""
     return {
-        "command": "python " + shlex.join(sys.argv),
+        "command": command(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         **figures,

@@ -2,8 +2,8 @@
 k labelled images of that type, and against training from scratch on the same k images.
 
     python benchmarks/fewshot.py types                   # cluster DSB2018 into image types
-    python benchmarks/fewshot.py base --minutes 60       # the preset without the held-out type
-    python benchmarks/fewshot.py run BASE.skunet         # k = 5 and 10, 3 minutes each
+    python benchmarks/fewshot.py base --minutes 100 --save runs/fewshot/base.skunet
+    python benchmarks/fewshot.py run runs/fewshot/base.skunet  # k = 5 and 10, 3 min each
     python benchmarks/fewshot.py run BASE.skunet --smoke # a minute, to check the wiring
     python benchmarks/fewshot.py table                   # the docs table from the records
 
@@ -13,15 +13,18 @@ intensity and foreground fraction, seed 0) and saves every file's type with the
 clusters' summaries to ``benchmarks/results/dsb2018_types.json``. The held-out type is
 the cluster with the largest nuclei (``--type`` picks another).
 
-``base`` trains the nuclei benchmark's ``cpu`` configuration on every image outside the
-held-out type and saves it. ``run`` then draws k images of the type (seed 0; the rest of
-the type is the test set) and compares on the rest, by AP at IoU 0.5 / 0.75 / 0.9:
+``base`` trains the shipped ``nuclei`` model's recipe (the nuclei benchmark's ``cpu``
+configuration for ``--base-epochs``, 100) on every image outside the held-out type and
+saves it. ``run`` then draws k images of the type (seed 0; the rest of the type is the
+test set) and compares on the rest, by AP at IoU 0.5 / 0.75 / 0.9:
 
 - **pretrained**: the base model as it is, its own calibrated thresholds;
-- **fine-tuned**: ``skunet.pretrained.FINE_TUNING`` from the base weights on the k images
-  for at most ``--minutes`` (TimeLimit), thresholds re-calibrated on the k images;
-- **scratch**: the same recipe as the base, fresh weights, on the same k images for the
-  same minutes, thresholds calibrated the same way.
+- **fine-tuned**: ``skunet.pretrained.fine_tune`` from the base model file on the k
+  images for at most ``--minutes``, as a user calls it (``FINE_TUNING``; one of the k
+  images held out to calibrate the thresholds);
+- **scratch**: ``fine_tune`` of the base's recipe unfitted (fresh weights, its own
+  learning rate, ``FINE_TUNING``'s augmentation), the same images, minutes and held-out
+  image.
 
 Records go to ``benchmarks/results/fewshot.json`` with the command, date and machine.
 """
@@ -41,7 +44,7 @@ from sklearn.cluster import KMeans
 from skunet import UNetSegmenter
 from skunet.datasets import load_dsb2018
 from skunet.presets import nuclei_segmenter
-from skunet.pretrained import FINE_TUNING
+from skunet.pretrained import FINE_TUNING, fine_tune
 
 TYPES_FILE = RESULTS / "dsb2018_types.json"
 RESULTS_FILE = RESULTS / "fewshot.json"
@@ -108,7 +111,8 @@ def recipe(args: argparse.Namespace, **extra) -> UNetSegmenter:
 
 def train_base(args: argparse.Namespace) -> None:
     X, y, held_out, _, others = split_by_type(args)
-    seg = with_time_limit(recipe(args, verbose=1), args.minutes)
+    epochs = {} if args.smoke else {"max_epochs": args.base_epochs}
+    seg = with_time_limit(recipe(args, verbose=1, **epochs), args.minutes)
     start = time.perf_counter()
     seg.fit([X[i] for i in others], [y[i] for i in others])
     path = seg.save(args.save, overwrite=False)
@@ -118,52 +122,42 @@ def train_base(args: argparse.Namespace) -> None:
     )
 
 
-def adapted(seg: UNetSegmenter, X: list, y: list, minutes: float) -> tuple[UNetSegmenter, float]:
-    """``seg`` trained on X / y for at most ``minutes``, thresholds calibrated on them."""
-    with_time_limit(seg, minutes)
-    start = time.perf_counter()
-    seg.fit(X, y)
-    seconds = time.perf_counter() - start
-    seg.calibrate_instances(X, y)
-    return seg, seconds
-
-
 def run(args: argparse.Namespace) -> None:
     X, y, held_out, of_type, _ = split_by_type(args)
     rng = np.random.default_rng(args.seed)
     order = [of_type[i] for i in rng.permutation(len(of_type))]
     # the fine-tuning as run: the recipe, bounded by --epochs (the time binds), --set
-    tuning = {**FINE_TUNING, "max_epochs": args.epochs, **parse_settings(args.set)}
+    tuning = {"max_epochs": args.epochs, **parse_settings(args.set)}
+    base = UNetSegmenter.load(args.base)  # as it is: the same for every k
     figures = {
         "type": held_out,
         "type_images": len(of_type),
         "base": str(args.base),
-        "fine_tuning": tuning,
+        "base_epochs": len(base.history),
+        "fine_tuning": {  # FINE_TUNING as run (objects by their repr)
+            k: v if isinstance(v, int | float | str | None) else repr(v)
+            for k, v in {**FINE_TUNING, **tuning}.items()
+        },
+        "calibration": "fine_tune's: one of the k images held out",
         "k": {},
     }
     test = order[max(args.k) :]  # one test set for every k
     test = test[:4] if args.smoke else test
     X_test, y_test = [X[i] for i in test], [y[i] for i in test]
-    base = UNetSegmenter.load(args.base)  # as it is: the same for every k
     as_is = object_scores(y_test, list(base.predict_instances(X_test)))
     for k in args.k:
         X_k, y_k = [X[i] for i in order[:k]], [y[i] for i in order[:k]]
         rows = {"pretrained": as_is}
-        tuned = UNetSegmenter.load(args.base).set_params(**tuning)
-        tuned, seconds = adapted(tuned, X_k, y_k, args.minutes)
-        rows["fine-tuned"] = {
-            **object_scores(y_test, list(tuned.predict_instances(X_test))),
-            "fit_seconds": round(seconds, 1),
-            "epochs": len(tuned.history) - len(base.history),
-        }
+        models = {"fine-tuned": args.base}
         if not args.no_scratch:
-            scratch = recipe(args, train_split=None, max_epochs=args.epochs)
-            scratch.set_params(callbacks__checkpoint=None)
-            scratch, seconds = adapted(scratch, X_k, y_k, args.minutes)
-            rows["scratch"] = {
-                **object_scores(y_test, list(scratch.predict_instances(X_test))),
-                "fit_seconds": round(seconds, 1),
-                "epochs": len(scratch.history),
+            models["scratch"] = recipe(args)
+        for name, model in models.items():
+            seg = fine_tune(model, X_k, y_k, minutes=args.minutes, **tuning)
+            rows[name] = {
+                **object_scores(y_test, list(seg.predict_instances(X_test))),
+                "fit_seconds": seg.fine_tuned_["seconds"],
+                "epochs": seg.fine_tuned_["epochs"],
+                "images_trained_on": seg.fine_tuned_["images"],
             }
         figures["k"][str(k)] = {"test_images": len(test), **rows}
         for name, r in rows.items():
@@ -179,12 +173,12 @@ def run(args: argparse.Namespace) -> None:
 
 def table(records: dict) -> str:
     """The docs table: AP of each model for each k, with its training minutes and epochs,
-    for each record (by the fine-tuning's learning rate)."""
+    for each record (by its name and the fine-tuning's learning rate)."""
     lines = [
-        "| run: fine-tuning lr | k | model | AP@0.5 | AP@0.75 | AP@0.9 | training |",
-        "|---|---|---|---|---|---|---|",
+        "| run | fine-tuning lr | k | model | AP@0.5 | AP@0.75 | AP@0.9 | training |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for record in records.values():
+    for run, record in records.items():
         for k, rows in record["k"].items():
             for name in ("pretrained", "fine-tuned", "scratch"):
                 if name not in rows:
@@ -196,7 +190,7 @@ def table(records: dict) -> str:
                     else "none"
                 )
                 lines.append(
-                    f"| {record['fine_tuning']['lr']:g} | {k} | {name} "
+                    f"| {run} | {record['fine_tuning']['lr']:g} | {k} | {name} "
                     f"| {r['ap']['0.50']:.3f} | {r['ap']['0.75']:.3f} | {r['ap']['0.90']:.3f} "
                     f"| {trained} |"
                 )
@@ -212,6 +206,9 @@ def main() -> None:
     parser.add_argument("--type", type=int, help="the held-out type (default: the file's)")
     parser.add_argument("--minutes", type=float, default=3.0, help="training budget per model")
     parser.add_argument("--epochs", type=int, default=200, help="run: max_epochs (the time binds)")
+    parser.add_argument(
+        "--base-epochs", type=int, default=100, help="base: max_epochs (the shipped nuclei's)"
+    )
     parser.add_argument("--k", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

@@ -15,6 +15,7 @@ import em
 import em_decoder_grid as grid
 import em_decoders
 import prediction_speed
+from _record import command, machine
 
 
 def test_calibration_slices_are_the_ones_the_em_docs_name():
@@ -205,6 +206,28 @@ def test_the_prediction_speed_benchmark_records_both_tilings(tmp_path, monkeypat
     image, truth = prediction_speed.mosaic(images, labels, 512, seed=0)
     assert image.shape == truth.shape == (512, 512) and (image[:256, :256] == 7).all()
     assert len(np.unique(truth)) == 1 + 2 * 4  # two objects in each of the 4 crops
+
+
+def test_a_record_says_how_to_run_it_from_the_root_and_which_instructions_were_capped(
+    monkeypatch,
+):
+    """Run from ``benchmarks/``, the command still names paths from the repository's root;
+    with oneDNN / MKL / ATen capped to AVX2 the record says so and the command sets them."""
+    root = Path(__file__).parents[1]
+    monkeypatch.chdir(root / "benchmarks")
+    argv = ["he_nuclei.py", "--data", "../tests", "--out=results/new.json", "--name", "a b"]
+    monkeypatch.setattr(sys, "argv", argv)
+    for name in ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY"):
+        monkeypatch.delenv(name, raising=False)
+    plain = command()
+    out = "--out=benchmarks/results/new.json"
+    assert plain == f"python benchmarks/he_nuclei.py --data tests {out} --name 'a b'"
+    assert "instruction_caps" not in machine()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert command() == "ONEDNN_MAX_CPU_ISA=AVX2 " + plain
+    capped = machine()
+    assert capped["instruction_caps"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert capped["instructions"].endswith(" capped to AVX2")
 
 
 def test_dic_hela_judges_frames_away_from_every_trained_one(tmp_path):
