@@ -100,7 +100,10 @@ def model_path(card: ModelCard, download: bool = True) -> Path:
     """
     found = locate(card)
     if found is not None:
-        return check_file(found[1], card)
+        path = found[1]
+        if path.name != card.file:  # found by its size and sha256: checked already
+            return path
+        return check_file(path, card)
     folder = cache_dir()
     if download and card.url:
         return check_file(_download(card, folder), card)

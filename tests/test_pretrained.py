@@ -16,7 +16,7 @@ import torch
 from safetensors import safe_open
 
 from conftest import make_blobs, tiny
-from skunet import UNetSegmenter, pretrained
+from skunet import UNetSegmenter, model_files, pretrained
 from skunet.pretrained import (
     FINE_TUNING,
     ModelCard,
@@ -169,14 +169,20 @@ class TestLoad:
         with pytest.raises(FileNotFoundError, match="SKUNET_HOME"):
             load_model("toy")
 
-    def test_a_file_copied_under_another_name_is_found_by_its_sha256(self, trained, home):
+    def test_a_file_copied_under_another_name_is_found_by_its_sha256(
+        self, trained, home, monkeypatch
+    ):
         card = register_model(card_for(trained[1]))
         home.mkdir(parents=True)
         (home / "other.skunet").write_bytes(b"not a model")  # another file: passed over
         assert locate(card) is None
         (home / "downloaded (1).skunet").write_bytes(trained[1].read_bytes())
         assert locate(card) == ("cached", home / "downloaded (1).skunet")
+        hashed = []
+        sha256 = model_files._sha256
+        monkeypatch.setattr(model_files, "_sha256", lambda p: hashed.append(p) or sha256(p))
         assert load_model("toy").pretrained_ is card
+        assert hashed == [home / "downloaded (1).skunet"]  # once, not again to load it
 
     def test_only_the_newest_version_of_each_model_ships(self):
         newest = {c.name: c for c in list_models()}  # oldest first: the last one stays
