@@ -205,7 +205,9 @@ def main() -> None:
     parser.add_argument("--n-types", type=int, default=5)
     parser.add_argument("--type", type=int, help="the held-out type (default: the file's)")
     parser.add_argument("--minutes", type=float, default=3.0, help="training budget per model")
-    parser.add_argument("--epochs", type=int, default=200, help="run: max_epochs (the time binds)")
+    parser.add_argument(
+        "--epochs", type=int, default=100_000, help="run: max_epochs (the minutes bind)"
+    )
     parser.add_argument(
         "--base-epochs", type=int, default=100, help="base: max_epochs (the shipped nuclei's)"
     )
