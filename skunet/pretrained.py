@@ -90,6 +90,8 @@ choose the instance thresholds again on labelled images the network did not trai
 ``callbacks=[("time_limit", TimeLimit(3))]`` bound the minutes."""
 
 
+UNTIL_THE_MINUTES = 1_000_000  # fine_tune's max_epochs when only minutes are given
+
 _REGISTRY: dict[str, ModelCard] = {}
 
 
@@ -258,8 +260,9 @@ def fine_tune(
         may mark pixels nobody annotated with -1 (:data:`skunet.tiling.IGNORE`): they
         are neither taught nor scored, so a few cells painted in a crowd are enough.
     minutes : float, optional
-        Wall-clock budget of the training (:class:`~skunet.callbacks.TimeLimit`); None:
-        ``max_epochs`` alone bounds it.
+        Wall-clock budget of the training (:class:`~skunet.callbacks.TimeLimit`). It
+        alone bounds the training unless ``max_epochs`` is given too (the benchmarks'
+        figures are for minutes that bind); None: ``max_epochs`` bounds it.
     random_state : int or None, default=0
         Seeds the training and which image is held out.
     **params
@@ -300,6 +303,8 @@ def fine_tune(
         card = getattr(seg, "pretrained_", None)
         base = card.key if card is not None else str(model)
     if minutes is not None:
+        if "max_epochs" not in params:  # the minutes bind, not a recipe's epoch count
+            settings["max_epochs"] = UNTIL_THE_MINUTES
         given = settings.get("callbacks", seg.callbacks) or []
         kept = [(n, cb) for n, cb in given if n != "time_limit"]
         settings["callbacks"] = [*kept, ("time_limit", TimeLimit(minutes, sink=None))]

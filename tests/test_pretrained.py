@@ -347,6 +347,10 @@ class TestFineTune:
         X, y = make_blobs(3, seed=5)
         seg = fine_tune(base, X, y, minutes=1e-4, max_epochs=50)
         assert seg.fine_tuned_["epochs"] == 1 and seg.fine_tuned_["minutes"] == 1e-4
+        assert seg.max_epochs == 50
+        # minutes alone: they bind, not FINE_TUNING's 30 epochs
+        assert fine_tune(base, X, y, minutes=1e-4).max_epochs == pretrained.UNTIL_THE_MINUTES
+        assert fine_tune(base, X, y, max_epochs=1).max_epochs == 1
         back = UNetSegmenter.load(seg.save(tmp_path / "mine.skunet"))
         assert back.fine_tuned_ == seg.fine_tuned_ and back.instance_params_ == seg.instance_params_
         # a cold fit makes a new network: no longer fine-tuned

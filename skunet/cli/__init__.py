@@ -155,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
         "annotated, which are neither taught nor scored",
     )
     tune.add_argument("--minutes", type=float, help="training budget in minutes (wall clock)")
-    tune.add_argument("--epochs", type=int, help="at most this many epochs (default 30)")
+    tune.add_argument(
+        "--epochs", type=int, help="at most this many epochs (default: 30; with --minutes, none)"
+    )
     tune.add_argument("--out", required=True, help="model file to write (e.g. my.skunet)")
     _add(tune, "device", "seed")
     tune.add_argument("--overwrite", action="store_true", help="replace an existing --out")
