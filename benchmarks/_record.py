@@ -23,6 +23,17 @@ from skunet.instances import LargestObject, largest_object
 RESULTS = Path(__file__).parent / "results"
 
 
+# the variables that make oneDNN (convolutions, bfloat16), MKL (float32 matmul) and ATen's
+# own kernels use AVX2 only: an AVX-512 machine's figures for AVX2 machines (same cores,
+# same clock); `machine()` and `command()` name them in the record when they are set
+ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
+
+
+def instruction_caps() -> dict[str, str]:
+    """The :data:`ISA_CAPS` set in this run's environment."""
+    return {name: os.environ[name] for name in ISA_CAPS if os.environ.get(name)}
+
+
 def machine() -> dict:
     """What ran the benchmark: CPU and its vector instructions, cores, torch threads, GPU."""
     try:
@@ -35,7 +46,7 @@ def machine() -> dict:
         if line.startswith("model name")
     ]
     instructions = _instruction_set(set(cpuinfo.split())) if cpuinfo else "unknown"
-    capped = {name: os.environ[name] for name in ISA_CAPS if os.environ.get(name)}
+    capped = instruction_caps()
     if capped:
         instructions += " capped to " + "/".join(sorted({v.upper() for v in capped.values()}))
     return {
@@ -48,12 +59,6 @@ def machine() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
-
-
-# the variables that make oneDNN (convolutions, bfloat16), MKL (float32 matmul) and ATen's
-# own kernels use AVX2 only: an AVX-512 machine's figures for AVX2 machines (same cores,
-# same clock); `machine()` names them in the record when they are set
-ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
 
 
 def _instruction_set(flags: set[str]) -> str:
@@ -77,7 +82,7 @@ def command() -> str:
             value = os.path.relpath(Path(value).resolve(), root)
         return flag + eq + value
 
-    caps = [f"{name}={os.environ[name]}" for name in ISA_CAPS if os.environ.get(name)]
+    caps = [f"{name}={value}" for name, value in instruction_caps().items()]
     return " ".join([*caps, "python", shlex.join(map(from_root, sys.argv))])
 
 

@@ -15,7 +15,7 @@ import em
 import em_decoder_grid as grid
 import em_decoders
 import prediction_speed
-from _record import command, machine
+from _record import ISA_CAPS, command, machine
 
 
 def test_calibration_slices_are_the_ones_the_em_docs_name():
@@ -217,7 +217,7 @@ def test_a_record_says_how_to_run_it_from_the_root_and_which_instructions_were_c
     monkeypatch.chdir(root / "benchmarks")
     argv = ["he_nuclei.py", "--data", "../tests", "--out=results/new.json", "--name", "a b"]
     monkeypatch.setattr(sys, "argv", argv)
-    for name in ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY"):
+    for name in ISA_CAPS:
         monkeypatch.delenv(name, raising=False)
     plain = command()
     out = "--out=benchmarks/results/new.json"
