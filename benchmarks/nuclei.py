@@ -55,6 +55,7 @@ from skunet.datasets import load_dsb2018
 from skunet.intake.sampling import ImageSet
 from skunet.metrics import aji_score, match_dataset
 from skunet.presets import nuclei_segmenter
+from skunet.pretrained import open_model
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018"
 VARIANTS = {
@@ -182,11 +183,18 @@ def saved_path(args: argparse.Namespace, variant: str) -> Path:
 def run_variant(name: str, args: argparse.Namespace, data) -> dict:
     (X_train, y_train), (X_test, y_test) = data
     params = variant_params(name, args)
-    seg = with_time_limit(nuclei_segmenter(verbose=args.verbose, **params), args.minutes)
+    if args.init:  # a longer run in two: the saved network trained on by the same recipe
+        seg = open_model(args.init, device=args.device)
+        recipe = {k: v for k, v in params.items() if not k.startswith("module__")}
+        seg.set_params(warm_start=True, verbose=args.verbose, **recipe)  # weights kept
+    else:
+        seg = nuclei_segmenter(verbose=args.verbose, **params)
+    seg = with_time_limit(seg, args.minutes)
     limit, config = args.limit, args.config
     start = time.perf_counter()
     seg.fit(X_train[:limit], y_train[:limit])
     fit_seconds = time.perf_counter() - start
+    seg.set_params(warm_start=False)  # the saved model's fit starts afresh, as the preset's
     if args.save:  # for decoding experiments without training again
         print(f"saved: {seg.save(saved_path(args, name))}")
     if not X_test:  # --all-images: nothing held out to score
@@ -331,6 +339,12 @@ def main(dataset: Dataset = DSB2018) -> None:
         action="store_true",
         help="train on every image, hold none out (a model to ship; no held-out figures)",
     )
+    parser.add_argument(
+        "--init",
+        type=Path,
+        help="continue a saved model of the same split (its weights; the recipe's "
+        "architecture stays the file's); its epochs count in the record's",
+    )
     args = parser.parse_args()
     if args.table:
         print(table(load(args.out)))
@@ -374,6 +388,7 @@ def main(dataset: Dataset = DSB2018) -> None:
         "wall_seconds": round(time.perf_counter() - start, 1),
         "settings": args.set,
         "minutes": args.minutes,
+        **({"init": args.init.as_posix()} if args.init else {}),
         "variants": variants,
     }
     if args.config != "smoke":

@@ -323,3 +323,31 @@ def test_h_and_e_labels_from_colour_masks_and_polygons():
     </Regions></Annotation></Annotations>"""
     labels = he_data.xml_instances(xml, (30, 30))
     assert labels.max() == 2 and labels[5, 5] == 1 and labels[17, 20] == 2 and labels[0, 0] == 0
+
+
+def test_a_nuclei_run_continues_a_saved_network_of_its_split(tmp_path, monkeypatch):
+    """nuclei.py --init: the saved network's weights and history go on training by the
+    same recipe; the record names the file; the model saved after it fits afresh."""
+    import json
+
+    import nuclei
+
+    from conftest import make_blobs
+    from skunet import UNetSegmenter
+
+    X, y = make_blobs(7, shapes=[(64, 64)], channels=None, seed=1)
+    data = nuclei.Dataset("blobs", tmp_path, tmp_path / "blobs.json", lambda _: (X, y))
+    common = ["nuclei.py", "--save", str(tmp_path), "--device", "cpu"]  # cpu: recorded
+    for setting in ("module__base_channels=4", "module__depth=2", "patch_size=32", "max_epochs=1"):
+        common += ["--set", setting]
+    monkeypatch.setattr(sys, "argv", [*common, "--name", "first"])
+    nuclei.main(dataset=data)
+    first = tmp_path / "first-distance.skunet"
+    monkeypatch.setattr(sys, "argv", [*common, "--name", "more", "--init", str(first)])
+    nuclei.main(dataset=data)
+    before, after = UNetSegmenter.load(first), UNetSegmenter.load(tmp_path / "more-distance.skunet")
+    assert len(after.history) == 2 and after.history[0] == before.history[0]
+    assert not after.warm_start and after.module__base_channels == before.module__base_channels
+    record = json.loads((tmp_path / "blobs.json").read_text())
+    assert record["more"]["init"] == first.as_posix() and "init" not in record["first"]
+    assert record["more"]["variants"]["distance"]["epochs_run"] == 2
