@@ -138,8 +138,7 @@ def train(base: str, X: list, y: list, minutes: float, seed: int, params: dict):
         return (lambda images: seg.predict_instances(images)), len(seg.history)
     from skunet.pretrained import fine_tune
 
-    params = {"max_epochs": 100_000, **params}
-    seg = fine_tune(base, X, y, minutes=minutes, random_state=seed, **params)
+    seg = fine_tune(base, X, y, minutes=minutes, random_state=seed, **params)  # minutes bind
     MODEL["seg"] = seg
     return (lambda images: seg.predict_instances(images)), seg.fine_tuned_["epochs"]
 
