@@ -214,6 +214,18 @@ class TestSegmentationCheckpoint:
             torch.testing.assert_close(state[k], v)
         assert len(seg.history) == 4  # history keeps every epoch
 
+    def test_a_continued_fit_that_never_beats_the_earlier_best_keeps_its_start(self, blobs):
+        """warm_start: the best score so far counts the earlier fit's epochs, so the
+        weights the fit starts from stand as the best until an epoch beats them."""
+        seg = tiny(max_epochs=1).fit(*blobs)
+        start = {k: v.clone() for k, v in seg.module_.state_dict().items()}
+        never = SegmentationCheckpoint(monitor=lambda net: False)  # no epoch is better
+        seg.set_params(warm_start=True, callbacks__checkpoint=never, lr=1.0)
+        seg.fit(*blobs)
+        assert len(seg.history) == 2 and not seg.history[-1, "event_cp"]
+        for k, v in seg.module_.state_dict().items():
+            torch.testing.assert_close(v, start[k])
+
     def test_atomic_write_leaves_no_partial_file(self, blobs, tmp_path, monkeypatch):
         seg = tiny(callbacks__checkpoint__dirname=str(tmp_path), max_epochs=1)
         seg.fit(*blobs)

@@ -81,7 +81,8 @@ class SegmentationCheckpoint(Checkpoint):
     dirname : str, default=""
     load_best : bool, default=True
         Restore the best epoch's weights when training ends (the history keeps every
-        epoch).
+        epoch). A fit that continues (``warm_start``) restores the weights it started
+        from when none of its epochs beats the earlier best.
     resume : bool, default=False
         Continue from ``dirname/last.pt`` if it exists.
     """
@@ -134,6 +135,10 @@ class SegmentationCheckpoint(Checkpoint):
             self.resumed_ = True
             self.saved_ = os.path.exists(self._format_target(net, self.f_params, -1))
             self._sink(f"Resumed from {last} after epoch {len(net.history)}.", net.verbose)
+        elif self.load_best and len(net.history):  # warm_start: a fit continues
+            # the best score so far counts the earlier epochs, so the weights this fit
+            # starts from stand as the best until an epoch beats them
+            self.save_model(net)
 
     def on_epoch_begin(self, net, **kwargs) -> None:
         if self.resumed_ and len(net.history) > net.max_epochs:
