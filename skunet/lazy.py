@@ -98,13 +98,17 @@ def check_finite(image, name: str = "X") -> None:
     """
     if not np.issubdtype(np.dtype(image.dtype), np.floating):
         return
-    counts = np.asarray(
-        image.map_blocks(
-            lambda b: np.array(b.size - np.isfinite(b).sum()).reshape((1,) * b.ndim),
-            chunks=(1,) * image.ndim,
-            dtype=np.int64,
-        ).compute()
-    ).reshape(len(image.chunks[0]), len(image.chunks[1]), -1).sum(axis=2)
+    counts = (
+        np.asarray(
+            image.map_blocks(
+                lambda b: np.array(b.size - np.isfinite(b).sum()).reshape((1,) * b.ndim),
+                chunks=(1,) * image.ndim,
+                dtype=np.int64,
+            ).compute()
+        )
+        .reshape(len(image.chunks[0]), len(image.chunks[1]), -1)
+        .sum(axis=2)
+    )
     bad = int(counts.sum())
     if not bad:
         return

@@ -180,4 +180,3 @@ def generic_segmenter(
     else:
         overrides.setdefault("n_classes", n_classes)
     return segmenter("generic", recipe, **overrides)
-

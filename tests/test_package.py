@@ -167,7 +167,6 @@ def test_every_module_has_a_test_home():
     assert not homeless, f"no test file and not in docs/development.md's table: {homeless}"
 
 
-
 def test_the_package_fits_a_30_mb_wheel():
     """The wheel ships the newest version of each pretrained model and stays under
     30 MB: the package's files add up to less (float16 weights hardly compress); older
