@@ -3,6 +3,7 @@
     python benchmarks/he_data.py --monuseg SRC/monuseg --cpm SRC/cpm --out ../data/he-nuclei
     python benchmarks/he_nuclei.py --config cpu --variants distance stardist
     python benchmarks/he_nuclei.py --config cpu --all-images --save runs/he  # a model to ship
+    python benchmarks/he_nuclei.py --config cpu --init runs/he/NAME.skunet --minutes 50  # more
     python benchmarks/he_nuclei.py --table
 
 ``benchmarks/nuclei.py`` on the H&E tiles that ``he_data.py`` assembles at 40x (the 30
