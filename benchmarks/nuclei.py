@@ -190,7 +190,7 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
     else:
         seg = nuclei_segmenter(verbose=args.verbose, **params)
     seg = with_time_limit(seg, args.minutes)
-    limit, config = args.limit, args.config
+    limit, config, before = args.limit, args.config, len(seg.history or [])
     start = time.perf_counter()
     seg.fit(X_train[:limit], y_train[:limit])
     fit_seconds = time.perf_counter() - start
@@ -245,6 +245,7 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
             "predict_seconds": round(other_seconds, 1),
         },
         **training_figures(seg, fit_seconds),
+        **({"epochs_before": before} if before else {}),  # --init: the saved model's
         "predict_seconds": round(predict_seconds, 1),
         "seconds_per_megapixel": per_megapixel(predict_seconds, X_test),
     }
@@ -279,9 +280,13 @@ def training_figures(seg, fit_seconds: float) -> dict:
 
 
 def epochs(r: dict) -> str:
-    """``"18 epochs"``, or ``"7 of 60 epochs"`` where a time limit stopped the training."""
+    """``"18 epochs"``, ``"7 of 60 epochs"`` where a time limit stopped the training, and
+    ``"101 + 7 of 60 epochs"`` where it continued a saved model (``--init``)."""
+    before = r.get("epochs_before", 0)
     planned, ran = r["params"]["max_epochs"], r.get("epochs_run", r["params"]["max_epochs"])
-    return f"{ran} epochs" if ran == planned else f"{ran} of {planned} epochs"
+    ran -= before
+    text = f"{ran} epochs" if ran == planned else f"{ran} of {planned} epochs"
+    return f"{before} + {text}" if before else text
 
 
 def table(results: dict) -> str:
@@ -339,12 +344,7 @@ def main(dataset: Dataset = DSB2018) -> None:
         action="store_true",
         help="train on every image, hold none out (a model to ship; no held-out figures)",
     )
-    parser.add_argument(
-        "--init",
-        type=Path,
-        help="continue a saved model of the same split (its weights; the recipe's "
-        "architecture stays the file's); its epochs count in the record's",
-    )
+    parser.add_argument("--init", type=Path, help="continue a saved model of the same split")
     args = parser.parse_args()
     if args.table:
         print(table(load(args.out)))

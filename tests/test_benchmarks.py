@@ -351,3 +351,4 @@ def test_a_nuclei_run_continues_a_saved_network_of_its_split(tmp_path, monkeypat
     record = json.loads((tmp_path / "blobs.json").read_text())
     assert record["more"]["init"] == first.as_posix() and "init" not in record["first"]
     assert record["more"]["variants"]["distance"]["epochs_run"] == 2
+    assert "| more (1 + 1 epochs) |" in nuclei.table(record)
