@@ -129,10 +129,11 @@ def train(base: str, X: list, y: list, minutes: float, seed: int, params: dict):
         from _record import with_time_limit
 
         from skunet.presets import nuclei_segmenter
+        from skunet.pretrained import UNTIL_THE_MINUTES
 
         if len(X) < 2:  # one image leaves none for validation, as the recipe says
             params = {"train_split": None, **params}
-        seg = nuclei_segmenter(verbose=0, random_state=seed, max_epochs=100_000, **params)
+        seg = nuclei_segmenter(verbose=0, random_state=seed, max_epochs=UNTIL_THE_MINUTES, **params)
         with_time_limit(seg, minutes).fit(X, y)
         MODEL["seg"] = seg
         return (lambda images: seg.predict_instances(images)), len(seg.history)

@@ -44,7 +44,7 @@ from sklearn.cluster import KMeans
 from skunet import UNetSegmenter
 from skunet.datasets import load_dsb2018
 from skunet.presets import nuclei_segmenter
-from skunet.pretrained import FINE_TUNING, fine_tune
+from skunet.pretrained import FINE_TUNING, UNTIL_THE_MINUTES, fine_tune
 
 TYPES_FILE = RESULTS / "dsb2018_types.json"
 RESULTS_FILE = RESULTS / "fewshot.json"
@@ -206,7 +206,7 @@ def main() -> None:
     parser.add_argument("--type", type=int, help="the held-out type (default: the file's)")
     parser.add_argument("--minutes", type=float, default=3.0, help="training budget per model")
     parser.add_argument(
-        "--epochs", type=int, default=100_000, help="run: max_epochs (the minutes bind)"
+        "--epochs", type=int, default=UNTIL_THE_MINUTES, help="run: max_epochs (the minutes bind)"
     )
     parser.add_argument(
         "--base-epochs", type=int, default=100, help="base: max_epochs (the shipped nuclei's)"
