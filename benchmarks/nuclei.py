@@ -37,11 +37,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _object_table import table
 from _record import (
     RESULTS,
     add_common_arguments,
     add_trial_arguments,
-    device_of,
     load,
     parse_settings,
     update,
@@ -49,6 +49,7 @@ from _record import (
 )
 from skorch.dataset import ValidSplit
 
+from skunet.adaptation import CHANNEL_WEIGHTS, adapt_input
 from skunet.calibration import IOU_THRESHOLDS
 from skunet.callbacks import TimeLimit
 from skunet.datasets import load_dsb2018
@@ -81,12 +82,6 @@ CONFIGS = {
 RESULTS_FILE = RESULTS / "nuclei.json"
 PEER = Path(__file__).parent / "stardist_peer.py"
 PEER_PYTHON = Path(__file__).resolve().parents[1] / ".venv-stardist" / "bin" / "python"
-HOW = {
-    "2class": "2 classes + components",
-    "3class": "3 classes + watershed",
-    "distance": "distance levels + watershed",
-    "stardist": "StarDist 2D (peer, same budget)",
-}
 
 
 def split(n: int, fraction: float = 0.15, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -184,7 +179,10 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
     (X_train, y_train), (X_test, y_test) = data
     params = variant_params(name, args)
     if args.init:  # a longer run in two: the saved network trained on by the same recipe
-        seg = open_model(args.init, device=args.device)
+        if args.adapt:  # a one-channel model for more channels: a new model's start
+            seg = adapt_input(args.init, args.adapt, device=args.device)
+        else:
+            seg = open_model(args.init, device=args.device)
         recipe = {k: v for k, v in params.items() if not k.startswith("module__")}
         seg.set_params(warm_start=True, verbose=args.verbose, **recipe)  # weights kept
     else:
@@ -246,6 +244,7 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
         },
         **training_figures(seg, fit_seconds),
         **({"epochs_before": before} if before else {}),  # --init: the saved model's
+        **({"adapted": seg.adapted_} if hasattr(seg, "adapted_") else {}),
         "predict_seconds": round(predict_seconds, 1),
         "seconds_per_megapixel": per_megapixel(predict_seconds, X_test),
     }
@@ -277,35 +276,6 @@ def training_figures(seg, fit_seconds: float) -> dict:
         else None,
         "fit_seconds": round(fit_seconds, 1),
     }
-
-
-def epochs(r: dict) -> str:
-    """``"18 epochs"``, ``"7 of 60 epochs"`` where a time limit stopped the training, and
-    ``"101 + 7 of 60 epochs"`` where it continued a saved model (``--init``)."""
-    before = r.get("epochs_before", 0)
-    planned, ran = r["params"]["max_epochs"], r.get("epochs_run", r["params"]["max_epochs"])
-    ran -= before
-    text = f"{ran} epochs" if ran == planned else f"{ran} of {planned} epochs"
-    return f"{before} + {text}" if before else text
-
-
-def table(results: dict) -> str:
-    lines = [
-        "| configuration | instances | AP@0.5 | AP@0.75 | AP@0.9 | F1@0.5 | training | device |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for config, rec in results.items():
-        device = device_of(rec)
-        for name, r in rec.get("variants", {}).items():  # a decoders record has none
-            if "ap" not in r:  # trained on every image: nothing held out
-                continue
-            how = HOW[name]
-            lines.append(
-                f"| {config} ({epochs(r)}) | {how} | {r['ap']['0.50']:.3f} "
-                f"| {r['ap']['0.75']:.3f} | {r['ap']['0.90']:.3f} | {r['f1_50']:.3f} "
-                f"| {r['fit_seconds'] / 60:.1f} min | {device} |"
-            )
-    return "\n".join(lines)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -345,6 +315,10 @@ def main(dataset: Dataset = DSB2018) -> None:
         help="train on every image, hold none out (a model to ship; no held-out figures)",
     )
     parser.add_argument("--init", type=Path, help="continue a saved model of the same split")
+    parser.add_argument(
+        "--adapt", choices=sorted(CHANNEL_WEIGHTS),
+        help="--init is a one-channel model (e.g. nuclei): adapt it to the images' channels",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.table:
         print(table(load(args.out)))

@@ -129,10 +129,11 @@ def refuse_existing(path: Path, overwrite: bool, option: str = "overwrite=True")
 WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-FITTED_RECORDS = ("instance_params_", "fine_tuned_")
+FITTED_RECORDS = ("instance_params_", "fine_tuned_", "adapted_")
 """Fitted attributes a model file keeps when the segmenter has them (JSON-able dicts):
 the thresholds ``calibrate_instances`` chose, what
-:func:`~skunet.pretrained.fine_tune` started from."""
+:func:`~skunet.pretrained.fine_tune` started from, which one-channel model
+:func:`~skunet.adaptation.adapt_input` adapted to more channels."""
 
 
 def segmenter_metadata(net) -> dict[str, str]:

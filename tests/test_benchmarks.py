@@ -352,3 +352,35 @@ def test_a_nuclei_run_continues_a_saved_network_of_its_split(tmp_path, monkeypat
     assert record["more"]["init"] == first.as_posix() and "init" not in record["first"]
     assert record["more"]["variants"]["distance"]["epochs_run"] == 2
     assert "| more (1 + 1 epochs) |" in nuclei.table(record)
+
+
+def test_a_nuclei_run_adapts_a_one_channel_model_to_colour_tiles(tmp_path, monkeypatch):
+    """nuclei.py --init MODEL --adapt haematoxylin: a gray model's weights start a new
+    model for RGB tiles; the record says which, and no earlier epochs are counted."""
+    import json
+
+    import nuclei
+
+    from conftest import make_blobs
+    from skunet import UNetSegmenter
+    from skunet.adaptation import CHANNEL_WEIGHTS
+
+    gray = make_blobs(7, shapes=[(64, 64)], channels=None, seed=1)
+    X, y = make_blobs(7, shapes=[(64, 64)], channels=3, seed=2)
+    common = ["nuclei.py", "--save", str(tmp_path), "--device", "cpu"]
+    for setting in ("module__base_channels=4", "module__depth=2", "patch_size=32", "max_epochs=1"):
+        common += ["--set", setting]
+    data = nuclei.Dataset("gray", tmp_path, tmp_path / "gray.json", lambda _: gray)
+    monkeypatch.setattr(sys, "argv", [*common, "--name", "gray"])
+    nuclei.main(dataset=data)
+    base = tmp_path / "gray-distance.skunet"
+    data = nuclei.Dataset("rgb", tmp_path, tmp_path / "rgb.json", lambda _: (X, y))
+    argv = [*common, "--name", "rgb", "--init", str(base), "--adapt", "haematoxylin"]
+    monkeypatch.setattr(sys, "argv", argv)
+    nuclei.main(dataset=data)
+    result = json.loads((tmp_path / "rgb.json").read_text())["rgb"]["variants"]["distance"]
+    weights = list(CHANNEL_WEIGHTS["haematoxylin"])
+    assert result["adapted"] == {"base": str(base), "channels": "haematoxylin", "weights": weights}
+    assert result["epochs_run"] == 1 and "epochs_before" not in result
+    saved = UNetSegmenter.load(tmp_path / "rgb-distance.skunet")
+    assert saved.n_channels_in_ == 3 and saved.adapted_["channels"] == "haematoxylin"
