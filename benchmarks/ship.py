@@ -243,6 +243,12 @@ def main() -> None:
     spec = CARDS[args.card]
     figures, note, held_out = held_out_figures(args.card, args.figures_from)
     trained = UNetSegmenter.load(args.model)
+    adapted = getattr(trained, "adapted_", None)  # started from a gray model's weights
+    started = {} if adapted is None else {
+        "started_from": f"{adapted['base']}'s weights (its card: data and licence), adapted "
+        f"to {len(adapted['weights'])} channels ({adapted['channels'] or 'given weights'}) "
+        "by skunet.adaptation.adapt_input"
+    }  # fmt: skip
     name = f"{args.card}-{args.version}.skunet"
     SHIP_DIR.mkdir(parents=True, exist_ok=True)
     path = trained.save(SHIP_DIR / name, weights=args.precision, overwrite=True)
@@ -271,11 +277,14 @@ def main() -> None:
             "images": spec["training_data"]["images"] - len(held_out),
             "note": f"{len(shipped.history)} epochs; {note}",
             "held_out": held_out,
+            **started,
         },
         command=f"{args.training_command} && python " + shlex.join(["benchmarks/ship.py", *argv]),
         figures=figures,
         limits=tuple(spec["limits"]),
-        description=f"{spec['description']}; weights stored as {args.precision}",
+        description=f"{spec['description']}"
+        + (f"; started from {adapted['base']} ({adapted['channels']})" if adapted else "")
+        + f"; weights stored as {args.precision}",
     )
     write_card(card, path)
 

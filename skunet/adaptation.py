@@ -6,9 +6,9 @@ purple objects. :func:`adapt_input` folds a fixed projection of the colour chann
 into the model's first convolution, so that the network sees a gray image in which
 those nuclei are bright, and returns a model ready to be trained on the new images
 (``fit`` with ``warm_start``, or :func:`~skunet.pretrained.fine_tune`). On the H&E
-benchmark, ten minutes of training from the adapted nuclei model gave AJI 0.55 on
-held-out tiles where the same minutes from scratch gave 0.52
-(``benchmarks/results/he_nuclei_trials.json``).
+benchmark's 10-minute proxy, training from the adapted nuclei model reached AJI 0.561
+on the held-out tiles where the same minutes from scratch reached 0.519
+(``benchmarks/results/he_nuclei_trials.json``; ``docs/pretrained.md``).
 """
 
 from __future__ import annotations

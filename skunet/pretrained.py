@@ -294,6 +294,9 @@ def fine_tune(
         seg = copy.deepcopy(model)
         card = getattr(model, "pretrained_", None)
         base = card.key if card is not None else "a fitted segmenter"
+        if adapted := getattr(model, "adapted_", None):  # skunet.adaptation.adapt_input
+            to = adapted["channels"] or f"{len(adapted['weights'])} channels"
+            base = f"{adapted['base']}, adapted to {to}"
         if not hasattr(model, "classes_"):  # unfitted: trained from scratch
             base = f"new {model.task or 'generic'} segmenter"
             recipe = ("warm_start", "lr", "max_epochs")  # the segmenter's own

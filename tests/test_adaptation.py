@@ -8,6 +8,7 @@ import pytest
 from conftest import make_blobs, tiny
 from skunet import UNetSegmenter
 from skunet.adaptation import CHANNEL_WEIGHTS, adapt_input
+from skunet.pretrained import fine_tune
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +81,15 @@ def test_a_pretrained_model_is_adapted_by_name():
     rgb = adapt_input("nuclei", "haematoxylin")
     assert rgb.adapted_["base"].startswith("nuclei@") and not hasattr(rgb, "pretrained_")
     assert rgb.module_.state_dict()["down.0.0.weight"].shape[1] == 3
+
+
+def test_fine_tune_trains_an_adapted_model_on_colour_images(gray):
+    """What an H&E user without a model of their own does: the gray nuclei model adapted,
+    then fine-tuned on a few RGB tiles; the record names the base and the adaptation."""
+    seg, X, y = gray
+    colour = [np.stack([0.2 * x, 0.5 * x, x], axis=-1) for x in X]
+    tuned = fine_tune(adapt_input(seg, "haematoxylin"), colour, y, max_epochs=1)
+    assert tuned.fine_tuned_["base"] == "a fitted segmenter, adapted to haematoxylin"
+    assert tuned.fine_tuned_["images"] + tuned.fine_tuned_["held_out"] == 4
+    assert tuned.adapted_["channels"] == "haematoxylin"
+    assert tuned.predict(colour[:1])[0].shape == X[0].shape

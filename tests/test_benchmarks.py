@@ -367,20 +367,44 @@ def test_a_nuclei_run_adapts_a_one_channel_model_to_colour_tiles(tmp_path, monke
 
     gray = make_blobs(7, shapes=[(64, 64)], channels=None, seed=1)
     X, y = make_blobs(7, shapes=[(64, 64)], channels=3, seed=2)
-    common = ["nuclei.py", "--save", str(tmp_path), "--device", "cpu"]
+    monkeypatch.chdir(tmp_path)
+    common = ["nuclei.py", "--save", "runs", "--device", "cpu"]
     for setting in ("module__base_channels=4", "module__depth=2", "patch_size=32", "max_epochs=1"):
         common += ["--set", setting]
     data = nuclei.Dataset("gray", tmp_path, tmp_path / "gray.json", lambda _: gray)
     monkeypatch.setattr(sys, "argv", [*common, "--name", "gray"])
     nuclei.main(dataset=data)
-    base = tmp_path / "gray-distance.skunet"
-    data = nuclei.Dataset("rgb", tmp_path, tmp_path / "rgb.json", lambda _: (X, y))
-    argv = [*common, "--name", "rgb", "--init", str(base), "--adapt", "haematoxylin"]
-    monkeypatch.setattr(sys, "argv", argv)
+    results = tmp_path / "results" / "he_nuclei.json"
+    data = nuclei.Dataset("rgb", tmp_path, results, lambda _: (X, y))
+    argv = [*common, "--name", "rgb", "--init", "runs/gray-distance.skunet"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--adapt", "haematoxylin"])
     nuclei.main(dataset=data)
-    result = json.loads((tmp_path / "rgb.json").read_text())["rgb"]["variants"]["distance"]
+    result = json.loads(results.read_text())["rgb"]["variants"]["distance"]
     weights = list(CHANNEL_WEIGHTS["haematoxylin"])
-    assert result["adapted"] == {"base": str(base), "channels": "haematoxylin", "weights": weights}
+    assert result["adapted"] == {
+        "base": "runs/gray-distance.skunet", "channels": "haematoxylin", "weights": weights
+    }  # fmt: skip
     assert result["epochs_run"] == 1 and "epochs_before" not in result
-    saved = UNetSegmenter.load(tmp_path / "rgb-distance.skunet")
+    saved = UNetSegmenter.load(tmp_path / "runs" / "rgb-distance.skunet")
     assert saved.n_channels_in_ == 3 and saved.adapted_["channels"] == "haematoxylin"
+
+    # shipped: the card says where its weights started
+    import ship
+    import tifffile
+
+    for i, (image, mask) in enumerate(zip(X, y)):
+        for folder, array in (("images", image), ("masks", mask)):
+            (tmp_path / "he" / folder).mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(tmp_path / "he" / folder / f"t{i}.tif", array)
+    monkeypatch.setattr(ship, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(ship, "SHIP_DIR", tmp_path / "models")
+    monkeypatch.setitem(ship.CARDS["nuclei-he"], "data", tmp_path / "he")
+    argv = ["ship.py", "runs/rgb-distance.skunet", "--card", "nuclei-he", "--version", "9.9.9",
+            "--figures-from", "rgb", "--timed-images", "1",
+            "--training-command", "python x"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    ship.main()
+    card = json.loads((tmp_path / "models" / "models.json").read_text())[0]
+    assert card["training_data"]["started_from"].startswith("runs/gray-distance.skunet's ")
+    assert "(haematoxylin)" in card["training_data"]["started_from"]
+    assert "; started from runs/gray-distance.skunet (haematoxylin);" in card["description"]
