@@ -93,3 +93,10 @@ def test_fine_tune_trains_an_adapted_model_on_colour_images(gray):
     assert tuned.fine_tuned_["images"] + tuned.fine_tuned_["held_out"] == 4
     assert tuned.adapted_["channels"] == "haematoxylin"
     assert tuned.predict(colour[:1])[0].shape == X[0].shape
+
+
+def test_a_gray_model_warm_started_on_colour_images_says_how_to_adapt_it(gray):
+    seg, X, y = gray
+    colour = [np.stack([x, x, x], axis=-1) for x in X]
+    with pytest.raises(ValueError, match=r"1-channel images; X\[0\] has 3; .*adapt_input"):
+        fine_tune(seg, colour, y, max_epochs=1)

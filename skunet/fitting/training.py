@@ -162,9 +162,15 @@ class TrainingMixin:
                 f"module__in_channels={given} but the images have {n_channels} channel(s)"
             )
         if continuing and getattr(self, "n_channels_in_", n_channels) != n_channels:
+            hint = (  # a gray model, colour images: what to do about it
+                "; skunet.adaptation.adapt_input(model, 'haematoxylin') adapts a gray model "
+                "to RGB H&E or bright-field images before training on them"
+                if self.n_channels_in_ == 1 and n_channels == 3
+                else ""
+            )
             raise ValueError(
                 f"the model was fitted on {self.n_channels_in_}-channel images; "
-                f"X[0] has {n_channels}"
+                f"X[0] has {n_channels}{hint}"
             )
         if self.train_split is not None and len(images) < 2:
             raise ValueError(
