@@ -251,6 +251,19 @@ def test_dic_hela_judges_frames_away_from_every_trained_one(tmp_path):
     assert lines[3] == "| scratch | 1 | 0.500 (3 ep) |  |"
 
 
+def shipping(monkeypatch, tmp_path, card, model, data, *options):
+    """ship.py's command line for ``model`` as ``card``, writing under ``tmp_path`` and
+    reading the card's dataset from ``tmp_path / data``; returns the argv it set."""
+    import ship
+
+    monkeypatch.setattr(ship, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(ship, "SHIP_DIR", tmp_path / "models")
+    monkeypatch.setitem(ship.CARDS[card], "data", tmp_path / data)
+    argv = ["ship.py", model, "--card", card, *options]
+    monkeypatch.setattr(sys, "argv", argv)
+    return argv
+
+
 def test_an_em_model_to_ship_is_trained_on_every_slice_and_shipped_with_its_cv_card(
     tmp_path, monkeypatch
 ):
@@ -279,13 +292,10 @@ def test_an_em_model_to_ship_is_trained_on_every_slice_and_shipped_with_its_cv_c
     with pytest.raises(SystemExit, match="would overwrite"):  # refused before training
         em.main()
 
-    monkeypatch.setattr(ship, "RESULTS", tmp_path / "results")
-    monkeypatch.setattr(ship, "SHIP_DIR", tmp_path / "models")
-    monkeypatch.setitem(ship.CARDS["em"], "data", tmp_path / "isbi")
-    argv = ["ship.py", "runs/em/em_smoke_all.skunet", "--card", "em", "--version", "0.0.1",
-            "--figures-from", "smoke, folds [0]", "--timed-images", "2",
-            "--training-command", "python benchmarks/em.py --config smoke"]  # fmt: skip
-    monkeypatch.setattr(sys, "argv", argv)
+    argv = shipping(monkeypatch, tmp_path, "em", "runs/em/em_smoke_all.skunet", "isbi",
+                    "--version", "0.0.1", "--figures-from", "smoke, folds [0]",
+                    "--timed-images", "2", "--training-command",
+                    "python benchmarks/em.py --config smoke")  # fmt: skip
     with pytest.raises(SystemExit, match="no complete cross-validation"):
         ship.main()  # one fold is not the recipe's cross-validation
     monkeypatch.setattr(sys, "argv", ["em.py", *common])
@@ -396,13 +406,9 @@ def test_a_nuclei_run_adapts_a_one_channel_model_to_colour_tiles(tmp_path, monke
         for folder, array in (("images", image), ("masks", mask)):
             (tmp_path / "he" / folder).mkdir(parents=True, exist_ok=True)
             tifffile.imwrite(tmp_path / "he" / folder / f"t{i}.tif", array)
-    monkeypatch.setattr(ship, "RESULTS", tmp_path / "results")
-    monkeypatch.setattr(ship, "SHIP_DIR", tmp_path / "models")
-    monkeypatch.setitem(ship.CARDS["nuclei-he"], "data", tmp_path / "he")
-    argv = ["ship.py", "runs/rgb-distance.skunet", "--card", "nuclei-he", "--version", "9.9.9",
-            "--figures-from", "rgb", "--timed-images", "1",
-            "--training-command", "python x"]  # fmt: skip
-    monkeypatch.setattr(sys, "argv", argv)
+    shipping(monkeypatch, tmp_path, "nuclei-he", "runs/rgb-distance.skunet", "he", "--version",
+             "9.9.9", "--figures-from", "rgb", "--timed-images", "1",
+             "--training-command", "python x")  # fmt: skip
     ship.main()
     card = json.loads((tmp_path / "models" / "models.json").read_text())[0]
     assert card["training_data"]["started_from"].startswith("runs/gray-distance.skunet's ")
