@@ -19,6 +19,7 @@ if not os.environ.get("DISPLAY"):
 
 from conftest import make_blobs, tiny  # noqa: E402
 from skunet.napari.fine_tune import (  # noqa: E402
+    ADAPTED,
     EXTENT,
     NEW,
     PAINTED,
@@ -218,6 +219,25 @@ def test_a_new_model_trains_from_scratch(make_napari_viewer, qtbot):
     assert viewer.layers["stack instances"].data.shape == (2, 48, 48)
 
 
+def test_the_gray_nuclei_model_adapted_to_rgb_trains_on_a_colour_layer(make_napari_viewer, qtbot):
+    """No code for an H&E user: the adapted nuclei model as the base of an RGB layer."""
+    viewer = make_napari_viewer()
+    X, y = make_blobs(1, shapes=[(96, 96)], channels=3)
+    widget = _widget(viewer)
+    widget.image.value = viewer.add_image(X[0], name="he", rgb=True)
+    widget.labels.value = viewer.add_labels(y[0].astype(np.int32), name="painted")
+    widget.base.value = ADAPTED
+    widget.minutes.value = 0.01
+    _wait(qtbot, widget.run())
+    assert widget.model_.n_channels_in_ == 3 and widget.model_.adapted_["base"].startswith(
+        "nuclei@"
+    )
+    assert widget.model_.fine_tuned_["base"].endswith(", adapted to haematoxylin")
+    _, segment = viewer.window.add_plugin_dock_widget("skunet", "Segment")
+    _wait(qtbot, segment.worker)  # the layer segmented again by the new RGB model
+    assert viewer.layers["he instances"].data.shape == (96, 96)
+
+
 def test_cancel_keeps_the_base_model(make_napari_viewer, qtbot, model_file):
     viewer = make_napari_viewer()
     widget = _painted_stack(viewer, 3, "cells")
@@ -263,6 +283,7 @@ def test_bad_inputs_get_a_message_and_keep_every_layer(make_napari_viewer, model
         "no labels layer": "add an image layer and a Labels layer",
     }[bad]
     assert expected in widget.status.value
+    assert (ADAPTED in widget.status.value) == (bad == "rgb")  # what a gray model needs
     assert [layer.name for layer in viewer.layers] == layers
     assert widget.train_button.enabled
 

@@ -28,12 +28,24 @@ from ..pretrained import fine_tune
 from ..tasks import TASKS
 from ..tiling import IGNORE
 
-__all__ = ["EXTENT", "NEW", "PAINTED", "WHOLE", "Cancelled", "training_pairs", "training_steps"]
+__all__ = [
+    "ADAPTED",
+    "EXTENT",
+    "NEW",
+    "PAINTED",
+    "WHOLE",
+    "Cancelled",
+    "training_pairs",
+    "training_steps",
+]
 
 EXTENT = "the labels' extent"
 WHOLE = "all of the image"
 PAINTED = "the painted cells only"
 NEW = "new model: {} recipe"
+# the gray nuclei model adapted to RGB (skunet.adaptation), for H&E and bright-field
+# layers that nuclei-he does not know
+ADAPTED = "nuclei, adapted to RGB (H&E, bright-field)"
 # tasks whose default recipe trains on Labels as napari paints them (``generic`` needs
 # its class count first)
 SCRATCH_TASKS = tuple(name for name in TASKS if name != "generic")

@@ -20,9 +20,11 @@ from magicgui.widgets import (
     create_widget,
 )
 
+from ..adaptation import adapt_input
 from ..presets import segmenter
 from ..pretrained import list_models
 from .fine_tune import (
+    ADAPTED,
     EXTENT,
     NEW,
     PAINTED,
@@ -53,7 +55,8 @@ class FineTuneWidget(Container):
         self.pairs_label = Label(value="")
         names = sorted({card.name for card in list_models()})
         scratch = [NEW.format(task) for task in SCRATCH_TASKS]
-        self.base = ComboBox(label="base model", choices=[*names, *scratch, FROM_FILE])
+        adapted = [ADAPTED] if "nuclei" in names else []
+        self.base = ComboBox(label="base model", choices=[*names, *adapted, *scratch, FROM_FILE])
         if DEFAULT_MODEL in names:
             self.base.value = DEFAULT_MODEL
         self.base_file = FileEdit(label="file", filter="*.skunet *.zip", visible=False)
@@ -160,14 +163,19 @@ class FineTuneWidget(Container):
         ref = str(self.base_file.value) if self._is_file() else choice
         if self._is_file() and not Path(ref).is_file():
             raise ValueError("choose a model file (.skunet or a skunet BioImage Model Zoo .zip)")
-        seg = self._segment_widget().open(ref)
+        if choice == ADAPTED:
+            ref, seg = choice, adapt_input(self._segment_widget().open("nuclei"), "haematoxylin")
+        else:
+            seg = self._segment_widget().open(ref)
         colours = 3 if X[0].ndim == 3 else 1
         if colours != seg.n_channels_in_:
             kinds = {1: "gray", 3: "RGB"}
+            gray_on_rgb = colours == 3 and seg.n_channels_in_ == 1
+            other = f", or the base {ADAPTED!r}" if gray_on_rgb else ""
             raise ValueError(
                 f"{ref!r} takes {kinds.get(seg.n_channels_in_, seg.n_channels_in_)} images "
                 f"but {self.image.value.name!r} is {kinds[colours]}: pick a "
-                f"{kinds.get(seg.n_channels_in_, '')} layer or start a new model"
+                f"{kinds.get(seg.n_channels_in_, '')} layer or start a new model{other}"
             )
         return seg
 
