@@ -13,7 +13,6 @@ on the held-out tiles where the same minutes from scratch reached 0.519
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -84,7 +83,7 @@ def adapt_input(model: Any, channels: str | Sequence[float], device: str = "cpu"
     (3, True)
     """
     from .estimator import UNetSegmenter
-    from .pretrained import open_model
+    from .pretrained import open_base
 
     if isinstance(channels, str):
         if channels not in CHANNEL_WEIGHTS:
@@ -97,15 +96,9 @@ def adapt_input(model: Any, channels: str | Sequence[float], device: str = "cpu"
         name, weights = None, np.asarray(channels, float)
     if weights.ndim != 1 or weights.size < 1 or not np.isfinite(weights).all():
         raise ValueError(f"channels={channels!r}: need a name or finite weights, one per channel")
-    if isinstance(model, UNetSegmenter):
-        if not hasattr(model, "n_channels_in_"):
-            raise ValueError("adapt_input needs a fitted segmenter (or a model's name or file)")
-        seg, base = copy.deepcopy(model), getattr(model, "pretrained_", None)
-        base = base.key if base is not None else "a fitted segmenter"
-    else:
-        seg = open_model(model, device=device)
-        card = getattr(seg, "pretrained_", None)
-        base = card.key if card is not None else str(model)
+    if isinstance(model, UNetSegmenter) and not hasattr(model, "n_channels_in_"):
+        raise ValueError("adapt_input needs a fitted segmenter (or a model's name or file)")
+    seg, base = open_base(model, device=device)
     if seg.n_channels_in_ != 1:
         raise ValueError(
             f"adapt_input adapts one-channel models; {base} takes {seg.n_channels_in_}"

@@ -57,6 +57,7 @@ __all__ = [
     "load_model",
     "locate",
     "model_path",
+    "open_base",
     "open_model",
     "register_model",
 ]
@@ -240,6 +241,24 @@ def open_model(model: str | os.PathLike, device: str = "cpu"):
     )
 
 
+def open_base(model: Any, device: str = "cpu") -> tuple[Any, str]:
+    """The segmenter a training starts from and what to call it: a copy of a segmenter
+    (the caller's is never changed), else :func:`open_model` of a model file or a
+    pretrained model's name on ``device``; called by its card's key where it has one,
+    else ``"a fitted segmenter"`` or the name or path given.
+
+    What :func:`fine_tune` and :func:`skunet.adaptation.adapt_input` start from.
+    """
+    from .estimator import UNetSegmenter
+
+    if isinstance(model, UNetSegmenter):
+        seg, given = copy.deepcopy(model), "a fitted segmenter"
+    else:
+        seg, given = open_model(model, device=device), str(model)
+    card = getattr(seg, "pretrained_", None)
+    return seg, card.key if card is not None else given
+
+
 def fine_tune(
     model: Any, X: Any, y: Any, *, minutes: float | None = None, random_state: int | None = 0,
     **params: Any,
@@ -290,10 +309,9 @@ def fine_tune(
     from .tasks import task_of
 
     settings = {**FINE_TUNING, "random_state": random_state, **params}
-    if isinstance(model, UNetSegmenter):
-        seg = copy.deepcopy(model)
-        card = getattr(model, "pretrained_", None)
-        base = card.key if card is not None else "a fitted segmenter"
+    given = isinstance(model, UNetSegmenter)  # its device setting stays in the settings
+    seg, base = open_base(model, device="cpu" if given else settings.pop("device", "cpu"))
+    if given:
         if adapted := getattr(model, "adapted_", None):  # skunet.adaptation.adapt_input
             to = adapted["channels"] or f"{len(adapted['weights'])} channels"
             base = f"{adapted['base']}, adapted to {to}"
@@ -301,10 +319,6 @@ def fine_tune(
             base = f"new {model.task or 'generic'} segmenter"
             recipe = ("warm_start", "lr", "max_epochs")  # the segmenter's own
             settings = {k: v for k, v in settings.items() if k not in recipe or k in params}
-    else:
-        seg = open_model(model, device=settings.pop("device", "cpu"))
-        card = getattr(seg, "pretrained_", None)
-        base = card.key if card is not None else str(model)
     if minutes is not None:
         if "max_epochs" not in params:  # the minutes bind, not a recipe's epoch count
             settings["max_epochs"] = UNTIL_THE_MINUTES
