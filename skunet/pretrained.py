@@ -34,6 +34,8 @@ import copy
 import json
 import os
 import time
+import warnings
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,9 @@ from typing import Any
 import numpy as np
 
 from .augment import Augment
+from .intake.annotation import labelled_only, partly_annotated
 from .intake.validation import lookup
+from .lazy import is_lazy
 from .model_cards import ModelCard
 from .model_files import SHIPPED, cache_dir, check_file, locate
 from .model_files import model_path as _model_path
@@ -259,9 +263,33 @@ def open_base(model: Any, device: str = "cpu") -> tuple[Any, str]:
     return seg, card.key if card is not None else given
 
 
+def _partial(partial: Any, images: list, masks: list) -> list[int]:
+    """The indices of ``masks`` that fine_tune's ``partial`` takes as partly annotated."""
+    if isinstance(partial, str):
+        if partial != "auto":
+            raise ValueError(f"partial={partial!r}: use 'auto', True, False or indices")
+        lazy = any(is_lazy(v) for v in [*images, *masks])
+        found = [] if lazy else partly_annotated(images, masks)
+        for i in found:
+            warnings.warn(
+                f"mask {i} labels far less of its image than the others do: taken as "
+                "partly annotated (its unlabelled pixels not taught as background); "
+                "pass partial=False if it is complete",
+                UserWarning,
+                stacklevel=3,
+            )
+        return found
+    if isinstance(partial, (bool, np.bool_)):
+        return list(range(len(masks))) if partial else []
+    indices = [int(i) for i in partial]
+    if bad := [i for i in indices if not 0 <= i < len(masks)]:
+        raise ValueError(f"partial names masks {bad}, but y has {len(masks)} masks")
+    return indices
+
+
 def fine_tune(
     model: Any, X: Any, y: Any, *, minutes: float | None = None, random_state: int | None = 0,
-    **params: Any,
+    partial: str | bool | Sequence[int] = "auto", **params: Any,
 ):  # fmt: skip
     """A model fine-tuned on your labelled images: the one function behind Python,
     ``skunet fine-tune`` and the napari plugin.
@@ -284,6 +312,14 @@ def fine_tune(
         figures are for minutes that bind); None: ``max_epochs`` bounds it.
     random_state : int or None, default=0
         Seeds the training and which image is held out.
+    partial : "auto", bool or list of int, default="auto"
+        Masks that label only some of their cells (instance models): their unlabelled
+        pixels become -1, so the cells left out are not taught as background.
+        ``"auto"``: those :func:`skunet.intake.annotation.partly_annotated` finds among
+        three or more masks (a mask labelling far less of its image than the others,
+        where a pixel classifier taught by them finds more unlabelled cells than
+        labelled ones), with a warning naming each; ``True``: every mask; ``False``: none; a
+        list: those indices.
     **params
         :data:`FINE_TUNING` overrides (``lr``, ``max_epochs``, ``device`` ...).
 
@@ -294,8 +330,8 @@ def fine_tune(
         images and an instance model, one image (drawn with ``random_state``) is held
         out of the training and the instance threshold and split are calibrated on it
         (``calibrate_instances``). ``fine_tuned_`` records the base model, the images
-        trained on and held out, the budget, the epochs and the seconds; the model
-        saves and exports like any other, ``fine_tuned_`` included.
+        trained on and held out, the masks taken as partial, the budget, the epochs and
+        the seconds; the model saves and exports like any other, ``fine_tuned_`` included.
 
     Raises
     ------
@@ -304,7 +340,6 @@ def fine_tune(
     """
     from .callbacks import TimeLimit
     from .estimator import UNetSegmenter
-    from .lazy import is_lazy
     from .targets import decoding
     from .tasks import task_of
 
@@ -331,7 +366,10 @@ def fine_tune(
         raise ValueError(f"X has {len(images)} images but y has {len(masks)} masks")
     held: list[int] = []
     membranes = seg.n_classes == 2 and task_of(seg).membranes
-    if len(images) >= 3 and decoding(seg.target, membranes).instance_labels:
+    instances = decoding(seg.target, membranes).instance_labels
+    partly = _partial(partial, images, masks) if instances else []
+    masks = [labelled_only(m) if i in partly else m for i, m in enumerate(masks)]
+    if len(images) >= 3 and instances:
         held = [int(np.random.default_rng(random_state).integers(len(images)))]
     train = [i for i in range(len(images)) if i not in held]
     epochs, start = len(seg.history or []), time.perf_counter()
@@ -343,6 +381,7 @@ def fine_tune(
         "base": base,
         "images": len(train),
         "held_out": len(held),
+        "partial": partly,
         "minutes": minutes,
         "epochs": len(seg.history) - epochs,
         "seconds": round(seconds, 1),

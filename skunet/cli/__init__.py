@@ -158,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "--epochs", type=int, help="at most this many epochs (default: 30; with --minutes, none)"
     )
+    tune.add_argument(
+        "--complete",
+        action="store_true",
+        help="every mask labels all of its cells (default: a mask labelling far less of its "
+        "image than the others, where the others' cells show unlabelled, is taken as partly "
+        "annotated and its unlabelled pixels are not taught as background)",
+    )
     tune.add_argument("--out", required=True, help="model file to write (e.g. my.skunet)")
     _add(tune, "device", "seed")
     tune.add_argument("--overwrite", action="store_true", help="replace an existing --out")

@@ -79,9 +79,15 @@ def fine_tune(args: argparse.Namespace) -> int:
     params["callbacks"] = [*(base.callbacks or []), ("progress_bar", ProgressBar())]
     print(f"fine-tuning {args.model} on {len(X)} images", file=sys.stderr)
     with naming_files(files):
-        seg = tune(args.model, X, y, minutes=args.minutes, random_state=args.seed, **params)
+        seg = tune(
+            args.model, X, y, minutes=args.minutes, random_state=args.seed,
+            partial=False if args.complete else "auto", **params,
+        )  # fmt: skip
     seg.save(out, overwrite=args.overwrite)
     record = seg.fine_tuned_
+    if record["partial"]:
+        named = ", ".join(files[i][1] for i in record["partial"])
+        print(f"taken as partly annotated (--complete if not): {named}", file=sys.stderr)
     held = ", thresholds calibrated on 1" if record["held_out"] else ""
     print(
         f"saved {out}: {record['epochs']} epochs in {record['seconds']:.0f} s on "

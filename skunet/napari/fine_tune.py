@@ -161,7 +161,10 @@ def training_steps(
     def work() -> None:
         try:
             callbacks = [*kept, (name, Reporter(events, cancel))]
-            outcome["model"] = fine_tune(base, X, y, minutes=minutes, callbacks=callbacks)
+            # the widget's "complete in" says where the labels are complete: not guessed
+            outcome["model"] = fine_tune(
+                base, X, y, minutes=minutes, partial=False, callbacks=callbacks
+            )
         except BaseException as exc:  # handed to the generator's caller
             outcome["error"] = exc
         finally:
