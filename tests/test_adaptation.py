@@ -100,3 +100,28 @@ def test_a_gray_model_warm_started_on_colour_images_says_how_to_adapt_it(gray):
     colour = [np.stack([x, x, x], axis=-1) for x in X]
     with pytest.raises(ValueError, match=r"1-channel images; X\[0\] has 3; .*adapt_input"):
         fine_tune(seg, colour, y, max_epochs=1)
+
+
+def test_the_command_line_fine_tunes_a_gray_model_adapted_to_colour(gray, tmp_path, capsys):
+    import tifffile
+
+    from skunet.cli import main
+
+    seg, X, y = gray
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    for i, (x, m) in enumerate(zip(X, y)):  # dark nuclei on a light, pink-ish field
+        rgb = np.stack([1 - 0.4 * x, 1 - 0.8 * x, 1 - 0.3 * x], axis=-1).clip(0, 1)
+        tifffile.imwrite(tmp_path / "images" / f"t{i}.tif", (255 * rgb).astype(np.uint8))
+        tifffile.imwrite(tmp_path / "masks" / f"t{i}.tif", m.astype(np.uint16))
+    model, out = seg.save(tmp_path / "gray.skunet"), tmp_path / "rgb.skunet"
+    args = ["fine-tune", "--model", str(model), str(tmp_path / "images"),
+            str(tmp_path / "masks"), "--epochs", "1", "--out", str(out)]  # fmt: skip
+    assert main([*args, "--adapt", "haematoxylin"]) == 0
+    assert "adapted to haematoxylin on 4 images" in capsys.readouterr().err
+    tuned = UNetSegmenter.load(out)
+    assert tuned.n_channels_in_ == 3 and tuned.adapted_["channels"] == "haematoxylin"
+    assert tuned.fine_tuned_["base"] == f"{model}, adapted to haematoxylin"
+    # without --adapt the gray model reads the colour images as gray
+    assert main([*args[:-1], str(tmp_path / "gray-tuned.skunet")]) == 0
+    assert UNetSegmenter.load(tmp_path / "gray-tuned.skunet").n_channels_in_ == 1

@@ -36,6 +36,7 @@ def _add(parser: argparse.ArgumentParser, *names: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..adaptation import CHANNEL_WEIGHTS
     from ..export import FORMATS
     from ..tasks import TASKS
 
@@ -157,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--minutes", type=float, help="training budget in minutes (wall clock)")
     tune.add_argument(
         "--epochs", type=int, help="at most this many epochs (default: 30; with --minutes, none)"
+    )
+    tune.add_argument(
+        "--adapt",
+        choices=list(CHANNEL_WEIGHTS),
+        help="start a one-channel (gray) model on colour images: its first convolution "
+        "takes these channel weights (skunet.adaptation.adapt_input; haematoxylin: RGB H&E "
+        "and bright-field, nuclei dark)",
     )
     tune.add_argument(
         "--complete",

@@ -71,16 +71,22 @@ def fine_tune(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     refuse_existing(out, args.overwrite, "--overwrite")
-    base = open_model(args.model, device=args.device)
+    if args.adapt:  # a gray model's weights for colour images
+        from ..adaptation import adapt_input
+
+        base = adapt_input(args.model, args.adapt, device=args.device)
+    else:
+        base = open_model(args.model, device=args.device)
     X, y, files = read_pairs(args.images, args.masks, base.n_channels_in_)
     params = {"device": args.device, "verbose": 1}
     if args.epochs is not None:
         params["max_epochs"] = args.epochs
     params["callbacks"] = [*(base.callbacks or []), ("progress_bar", ProgressBar())]
-    print(f"fine-tuning {args.model} on {len(X)} images", file=sys.stderr)
+    adapted = f", adapted to {args.adapt}" if args.adapt else ""
+    print(f"fine-tuning {args.model}{adapted} on {len(X)} images", file=sys.stderr)
     with naming_files(files):
         seg = tune(
-            args.model, X, y, minutes=args.minutes, random_state=args.seed,
+            base if args.adapt else args.model, X, y, minutes=args.minutes, random_state=args.seed,
             partial=False if args.complete else "auto", **params,
         )  # fmt: skip
     seg.save(out, overwrite=args.overwrite)
