@@ -313,8 +313,8 @@ def test_an_em_model_to_ship_is_trained_on_every_slice_and_shipped_with_its_cv_c
 
 
 def test_h_and_e_labels_from_colour_masks_and_polygons():
-    """he_data.py: one nucleus per colour's connected piece, outline fragments dropped;
-    MoNuSeg's XML polygons filled, one label each."""
+    """he_data.py: one nucleus per colour's connected piece, outline fragments dropped,
+    overlaps' lenses merged; MoNuSeg's XML polygons filled, one label each."""
     import he_data
 
     rgb = np.zeros((30, 30, 3), np.uint8)
@@ -325,6 +325,13 @@ def test_h_and_e_labels_from_colour_masks_and_polygons():
     labels = he_data.colour_instances(rgb)
     assert labels.max() == 3 and labels[15, 2] == 0
     assert len({labels[4, 4], labels[22, 22], labels[4, 14]}) == 3
+    # two see-through nuclei overlap: the blended lens joins one of them, no third one
+    rgb = np.zeros((30, 30, 3), np.uint8)
+    rgb[2:14, 2:14] = (200, 10, 10)
+    rgb[8:20, 8:20] = (10, 200, 10)
+    rgb[8:14, 8:14] = (105, 105, 10)  # 36 px of a third colour, bounded by the two
+    labels = he_data.colour_instances(rgb)
+    assert labels.max() == 2 and labels[10, 10] in {labels[3, 3], labels[18, 18]}
     xml = b"""<Annotations><Annotation><Regions>
       <Region Id="1"><Vertices><Vertex X="2" Y="2"/><Vertex X="9" Y="2"/>
         <Vertex X="9" Y="9"/><Vertex X="2" Y="9"/></Vertices></Region>
