@@ -41,6 +41,7 @@ import numpy as np
 import tifffile
 from _record import RESULTS, load, update
 
+from skunet.intake.annotation import labelled_only
 from skunet.metrics import seg_score
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ctc-dic-hela"
@@ -84,10 +85,7 @@ def training_frames(
         raise ValueError(f"split {split!r} has {len(names)} training frames, not {k}")
     masks = read(data / "masks", names)
     if partial:
-        masks = [
-            np.where(m > 0, m.astype(np.int32), -1) if n in PARTIAL else m
-            for n, m in zip(names, masks)
-        ]
+        masks = [labelled_only(m) if n in PARTIAL else m for n, m in zip(names, masks)]
     return read(data / "images", names), masks
 
 

@@ -55,6 +55,8 @@ def test_labelled_only_marks_the_rest_unannotated():
     assert out.dtype == np.int32 and out.tolist() == [[IGNORE, 3], [65535, IGNORE]]
     inside = np.array([[True, False], [True, True]])
     assert labelled_only(mask, inside).tolist() == [[0, IGNORE], [65535, 0]]
+    with pytest.raises(TypeError, match="integer labels is needed, not dtype float32"):
+        labelled_only(mask.astype(np.float32))
 
 
 @pytest.fixture(scope="module")

@@ -31,8 +31,11 @@ _SAMPLES = 4000  # pixels drawn from each other image to learn what objects look
 
 def labelled_only(mask: Any, where: np.ndarray | None = None) -> np.ndarray:
     """``mask`` as int32 with :data:`~skunet.tiling.IGNORE` outside ``where`` (default:
-    its labelled pixels, ``mask > 0``): annotated there only."""
+    its labelled pixels, ``mask > 0``): annotated there only. ``TypeError`` for a mask
+    that does not hold integer labels."""
     mask = np.asarray(mask)
+    if not (np.issubdtype(mask.dtype, np.integer) or mask.dtype == bool):
+        raise TypeError(f"a mask of integer labels is needed, not dtype {mask.dtype}")
     where = mask > 0 if where is None else where
     return np.where(where, mask.astype(np.int32), IGNORE)  # signed before the -1
 

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 from skorch.callbacks import Callback
 
+from ..intake.annotation import labelled_only
 from ..pretrained import fine_tune
 from ..tasks import TASKS
-from ..tiling import IGNORE
 
 __all__ = [
     "ADAPTED",
@@ -118,7 +118,7 @@ def training_pairs(
         if not (lab[inside] > 0).any():
             continue
         X.append(plane)
-        y.append(np.where(inside, lab.astype(np.int32), IGNORE))  # signed before the -1
+        y.append(labelled_only(lab, inside))
     if not X:
         raise ValueError(
             f"no labels of {labels.name!r} lie in the annotated region: paint cells inside "
