@@ -221,9 +221,11 @@ def trial(args: argparse.Namespace) -> dict:
         )
     if args.base != "stardist":  # the thresholds it decoded with (calibrated or its own)
         figures["instances"] = MODEL["seg"].predictor_.instance_settings()
-    if found := getattr(MODEL.get("seg"), "fine_tuned_", {}).get("partial"):
-        names = SPLITS[args.split][0][: args.k]  # frames fine_tune took as partly annotated
-        figures["taken_as_partial"] = [names[i] for i in found]
+        # frames fine_tune took as partly annotated (MODEL holds the last skunet model:
+        # a StarDist cell must not report the one trained before it)
+        if found := getattr(MODEL["seg"], "fine_tuned_", {}).get("partial"):
+            names = SPLITS[args.split][0][: args.k]
+            figures["taken_as_partial"] = [names[i] for i in found]
     if args.base == "stardist":
         figures.update(epochs=STARDIST_RECORD["epochs"], stardist=dict(STARDIST_RECORD))
         figures["train_seconds"] = STARDIST_RECORD["fit_seconds"]

@@ -42,8 +42,9 @@ def labelled_only(mask: Any, where: np.ndarray | None = None) -> np.ndarray:
 
 def _features(image: Any, step: int) -> np.ndarray:
     """``(H', W', F)`` pixel features (intensity, edges, texture at 1-16 px) of an image
-    strided by ``step``, its channels averaged, its 1st percentile set to 0 and its maximum to 1 (a
-    percentile for the top would stretch the noise of a nearly empty field)."""
+    strided by ``step``, its channels averaged, its 1st percentile set to 0 and its
+    maximum to 1 (a percentile for the top would stretch the noise of a nearly empty
+    field)."""
     from skimage.feature import multiscale_basic_features
 
     gray = channels_first(np.asarray(image)).astype(np.float32).mean(0)[::step, ::step]
@@ -111,8 +112,9 @@ def partly_annotated(
     fractions = np.array([np.count_nonzero(m > 0) / max(m.size, 1) for m in arrays])
     median = float(np.median(fractions))
     low = (fractions > 0) & (fractions < share * median)
-    tested = [i for i, m in enumerate(arrays) if low[i] and not (m < 0).any()]
-    teachers = [i for i, m in enumerate(arrays) if not low[i] and not (m < 0).any()]
+    complete = [i for i, m in enumerate(arrays) if not (m < 0).any()]  # no -1 marked
+    tested = [i for i in complete if low[i]]
+    teachers = [i for i in complete if not low[i]]
     if not tested or not teachers:
         return []
     shares = _unlabelled_objects(images, arrays, teachers, tested)
