@@ -147,6 +147,8 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
     (``valid_iou``), ``checkpoint`` (best ``valid_iou``, restored after ``fit``),
     ``calibration`` (:class:`~skunet.callbacks.InstanceCalibrator`: instance targets'
     thresholds on the validation images); in a notebook ``progress_bar`` unless ``verbose=0``.
+    Off unless given: ``weight_average`` (:class:`~skunet.callbacks.WeightAverage`, a moving
+    average of the weights that validation, checkpoint and the fitted model use).
 
     Without ``normalize``, integer images are scaled to [0, 1] by their dtype's range and
     float images are used as they are (see also :class:`skunet.preprocessing.ImageNormalizer`
@@ -250,6 +252,8 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
             ("freezer", EncoderFreezer("conv*")),
             ("lr_scheduler", CyclicLRScheduler()),
             ("iou", IoUScoring()),
+            # off by default; before the checkpoint, which then keeps the average
+            ("weight_average", None),
             ("checkpoint", SegmentationCheckpoint()),
             ("calibration", InstanceCalibrator()),  # after the checkpoint restores the best
         ]

@@ -466,3 +466,48 @@ class TestTimeLimit:
         with pytest.raises(error, match="TimeLimit: minutes"):
             seg.fit(*blobs)
         assert not seg.history  # not a single epoch ran
+
+
+class TestWeightAverage:
+    def averaged(self, blobs, **kwargs):
+        from skunet.callbacks import WeightAverage
+
+        average = WeightAverage(**{"decay": 0.5, "start": 3, **kwargs})
+        return tiny(max_epochs=4, callbacks__weight_average=average).fit(*blobs)
+
+    def test_off_by_default_and_epochs_before_start_unchanged(self, blobs):
+        plain = tiny(max_epochs=4).fit(*blobs)
+        assert "weight_average" not in dict(plain.callbacks_)
+        seg = self.averaged(blobs)
+        ours, theirs = seg.history[:, "valid_loss"], plain.history[:, "valid_loss"]
+        assert ours[:2] == pytest.approx(theirs[:2], abs=1e-7)  # the same two epochs
+        assert ours[2:] != pytest.approx(theirs[2:], abs=1e-7)  # validated: the average
+
+    def test_fit_returns_the_average(self, blobs):
+        seg = self.averaged(blobs, start=1, decay=0.99)
+        average = dict(seg.callbacks_)["weight_average"].average_.module.state_dict()
+        own = seg.module_.state_dict()
+        floats = [k for k, v in own.items() if v.is_floating_point()]
+        assert all(torch.equal(own[k], average[k]) for k in floats)
+        # an average that moved 1 % a batch is far from where training went
+        plain = tiny(max_epochs=4).fit(*blobs).module_.state_dict()
+        assert not torch.allclose(own[floats[0]], plain[floats[0]])
+
+    def test_a_fraction_of_max_epochs(self, blobs):
+        from skunet.callbacks import WeightAverage
+
+        seg = tiny(max_epochs=4)
+        assert WeightAverage(start=0.5).first_epoch(seg) == 3
+        assert WeightAverage(start=0.0).first_epoch(seg) == 1
+        assert WeightAverage(start=2).first_epoch(seg) == 2
+
+    @pytest.mark.parametrize(
+        "param, value", [("decay", 1.0), ("decay", 0), ("start", 1.5), ("start", -1)]
+    )
+    def test_bad_values_are_named_before_training(self, blobs, param, value):
+        from skunet.callbacks import WeightAverage
+
+        seg = tiny(callbacks__weight_average=WeightAverage(**{param: value}))
+        with pytest.raises(ValueError, match=f"callbacks__weight_average__{param}"):
+            seg.fit(*blobs)
+        assert not getattr(seg, "initialized_", False)  # refused before any training

@@ -16,7 +16,9 @@ Each one is a small skorch callback that a user can replace or remove by name
   target (``"boundary"``, ``"distance"``), by the challenge's V_rand against the cells of
   the masks for a membrane model (EM);
 - :class:`EncoderFreezer` (``freezer``): skorch's ``Freezer("conv*")`` for the VGG16
-  encoder.
+  encoder;
+- :class:`WeightAverage` (``weight_average``, off: ``None``): a moving average of the
+  weights that the validation, the checkpoint and the fitted model see.
 
 Optional: :class:`TimeLimit` stops a fit before it runs past a wall-clock budget;
 :class:`OneCycleLRScheduler` replaces the cyclic rate with one cycle.
@@ -25,13 +27,15 @@ Optional: :class:`TimeLimit` stops a fit before it runs past a wall-clock budget
 per image and whole-image validation batches make skorch's own count wrong); it is on by
 default in notebooks. :class:`LivePlot` redraws loss curves and predictions every epoch.
 
-The modules: :mod:`.training` (freezer, checkpoint, time limit), :mod:`.lr_scheduler` (cyclic and
-one-cycle rates), :mod:`.scoring` (validation IoU and metrics, calibration), :mod:`.logging`
-(progress bar, live plot), as skorch arranges its own.
+The modules: :mod:`.training` (freezer, checkpoint, time limit), :mod:`.lr_scheduler`
+(cyclic and one-cycle rates), :mod:`.averaging` (the weight average), :mod:`.scoring`
+(validation IoU and metrics, calibration), :mod:`.logging` (progress bar, live plot), as
+skorch arranges its own.
 """
 
 from __future__ import annotations
 
+from .averaging import WeightAverage
 from .logging import LivePlot, ProgressBar
 from .lr_scheduler import CyclicLRScheduler, OneCycleLRScheduler
 from .scoring import InstanceCalibrator, IoUScoring, MetricScoring
@@ -48,4 +52,5 @@ __all__ = [
     "ProgressBar",
     "SegmentationCheckpoint",
     "TimeLimit",
+    "WeightAverage",
 ]
