@@ -511,3 +511,14 @@ class TestWeightAverage:
         with pytest.raises(ValueError, match=f"callbacks__weight_average__{param}"):
             seg.fit(*blobs)
         assert not getattr(seg, "initialized_", False)  # refused before any training
+
+    def test_clone_keeps_it(self):
+        from sklearn.base import clone
+
+        from skunet.callbacks import WeightAverage
+
+        seg = tiny(callbacks__weight_average=WeightAverage(decay=0.9, start=2))
+        copy = clone(seg)
+        copy.initialize()
+        average = dict(copy.callbacks_)["weight_average"]
+        assert isinstance(average, WeightAverage) and (average.decay, average.start) == (0.9, 2)

@@ -64,7 +64,7 @@ class WeightAverage(Callback):
 
     def initialize(self):
         self.average_ = None
-        self._own = None  # the network's weights while the average stands in for them
+        self.stashed_ = None  # the network's weights while the average stands in for them
         return self
 
     def first_epoch(self, net) -> int:
@@ -75,7 +75,7 @@ class WeightAverage(Callback):
 
     def on_train_begin(self, net, **kwargs) -> None:
         self.average_ = None
-        self._own = None
+        self.stashed_ = None
 
     def on_epoch_begin(self, net, **kwargs) -> None:
         self._restore(net)
@@ -97,13 +97,13 @@ class WeightAverage(Callback):
         self._stand_in(net)
 
     def on_train_end(self, net, **kwargs) -> None:
-        self._own = None  # the average stays: fit returns it
+        self.stashed_ = None  # the average stays: fit returns it
 
     def _stand_in(self, net) -> None:
-        if self.average_ is None or self._own is not None:
+        if self.average_ is None or self.stashed_ is not None:
             return
         state = net.module_.state_dict()
-        self._own = {k: v.detach().clone() for k, v in state.items()}
+        self.stashed_ = {k: v.detach().clone() for k, v in state.items()}
         averaged = self.average_.module.state_dict()
         with torch.no_grad():
             for key, value in state.items():
@@ -111,7 +111,7 @@ class WeightAverage(Callback):
                     value.copy_(averaged[key])
 
     def _restore(self, net) -> None:
-        if self._own is None:
+        if self.stashed_ is None:
             return
-        net.module_.load_state_dict(self._own)
-        self._own = None
+        net.module_.load_state_dict(self.stashed_)
+        self.stashed_ = None
