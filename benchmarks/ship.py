@@ -118,7 +118,8 @@ CARDS = {
         "training_data": {
             "source": "H&E tiles at 40x assembled by benchmarks/he_data.py: the 30 MoNuSeg "
             "2018 training tiles (Kumar et al., IEEE TMI 2017; github ykrmm/monuseg 93a696d, "
-            "labels from the XML polygons or, where absent, its colour masks of b88deaf) and "
+            "labels from the XML polygons or, where absent, its colour masks of b88deaf, "
+            "the lenses where two see-through nuclei overlap merged) and "
             "the 15 CPM-15 tiles (github pengyzhang/cell_seg_matlab 9a3cf3b; the 20x ones "
             "enlarged 2x). The 14 MoNuSeg 2018 test images were never read",
             "images": 45,
