@@ -99,8 +99,11 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
         images used as they are. ``"percentile"``: each image and channel has its 1st and
         99.8th percentiles mapped to 0 and 1 (:func:`~skunet.preprocessing.percentile_normalize`),
         in ``fit`` and in every prediction, so a saved model carries its preprocessing.
-    tta : bool, default=False
-        Average predictions over horizontal and vertical flips.
+    tta : bool or "dihedral", default=False
+        Average the probabilities over horizontal and vertical flips (True: 4 views),
+        or over the square's 8 symmetries, the flips of the image and of its transpose
+        (``"dihedral"``: twice the prediction time of True; the better choice where
+        orientation means nothing, as in histology: see the pretrained models' page).
     postprocess : callable or None, default=None
         ``f(classes (H, W) uint8) -> classes`` applied to every predicted class map
         (``predict``, ``score``, scorers, plots; not ``predict_proba``), e.g.
@@ -184,7 +187,7 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
         tile_overlap: float = 0.1,
         blend: str = "gaussian",
         normalize: str | None = None,
-        tta: bool = False,
+        tta: bool | str = False,
         postprocess: Callable[[np.ndarray], np.ndarray] | None = None,
         channels_last: bool | None = None,
         autocast: bool | str = False,

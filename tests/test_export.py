@@ -18,8 +18,9 @@ pytest.importorskip("onnxscript")
     [
         dict(module__batch_norm=True),
         dict(module__padding="valid", patch_size=20, n_classes=3, target="boundary"),
+        dict(module__batch_norm=True, tta="dihedral"),  # flips and transposes in the graph
     ],
-    ids=["same-bn", "valid-3class"],
+    ids=["same-bn", "valid-3class", "dihedral"],
 )
 def test_onnxruntime_matches_predict_proba(params, tmp_path):
     X, y = make_blobs(4)

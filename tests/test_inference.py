@@ -114,6 +114,20 @@ class TestTTA:
         assert p.shape == (2, 90, 70)
         unet.set_params(tta=False, tile_size=None)
 
+    def test_dihedral_averages_the_flips_of_image_and_transpose(self, unet):
+        image = rand((64, 48))
+        flips = unet.set_params(tta=True).predict_proba([image, image.T.copy()])
+        both = unet.set_params(tta="dihedral").predict_proba([image])[0]
+        expected = (flips[0] + flips[1].transpose(0, 2, 1)) / 2
+        np.testing.assert_allclose(both, expected, atol=1e-5)
+        assert not np.allclose(both, flips[0], atol=1e-4)  # the transposes count
+        unet.set_params(tta=False)
+
+    def test_a_view_name_other_than_dihedral_is_refused(self, unet):
+        with pytest.raises(ValueError, match="tta"):
+            unet.set_params(tta="rotations").predict_proba([rand((32, 32))])
+        unet.set_params(tta=False)
+
 
 class TestOptions:
     def test_channels_last_and_autocast(self):

@@ -184,3 +184,20 @@ def test_a_model_loads_after_the_canvas_exists():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "loaded" in out.stdout, out.stderr[-2000:]
+
+
+def test_the_tta_box_keeps_a_models_own_views(make_napari_viewer, qtbot, tmp_path):
+    X, y = make_blobs(3)
+    path = tiny(max_epochs=1, tta="dihedral").fit(X, y).save(tmp_path / "eight.skunet")
+    viewer = make_napari_viewer()
+    viewer.add_image(X[0], name="blobs")
+    widget = _segment_widget(viewer)
+    widget.use_model_file(path)
+    assert widget.tta.value
+    with qtbot.waitSignal(widget.run().finished, timeout=TIMEOUT_MS):
+        pass
+    assert widget.segmenter().tta == "dihedral"  # not turned into the 4 flips
+    widget.tta.value = False
+    with qtbot.waitSignal(widget.run().finished, timeout=TIMEOUT_MS):
+        pass
+    assert widget.segmenter().tta is False

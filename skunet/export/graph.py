@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..persistence import atomic_path, refuse_existing
-from ..prediction.inference import FLIPS, compact_probabilities
+from ..prediction.inference import compact_probabilities, view_average
 from ..tiling import Geometry
 
 __all__ = ["ONNX_OPSET", "ProbabilityNetwork", "export_onnx", "export_torchscript", "size_rule"]
@@ -65,8 +65,9 @@ class ProbabilityNetwork(nn.Module):
         Where the output of the network starts, in input pixels.
     first, step : int
         The network accepts input sides ``first + k * step``.
-    flips : bool, default=False
-        Average the probabilities over the four flips, as ``tta=True`` does.
+    flips : bool or "dihedral", default=False
+        Average the probabilities over the four flips, as ``tta=True`` does, or over
+        the square's eight symmetries (``tta="dihedral"``).
 
     Examples
     --------
@@ -84,7 +85,7 @@ class ProbabilityNetwork(nn.Module):
         offset: int,
         first: int,
         step: int,
-        flips: bool = False,
+        flips: bool | str = False,
     ) -> None:
         super().__init__()
         self.module = module
@@ -116,11 +117,7 @@ class ProbabilityNetwork(nn.Module):
         pad_h = (self.first - (h + 2 * c)) % self.step
         pad_w = (self.first - (w + 2 * c)) % self.step
         x = F.pad(x, (c, c + pad_w, c, c + pad_h), mode="reflect")
-        p = self._probabilities(x)
-        if self.flips:
-            for dims in FLIPS[1:]:
-                p = p + torch.flip(self._probabilities(torch.flip(x, dims)), dims)
-            p = p / len(FLIPS)
+        p = view_average(self._probabilities, x, self.flips)
         p = p[..., self.offset : self.offset + h, self.offset : self.offset + w]
         return torch.cat([1 - p, p], dim=1) if p.shape[1] == 1 else p
 

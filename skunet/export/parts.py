@@ -119,7 +119,8 @@ def documentation(seg: Any, instances: dict | None, description: str) -> str:
         f"- trained {len(history)} epochs"
         + (f", last train loss {history[-1].get('train_loss'):.4g}" if history else ""),
         f"- input normalisation: {seg.normalize or 'none (values in [0, 1])'}; "
-        f"flip averaging in the graph: {bool(seg.tta)}",
+        "views averaged in the graph: "
+        + {False: "none", True: "the 4 flips", "dihedral": "the 8 flips and transposes"}[seg.tta],
         "- output: class probabilities (softmax; a binary model's sigmoid as background / "
         "foreground), the same height and width as the input; tile with the halo.",
         "",

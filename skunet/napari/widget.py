@@ -165,6 +165,7 @@ class SegmentWidget(Container):
             return
         p = seg.predictor_
         self.tta.value = bool(seg.tta)
+        self.views = seg.tta or True  # what the box turns on: the model's own ("dihedral")
         self.output.choices = [o for o in OUTPUTS if o != "instances" or p.gives_instances]
         if p.gives_instances:
             settings = p.instance_settings()
@@ -183,7 +184,8 @@ class SegmentWidget(Container):
         if layer is None:
             self.status.value = "add an image layer first"
             return None
-        seg = self.segmenter().set_params(tta=self.tta.value)
+        seg = self.segmenter()
+        seg.set_params(tta=getattr(self, "views", True) if self.tta.value else False)
         output = self.output.value
         split = self.split.value if self.split_objects.value else None
         started = time.perf_counter()

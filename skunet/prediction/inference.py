@@ -37,11 +37,36 @@ __all__ = [
     "expand",
     "logit_classes",
     "predict_compact",
+    "symmetries",
     "tile_input_size",
+    "view_average",
 ]
 
 FLIPS = ((), (-1,), (-2,), (-2, -1))
 """The flips whose probabilities ``tta`` averages (dims of a ``(N, C, H, W)`` batch)."""
+
+
+def symmetries(tta: bool | str) -> list[tuple[tuple[int, ...], bool]]:
+    """``(flip dims, transpose)`` of each view ``tta`` averages: the image alone
+    (False), its 4 flips (True), or the square's 8 symmetries, the flips of the image
+    and of its transpose (``"dihedral"``)."""
+    if not tta:
+        return [((), False)]
+    views = [(dims, False) for dims in FLIPS]
+    return views + [(dims, True) for dims in FLIPS] if tta == "dihedral" else views
+
+
+def view_average(probabilities, x: torch.Tensor, tta: bool | str) -> torch.Tensor:
+    """``probabilities(view)`` of each view of ``x`` that ``tta`` names, mapped back to
+    ``x``'s orientation and averaged."""
+    total, views = None, symmetries(tta)
+    for dims, transpose in views:
+        xi = torch.flip(x, dims) if dims else x
+        p = probabilities(xi.transpose(-2, -1) if transpose else xi)
+        p = p.transpose(-2, -1) if transpose else p
+        p = torch.flip(p, dims) if dims else p
+        total = p if total is None else total + p
+    return total / len(views)
 
 
 @dataclass
@@ -52,7 +77,7 @@ class InferenceSettings:
     tile_size: int | None = None
     tile_overlap: float = 0.1
     blend: str = "gaussian"
-    tta: bool = False
+    tta: bool | str = False
     channels_last: bool = False
     autocast: bool | str = False
     pixels_per_batch: int = 8 * 288 * 288
@@ -63,7 +88,7 @@ class InferenceSettings:
         "tile_size": [Interval(int, 1), None],
         "tile_overlap": [Interval(float, 0, 1, "left")],
         "blend": [Options(("gaussian", "constant"))],
-        "tta": ["boolean"],
+        "tta": ["boolean", Options(("dihedral",))],
         "channels_last": ["boolean", None],
         "autocast": ["boolean", Options(("auto", "bfloat16", "float16"))],
     }
@@ -95,18 +120,16 @@ def logit_classes(logits: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 
 def forward(module: nn.Module, xb: np.ndarray, s: InferenceSettings) -> torch.Tensor:
-    """Compact probabilities of a batch of windows, averaged over flips with ``tta``."""
+    """Compact probabilities of a batch of windows, averaged over the views of ``tta``."""
     x = torch.from_numpy(xb).to(s.device)
-    if s.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    total = None
-    for dims in FLIPS if s.tta else FLIPS[:1]:
-        xi = torch.flip(x, dims) if dims else x
+
+    def probabilities(view: torch.Tensor) -> torch.Tensor:
+        if s.channels_last:
+            view = view.contiguous(memory_format=torch.channels_last)
         with s.autocast_context():
-            p = compact_probabilities(module(xi).float())
-        p = torch.flip(p, dims) if dims else p
-        total = p if total is None else total + p
-    return total / (len(FLIPS) if s.tta else 1)
+            return compact_probabilities(module(view).float())
+
+    return view_average(probabilities, x, s.tta)
 
 
 def tile_input_size(
