@@ -188,7 +188,15 @@ def save_segmenter(
     }
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes owner-only (0600) files
     return path
+
+
+def _umask() -> int:
+    """The process's file-creation mask (what ``open`` applies to new files)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:

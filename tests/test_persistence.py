@@ -1,5 +1,7 @@
 import json
+import os
 import pickle
+import stat
 import struct
 
 import numpy as np
@@ -60,6 +62,18 @@ class TestSaveLoad:
         seg.save(path, overwrite=True)
         assert UNetSegmenter.load(path).n_classes == 3
         assert sorted(p.name for p in tmp_path.iterdir()) == ["model.skunet"]
+
+    def test_a_saved_file_is_readable_as_the_umask_allows(self, fitted, tmp_path):
+        seg, _ = fitted
+        old = os.umask(0o022)
+        try:
+            path = seg.save(tmp_path / "shared.skunet")
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o644  # colleagues can load it
+            os.umask(0o077)
+            path = seg.save(tmp_path / "private.skunet")
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        finally:
+            os.umask(old)
 
     def test_a_missing_folder_is_named(self, fitted, tmp_path):
         seg, _ = fitted
