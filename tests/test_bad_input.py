@@ -155,7 +155,7 @@ PARAM_CASES = {
     "tile overlap": ({"tile_overlap": 1.0}, ValueError, r"tile_overlap must be a number in \[0, 1"),
     "blend": ({"blend": "linear"}, ValueError, "blend must be one of 'gaussian', 'constant'"),
     "blend typo": ({"blend": "gausian"}, ValueError, "did you mean 'gaussian'"),
-    "tta": ({"tta": "yes"}, TypeError, "tta must be True or False, got 'yes'"),
+    "tta": ({"tta": "yes"}, ValueError, "tta must be True or False or one of 'dihedral', got"),
     "autocast": ({"autocast": "fp8"}, ValueError, "autocast must be .*got 'fp8'"),
     "normalize": ({"normalize": "zscore"}, ValueError, "normalize must be one of 'percentile'"),
     "postprocess": ({"postprocess": 3}, TypeError, "postprocess must be a callable or None"),
