@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..intake.validation import as_float32, check_images
+from ..prediction.inference import symmetries
 from ..version import __version__
 
 __all__ = [
@@ -119,8 +120,7 @@ def documentation(seg: Any, instances: dict | None, description: str) -> str:
         f"- trained {len(history)} epochs"
         + (f", last train loss {history[-1].get('train_loss'):.4g}" if history else ""),
         f"- input normalisation: {seg.normalize or 'none (values in [0, 1])'}; "
-        "views averaged in the graph: "
-        + {False: "none", True: "the 4 flips", "dihedral": "the 8 flips and transposes"}[seg.tta],
+        f"views averaged in the graph: {len(symmetries(seg.tta))} (tta={seg.tta!r})",
         "- output: class probabilities (softmax; a binary model's sigmoid as background / "
         "foreground), the same height and width as the input; tile with the halo.",
         "",

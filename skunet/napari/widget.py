@@ -90,6 +90,7 @@ class SegmentWidget(Container):
         self.model_file = FileEdit(label="file", filter="*.skunet *.zip", visible=False)
         self.output = ComboBox(label="output", choices=list(OUTPUTS), value="instances")
         self.tta = CheckBox(text="average flips (tta)")
+        self.views: bool | str = True  # what the box turns on: the model's own ("dihedral")
         self.threshold = FloatSpinBox(label="threshold", min=0.01, max=0.99, step=0.05)
         self.split_objects = CheckBox(text="split touching objects", value=True)
         self.split = FloatSpinBox(label="split", min=0.0, max=100.0, step=0.1)
@@ -165,7 +166,7 @@ class SegmentWidget(Container):
             return
         p = seg.predictor_
         self.tta.value = bool(seg.tta)
-        self.views = seg.tta or True  # what the box turns on: the model's own ("dihedral")
+        self.views = seg.tta or True
         self.output.choices = [o for o in OUTPUTS if o != "instances" or p.gives_instances]
         if p.gives_instances:
             settings = p.instance_settings()
@@ -185,7 +186,7 @@ class SegmentWidget(Container):
             self.status.value = "add an image layer first"
             return None
         seg = self.segmenter()
-        seg.set_params(tta=getattr(self, "views", True) if self.tta.value else False)
+        seg.set_params(tta=self.views if self.tta.value else False)
         output = self.output.value
         split = self.split.value if self.split_objects.value else None
         started = time.perf_counter()

@@ -122,6 +122,8 @@ def logit_classes(logits: torch.Tensor) -> tuple[torch.Tensor, int]:
 def forward(module: nn.Module, xb: np.ndarray, s: InferenceSettings) -> torch.Tensor:
     """Compact probabilities of a batch of windows, averaged over the views of ``tta``."""
     x = torch.from_numpy(xb).to(s.device)
+    if s.channels_last:  # once: flips keep the format, only a transposed view is copied
+        x = x.contiguous(memory_format=torch.channels_last)
 
     def probabilities(view: torch.Tensor) -> torch.Tensor:
         if s.channels_last:
