@@ -11,7 +11,10 @@ its card carries the held-out figures of the same recipe's complete cross-valida
 record ``--figures-from`` of ``benchmarks/results/wbc.json`` or ``em.json``; or the
 network of a held-out split (``he_nuclei.py --save``), whose card carries that record's
 figures on the images it never saw (listed in ``training_data["held_out"]``) and the
-StarDist peer's of the same run. What is MODEL's own: the file in ``--precision``
+StarDist peer's of the same run; or that split's recipe trained on every image
+(``he_nuclei.py --all-images``, found in ``--training-command``, whose recipe must be the
+record's less the wall-time cap), whose card carries the split's figures, as the nuclei
+cards do, and holds nothing out. What is MODEL's own: the file in ``--precision``
 (float16 by default), its size and sha256, and its prediction seconds per megapixel on
 this machine, timed on ``--timed-images`` of the dataset's images with the model's own
 settings (flips averaged where ``tta``). The card's command is ``--training-command``
@@ -138,11 +141,54 @@ CARDS = {
 }
 
 
-def held_out_figures(card: str, record_name: str) -> tuple[dict, str, list[str]]:
+# Options of a benchmark's command that do not change what it trains: where it writes,
+# what it names the record, how much it prints, the wall-time cap (the epochs each run
+# trained are on the card), and --all-images / --all-slices themselves.
+RUN_ONLY = {"--keep": 1, "--save": 1, "--name": 1, "--out": 1, "--verbose": 1, "--minutes": 1}
+ALL_IMAGES = ("--all-images", "--all-slices")
+
+
+def without(words: list[str], flags: dict[str, int]) -> list[str]:
+    """``words`` less each of ``flags`` (an option: how many values follow it)."""
+    kept, skip = [], 0
+    for word in words:
+        if skip:
+            skip -= 1
+        elif word in flags:
+            skip = flags[word]
+        else:
+            kept.append(word)
+    return kept
+
+
+def recipe(words: list[str]) -> list[tuple[str, ...]]:
+    """A benchmark command's recipe: its options with their values, in any order, less
+    :data:`RUN_ONLY` and :data:`ALL_IMAGES`."""
+    groups: list[list[str]] = [[]]
+    for word in without(words, {**RUN_ONLY, **dict.fromkeys(ALL_IMAGES, 0)}):
+        if word.startswith("--"):
+            groups.append([])
+        groups[-1].append(word)
+    return sorted(tuple(group) for group in groups)
+
+
+def trained_on_every_image(training_command: str) -> list[str] | None:
+    """The part of ``training_command`` (commands joined by ``&&``) that trains on every
+    image of the dataset (``--all-images`` / ``--all-slices``), or None."""
+    parts: list[list[str]] = [[]]
+    for word in shlex.split(training_command):
+        parts.append([]) if word == "&&" else parts[-1].append(word)
+    return next((part for part in parts if set(ALL_IMAGES) & set(part)), None)
+
+
+def held_out_figures(
+    card: str, record_name: str, all_images: list[str] | None = None
+) -> tuple[dict, str, list[str]]:
     """The held-out figures of ``record_name`` in the card's results file, what the card
     says of them, and the ids of the dataset's images the model never trained on: a
-    complete cross-validation's (MODEL trained on every image: none), or a split's
-    (MODEL is that split's network: the held-out images)."""
+    complete cross-validation's, or a split's. MODEL is the split's network (the
+    held-out images are its own), or ``all_images``, the command that trained MODEL on
+    every image by the record's recipe (then no image was held out from MODEL)."""
     spec = CARDS[card]
     record = load(RESULTS / spec["results"]).get(record_name)
     if record is None or not (record.get("complete_cv") or record.get("held_out_images")):
@@ -150,12 +196,15 @@ def held_out_figures(card: str, record_name: str) -> tuple[dict, str, list[str]]
             f"--figures-from: no complete cross-validation or held-out split {record_name!r} "
             f"in {spec['results']}"
         )
+    words = shlex.split(record["command"])
+    if all_images is not None and recipe(all_images) != recipe(words):
+        sys.exit(
+            f"--training-command trains on every image with {shlex.join(all_images)!r}, "
+            f"not the recipe of record {record_name!r}: {record['command']!r}"
+        )
     # --keep / --save only kept the networks or predictions somewhere: the figures come
     # from the rest of the command, which runs as written
-    words = shlex.split(record["command"])
-    for flag in ("--keep", "--save"):
-        if flag in words:
-            del words[words.index(flag) : words.index(flag) + 2]
+    words = without(words, {"--keep": 1, "--save": 1})
     figures: dict = {"record": record_name, "command": shlex.join(words)}
     ran = record["machine"]
     unit = ran.get("instructions", "vector unit not recorded")
@@ -183,6 +232,14 @@ def held_out_figures(card: str, record_name: str) -> tuple[dict, str, list[str]]
         }
     ids = list(paired_files(spec["data"] / "images", spec["data"] / "masks"))
     test, _ = split(len(ids))
+    if all_images is not None:
+        note = (
+            "every image: 90 % trained on, 10 % chose the checkpoint and the instance "
+            f"thresholds; the figures are those of the same recipe on the benchmark's split "
+            f"({ours['epochs_run']} epochs there), {where} (the {len(test)} held-out images "
+            "of that record were part of this model's training)"
+        )
+        return figures, note, []
     note = (
         f"the benchmark's split: {record['training_images']} images (a tenth of them chose "
         f"the checkpoint and the instance thresholds); its {len(test)} held-out images, "
@@ -242,7 +299,8 @@ def main() -> None:
     parser.add_argument("--timed-images", type=int, default=30, help="how many to time on")
     args = parser.parse_args()
     spec = CARDS[args.card]
-    figures, note, held_out = held_out_figures(args.card, args.figures_from)
+    all_images = trained_on_every_image(args.training_command)
+    figures, note, held_out = held_out_figures(args.card, args.figures_from, all_images)
     trained = UNetSegmenter.load(args.model)
     adapted = getattr(trained, "adapted_", None)  # started from a gray model's weights
     started = {} if adapted is None else {

@@ -2,6 +2,7 @@
 benchmark holds out for calibration and how the decoder-grid script judges calibration
 rules (it reads tables, so it is tested on made-up ones)."""
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -310,6 +311,56 @@ def test_an_em_model_to_ship_is_trained_on_every_slice_and_shipped_with_its_cv_c
     assert card.figures["seconds_per_megapixel"] > 0 and card.training_data["held_out"] == []
     assert card.command.startswith("python benchmarks/em.py --config smoke && ")
     assert "--training-command" not in card.command and str(tmp_path) not in card.command
+
+
+def test_an_h_and_e_model_trained_on_every_tile_ships_with_its_splits_figures(
+    tmp_path, monkeypatch
+):
+    """he_nuclei.py --all-images, then ship.py with the split record's figures: the card
+    holds nothing out, names the record, and a training command of another recipe is
+    refused before anything is written."""
+    import json
+
+    import nuclei
+    import ship
+    import tifffile
+
+    from conftest import make_blobs
+
+    X, y = make_blobs(7, shapes=[(64, 64)], channels=3, seed=2)
+    for i, (image, mask) in enumerate(zip(X, y)):
+        for folder, array in (("images", image), ("masks", mask)):
+            (tmp_path / "he" / folder).mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(tmp_path / "he" / folder / f"t{i}.tif", array)
+    monkeypatch.chdir(tmp_path)
+    data = nuclei.Dataset("he", tmp_path, tmp_path / "results" / "he_nuclei.json",
+                          lambda _: (X, y))  # fmt: skip
+    recipe = ["--device", "cpu"]
+    for setting in ("module__base_channels=4", "module__depth=2", "patch_size=32", "max_epochs=1"):
+        recipe += ["--set", setting]
+    split_run = ["he_nuclei.py", *recipe, "--name", "split"]
+    monkeypatch.setattr(sys, "argv", split_run)
+    nuclei.main(dataset=data)
+    all_run = ["he_nuclei.py", "--all-images", *recipe, "--save", "runs", "--name", "all"]
+    monkeypatch.setattr(sys, "argv", all_run)
+    nuclei.main(dataset=data)
+    training = f"python {shlex.join(split_run)} && python {shlex.join(all_run)}"
+    options = ["--version", "9.9.9", "--figures-from", "split", "--timed-images", "1"]
+    other = training.replace("patch_size=32", "patch_size=48")
+    shipping(monkeypatch, tmp_path, "nuclei-he", "runs/all-distance.skunet", "he", *options,
+             "--training-command", other)  # fmt: skip
+    with pytest.raises(SystemExit, match="not the recipe of record 'split'"):
+        ship.main()
+    assert not (tmp_path / "models").exists()
+    shipping(monkeypatch, tmp_path, "nuclei-he", "runs/all-distance.skunet", "he", *options,
+             "--training-command", training)  # fmt: skip
+    ship.main()
+    card = json.loads((tmp_path / "models" / "models.json").read_text())[0]
+    assert card["training_data"]["held_out"] == [] and card["training_data"]["images"] == 45
+    assert "record 'split'" in card["training_data"]["note"]
+    assert "were part of this model's training" in card["training_data"]["note"]
+    assert card["figures"]["images"] == 1 and card["figures"]["record"] == "split"
+    assert card["command"].startswith(training + " && python benchmarks/ship.py ")
 
 
 def test_h_and_e_labels_from_colour_masks_and_polygons():
