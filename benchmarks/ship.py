@@ -177,7 +177,10 @@ def trained_on_every_image(training_command: str) -> list[str] | None:
     image of the dataset (``--all-images`` / ``--all-slices``), or None."""
     parts: list[list[str]] = [[]]
     for word in shlex.split(training_command):
-        parts.append([]) if word == "&&" else parts[-1].append(word)
+        if word == "&&":
+            parts.append([])
+        else:
+            parts[-1].append(word)
     return next((part for part in parts if set(ALL_IMAGES) & set(part)), None)
 
 
@@ -234,9 +237,10 @@ def held_out_figures(
     test, _ = split(len(ids))
     if all_images is not None:
         note = (
-            "every image: 90 % trained on, 10 % chose the checkpoint and the instance "
-            f"thresholds; the figures are those of the same recipe on the benchmark's split "
-            f"({ours['epochs_run']} epochs there), {where} (the {len(test)} held-out images "
+            "every image: trained on, but for the recipe's validation share, which chose the "
+            "checkpoint and the instance thresholds; the figures are those of the same recipe "
+            f"on the benchmark's split ({ours['epochs_run']} epochs there), {where} (the "
+            f"{len(test)} held-out images "
             "of that record were part of this model's training)"
         )
         return figures, note, []
