@@ -149,14 +149,15 @@ ALL_IMAGES = ("--all-images", "--all-slices")
 
 
 def without(words: list[str], flags: dict[str, int]) -> list[str]:
-    """``words`` less each of ``flags`` (an option: how many values follow it)."""
+    """``words`` less each of ``flags`` (an option: how many values follow it, or its
+    value joined by ``=``)."""
     kept, skip = [], 0
     for word in words:
         if skip:
             skip -= 1
         elif word in flags:
             skip = flags[word]
-        else:
+        elif word.partition("=")[0] not in flags:
             kept.append(word)
     return kept
 
@@ -281,13 +282,7 @@ def write_card(card: ModelCard, path: Path) -> None:
 
 def without_training_command(argv: list[str]) -> list[str]:
     """The arguments less ``--training-command``, which the card's command starts with."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip or arg.startswith("--training-command"):
-            skip = arg == "--training-command"  # its value follows as the next argument
-            continue
-        kept.append(arg)
-    return kept
+    return without(argv, {"--training-command": 1})
 
 
 def main() -> None:

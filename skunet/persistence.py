@@ -104,6 +104,7 @@ def atomic_path(path: str | os.PathLike, keep_suffix: bool = False) -> Iterator[
     ``.tmp-<pid>`` (so that a leftover of a killed process is no image or model file to
     folder readers), or in ``path``'s own suffix with ``keep_suffix``, for writers that
     choose the format by it. A missing folder is a ``FileNotFoundError`` that names it.
+    The file gets the mode the umask allows, whatever mode its writer created it with.
     """
     path = Path(path)
     if not path.parent.is_dir():
@@ -114,6 +115,9 @@ def atomic_path(path: str | os.PathLike, keep_suffix: bool = False) -> Iterator[
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         yield str(tmp)
+        # the umask's mode, whatever the writer chose: safetensors writes owner-only
+        # (0600) files, which a colleague could not load
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -188,7 +192,6 @@ def save_segmenter(
     }
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes owner-only (0600) files
     return path
 
 

@@ -75,6 +75,17 @@ class TestSaveLoad:
         finally:
             os.umask(old)
 
+    def test_every_atomic_write_gets_the_umasks_mode(self, tmp_path):
+        from skunet.persistence import atomic_path
+
+        old = os.umask(0o022)
+        try:
+            with atomic_path(tmp_path / "weights.safetensors") as tmp:  # as a checkpoint
+                os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600))
+            assert stat.S_IMODE(os.stat(tmp_path / "weights.safetensors").st_mode) == 0o644
+        finally:
+            os.umask(old)
+
     def test_a_missing_folder_is_named(self, fitted, tmp_path):
         seg, _ = fitted
         with pytest.raises(FileNotFoundError, match=r"no folder .*missing.* to write 'm\.skunet'"):
