@@ -8,7 +8,7 @@ HOW = {
     "2class": "2 classes + components",
     "3class": "3 classes + watershed",
     "distance": "distance levels + watershed",
-    "contact": "distance levels, contact class + watershed",
+    "contact": "distance levels, contact class + watershed",  # trials (git show 87631f6)
     "stardist": "StarDist 2D (peer, same budget)",
 }
 

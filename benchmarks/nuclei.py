@@ -63,7 +63,6 @@ VARIANTS = {
     "2class": {"target": "mask"},  # binary U-Net, connected components
     "3class": {"target": "boundary"},  # background / interior / boundary, watershed
     "distance": {},  # the preset: 4 distance levels, watershed from the top ones
-    "contact": {"target": "contact"},  # the levels and a class where objects touch
 }
 # Overrides of the preset for each configuration; "gpu" is the preset as it is.
 CONFIGS = {

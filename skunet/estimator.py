@@ -60,13 +60,12 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
     n_classes : int, default=2
         Two classes train one logit with binary cross-entropy; more train ``n_classes``
         logits with cross-entropy. Both losses skip padding.
-    target : {"mask", "boundary", "distance", "contact"}, default="mask"
+    target : {"mask", "boundary", "distance"}, default="mask"
         ``"mask"``: ``y`` holds class indices (with 2 classes any value > 0 is
-        foreground). ``"boundary"`` / ``"distance"`` / ``"contact"``: ``y`` holds
-        instance labels, trained as 0 background / 1 interior / 2 boundary
-        (``n_classes=3``), as background and ``n_classes - 1`` levels of each object's
-        normalised distance to its border, or as those levels (``n_classes - 2``) and
-        a last class where objects touch (:mod:`skunet.targets`).
+        foreground). ``"boundary"`` / ``"distance"``: ``y`` holds instance labels,
+        trained as 0 background / 1 interior / 2 boundary (``n_classes=3``), or as
+        background and ``n_classes - 1`` levels of each object's normalised distance
+        to its border (:mod:`skunet.targets`).
     patch_size : int, default=256
         Side of the random training patches; smaller images are mirrored around.
     padding : int, default=16

@@ -18,7 +18,6 @@ __all__ = [
     "LargestObject",
     "Regions",
     "cell_instances",
-    "contact_instances",
     "distance_instances",
     "distance_mask",
     "label_components",
@@ -140,31 +139,6 @@ def distance_instances(
     seeds = mask if split is None else mask & (distance > split)
     markers = label(seeds, connectivity=1)
     return watershed(-distance, markers, mask=mask).astype(np.int32)
-
-
-def contact_instances(
-    probabilities: np.ndarray,
-    threshold: float = 0.5,
-    split: float | None = 0.5,
-    sigma: float = 1.0,
-) -> np.ndarray:
-    """Instances from a prediction of distance levels and a last, contact class
-    (``target="contact"``, :func:`~skunet.targets.contact_classes`).
-
-    :func:`distance_instances` of the background and the levels: the contact class
-    counts as foreground (``1 - background``) at distance 0, so seeds do not cross a
-    seam the network marked as contact between two objects.
-
-    >>> p = np.zeros((4, 1, 6))
-    >>> p[0, 0, [0, 5]] = 1                              # background at both ends
-    >>> p[2, 0, [1, 2, 3, 4]] = 1                        # one plateau of the top level ...
-    >>> distance_instances(p[:-1], sigma=0).tolist()
-    [[0, 1, 1, 1, 1, 0]]
-    >>> p[2, 0, [2, 3]], p[3, 0, [2, 3]] = 0, 1          # ... with a contact in its middle
-    >>> contact_instances(p, sigma=0).tolist()
-    [[0, 1, 1, 2, 2, 0]]
-    """
-    return distance_instances(np.asarray(probabilities)[:-1], threshold, split, sigma)
 
 
 def _smooth(probabilities: np.ndarray, sigma: float) -> np.ndarray:

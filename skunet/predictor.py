@@ -60,11 +60,11 @@ class Predictor:
     n_channels : int
         Channels the network was trained on.
     n_classes : int, default=2
-    target : {"mask", "boundary", "distance", "contact"}, default="mask"
+    target : {"mask", "boundary", "distance"}, default="mask"
         ``"boundary"``: classes 0 background / 1 interior / 2 boundary, ``"distance"``:
-        background and levels of the distance to the object's border, ``"contact"``:
-        those and a class where objects touch; all give instances by a seeded
-        watershed; binary ``"mask"`` models give connected components.
+        background and levels of the distance to the object's border, both give
+        instances by a seeded watershed; binary ``"mask"`` models give connected
+        components.
     normalize : {None, "percentile"}, default=None
         Per-image preprocessing applied by :meth:`check_images`.
     postprocess : callable or None, default=None

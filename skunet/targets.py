@@ -1,7 +1,7 @@
 """Training targets: how masks become class maps and predictions become objects.
 
 :data:`TARGETS` is the one registry of targets (``"mask"``, ``"boundary"``,
-``"distance"``, ``"contact"``): each :class:`Target` record declares how validated masks become the
+``"distance"``): each :class:`Target` record declares how validated masks become the
 classes the network learns, how many classes that takes, whether the masks must hold
 instance labels, and how compact probabilities become instance labels (decoder, default
 split, calibration grid). :data:`MEMBRANES` is the decoding of binary models whose
@@ -22,7 +22,6 @@ from skimage.segmentation import find_boundaries
 
 from .instances import (
     Regions,
-    contact_instances,
     distance_instances,
     distance_mask,
     label_components,
@@ -38,7 +37,6 @@ __all__ = [
     "Target",
     "boundary_classes",
     "class_margin_uncertainty",
-    "contact_classes",
     "decoding",
     "distance_classes",
     "foreground_uncertainty",
@@ -237,39 +235,6 @@ def distance_classes(labels: np.ndarray, levels: int) -> np.ndarray:
     return out
 
 
-# Pixels of an object this close (chessboard distance) to another object are its contact
-CONTACT_WIDTH = 2
-
-
-def contact_classes(labels: np.ndarray, levels: int, width: int = CONTACT_WIDTH) -> np.ndarray:
-    """:func:`distance_classes` plus one class, ``levels + 1``, for the pixels of an
-    object within ``width`` pixels (chessboard distance) of another object.
-
-    Merged neighbours are what an H&E nuclei model loses most AJI to (most nuclei
-    that touch lie where nuclei are crowded, and there the predicted distance seldom
-    dips between them): the contact class names those seams, and
-    :func:`~skunet.instances.contact_instances` counts its probability as foreground
-    at distance 0, so that seeds stop at a seam the network sees. One pixel of an
-    object with no neighbour keeps its level.
-
-    >>> lab = np.zeros((1, 8), int); lab[0, 1:4] = 1; lab[0, 4:7] = 2
-    >>> contact_classes(lab, levels=2, width=1).tolist()
-    [[0, 1, 2, 3, 3, 2, 1, 0]]
-    """
-    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
-        raise ValueError(f"width must be an integer >= 1, got {width!r}")
-    classes = distance_classes(labels, levels)
-    labels = np.asarray(labels)
-    size = 2 * width + 1
-    # another object in the window: a larger id than the pixel's, or a smaller positive one
-    # (the background counted above every id)
-    above = ndi.maximum_filter(labels, size) > labels
-    others = np.where(labels > 0, labels, labels.max() + 1)
-    below = ndi.minimum_filter(others, size) < labels
-    classes[(labels > 0) & (above | below)] = levels + 1
-    return classes
-
-
 def _classes_of_mask(mask: np.ndarray, n_classes: int) -> np.ndarray:
     if n_classes == 2:
         return (mask > 0).astype(np.uint8)
@@ -341,20 +306,6 @@ TARGETS: dict[str, Target] = {
         classes="the background and n_classes - 1 >= 2 distance levels",
         uncertainty=foreground_uncertainty,  # neighbouring levels are no decision
         # reach None: each object's distance transform, normalised by its largest
-    ),
-    "contact": Target(
-        name="contact",
-        encode=lambda mask, n_classes: contact_classes(mask, n_classes - 2),
-        decode=contact_instances,
-        decoder="contact_instances",
-        regions=Regions(distance_mask, connectivity=1, halo=4),  # as "distance"
-        instance_labels=True,
-        split=0.5,
-        splits=(None, 0.3, 0.4, 0.5, 0.6, 0.7),
-        min_classes=4,
-        default_classes=6,  # 4 levels and the contact class
-        classes="the background, n_classes - 2 >= 2 distance levels and the contact class",
-        uncertainty=foreground_uncertainty,
     ),
 }
 """The targets by name (see :class:`Target`)."""

@@ -4,7 +4,7 @@ from scipy import ndimage as ndi
 
 from conftest import disks
 from skunet.instances import Regions
-from skunet.targets import boundary_classes, contact_classes, distance_classes, mask_classes
+from skunet.targets import boundary_classes, distance_classes, mask_classes
 
 
 def test_touching_objects_are_separated_by_boundary():
@@ -67,47 +67,6 @@ class TestDistanceClasses:
         for bad in (1, 2.5, True):
             with pytest.raises(ValueError, match="levels"):
                 distance_classes(labels, bad)
-
-
-class TestContactClasses:
-    def test_the_seam_between_touching_objects_is_contact_and_the_rest_its_levels(self):
-        labels = np.zeros((20, 40), int)
-        labels[4:16, 2:12], labels[4:16, 12:22] = 1, 2  # a touching pair ...
-        labels[4:16, 25:35] = 3  # ... and one 3 px away
-        classes = contact_classes(labels, levels=4, width=2)
-        contact = classes == 5
-        assert set(np.unique(classes)) == {0, 1, 2, 3, 4, 5}
-        # within 2 px of the other object, no further, and never on the lone one
-        assert contact[4:16, 10:14].all() and not contact[:, :10].any()
-        assert not contact[:, 14:].any()
-        distance = distance_classes(labels, 4)
-        assert np.array_equal(classes[~contact], distance[~contact])
-        assert classes[10, 6] == 4 and classes[10, 17] == 4 and classes[10, 29] == 4
-        # touching disks: both sides of the seam
-        labels = disks((40, 60), [(20, 20), (20, 37)], radius=9)
-        contact = contact_classes(labels, levels=4) == 5
-        seam = (labels[:, 1:] != labels[:, :-1]) & (labels[:, 1:] > 0) & (labels[:, :-1] > 0)
-        assert contact[:, 1:][seam].all() and contact[:, :-1][seam].all()
-        assert not contact[labels == 0].any()
-
-    def test_mask_classes_and_bad_width(self):
-        labels = disks((20, 20), [(6, 6), (6, 14)], radius=4)
-        assert np.array_equal(mask_classes(labels, 6, "contact"), contact_classes(labels, 4))
-        for bad in (0, 1.5, True):
-            with pytest.raises(ValueError, match="width"):
-                contact_classes(labels, 4, width=bad)
-
-    def test_a_contact_model_fits_and_gives_instances(self):
-        from conftest import make_blobs, tiny
-        from skunet.presets import nuclei_segmenter
-
-        assert nuclei_segmenter(target="contact").n_classes == 6
-        X, y = make_blobs(4)
-        seg = tiny(target="contact", n_classes=6, max_epochs=2, train_split=None).fit(X, y)
-        assert seg.predict_instances(X[:2]).shape == (2, 48, 48)
-        assert seg.predictor_.instance_settings()["decoder"] == "contact_instances"
-        with pytest.raises(ValueError, match="contact class"):
-            tiny(target="contact", n_classes=3).fit(X, y)
 
 
 class TestTargetRegistry:

@@ -13,8 +13,8 @@ Each one is a small skorch callback that a user can replace or remove by name
   directory unique to the fit, restored when training ends;
 - :class:`InstanceCalibrator` (``calibration``): after training, the instance threshold
   and split chosen on the validation images: by mean AP for a model with an instance
-  target (``"boundary"``, ``"distance"``, ``"contact"``), by the challenge's V_rand
-  against the cells of the masks for a membrane model (EM);
+  target (``"boundary"``, ``"distance"``), by the challenge's V_rand against the cells of
+  the masks for a membrane model (EM);
 - :class:`EncoderFreezer` (``freezer``): skorch's ``Freezer("conv*")`` for the VGG16
   encoder;
 - :class:`WeightAverage` (``weight_average``, off: ``None``): a moving average of the

@@ -174,9 +174,9 @@ class InstanceCalibrator(Callback):
     """After training, choose ``predict_instances``' threshold and split on the
     validation images (``calibration``, a default callback).
 
-    For instance targets (``"boundary"``, ``"distance"``, ``"contact"``) and EM membrane
-    models trained with a ``train_split``: the validation images are predicted once and
-    decoded with every pair of ``thresholds`` x ``splits`` (None: the target's grids,
+    For instance targets (``"boundary"``, ``"distance"``) and EM membrane models trained
+    with a ``train_split``: the validation images are predicted once and decoded with
+    every pair of ``thresholds`` x ``splits`` (None: the target's grids,
     :func:`~skunet.calibration.split_grid`); the pair with the best mean AP over IoU
     0.5-0.9 against their instance labels (membrane models: the best mean V_rand
     against their cells) becomes the model's ``instance_params_`` (the defaults win ties; see

@@ -41,7 +41,7 @@ def class_target(y):
 class ImageSet(Dataset):
     """Validated images (float32 ``(C, H, W)``) with their class maps (or None), and the
     instance labels the class maps were made from (instance targets: ``"boundary"``,
-    ``"distance"``, ``"contact"``), if any. Images larger than memory are
+    ``"distance"``), if any. Images larger than memory are
     :class:`~skunet.intake.windows.LazyImage` / :class:`~skunet.intake.windows.LazyClasses`
     stand-ins, of which :class:`PatchDataset` reads windows."""
 
