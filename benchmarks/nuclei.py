@@ -314,6 +314,10 @@ def main(dataset: Dataset = DSB2018) -> None:
         action="store_true",
         help="train on every image, hold none out (a model to ship; no held-out figures)",
     )
+    parser.add_argument(
+        "--train-also", type=Path, nargs="+", default=[], metavar="DIR",
+        help="more training images (the --data layout); the held-out images stay the same",
+    )  # fmt: skip
     parser.add_argument("--init", type=Path, help="continue a saved model of the same split")
     parser.add_argument(
         "--adapt", choices=sorted(CHANNEL_WEIGHTS),
@@ -334,13 +338,14 @@ def main(dataset: Dataset = DSB2018) -> None:
         if "stardist" in args.variants:
             sys.exit("--all-images holds no image out to score the peer on")
         test, train = [], np.arange(len(X))
-    data = (
-        ([X[i] for i in train], [y[i] for i in train]),
-        ([X[i] for i in test], [y[i] for i in test]),
-    )
+    X_train, y_train = [X[i] for i in train], [y[i] for i in train]
+    for folder in args.train_also:  # after the split: they never change the held-out images
+        X_more, y_more = dataset.load(folder)
+        X_train, y_train = X_train + X_more, y_train + y_more
+    data = ((X_train, y_train), ([X[i] for i in test], [y[i] for i in test]))
     print(
-        f"{dataset.name}: {len(train)} training images, {len(test)} held out; config {args.config} "
-        f"on {args.device}",
+        f"{dataset.name}: {len(X_train)} training images ({len(X_train) - len(train)} from "
+        f"--train-also), {len(test)} held out; config {args.config} on {args.device}",
         flush=True,
     )
     start = time.perf_counter()
@@ -358,7 +363,8 @@ def main(dataset: Dataset = DSB2018) -> None:
             variants[v] = run_variant(v, args, data)
     figures = {
         "held_out_images": len(test),
-        "training_images": len(train) if args.limit is None else args.limit,
+        "training_images": len(X_train) if args.limit is None else args.limit,
+        **({"train_also": [f.as_posix() for f in args.train_also]} if args.train_also else {}),
         "wall_seconds": round(time.perf_counter() - start, 1),
         "settings": args.set,
         "minutes": args.minutes,

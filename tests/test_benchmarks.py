@@ -393,6 +393,68 @@ def test_h_and_e_labels_from_colour_masks_and_polygons():
     assert labels.max() == 2 and labels[5, 5] == 1 and labels[17, 20] == 2 and labels[0, 0] == 0
 
 
+def test_dsb_images_are_packed_into_mosaics_with_their_own_nuclei():
+    """he_data.py: images packed row by row into mosaics, each image's pixels and
+    nuclei where its record says, numbered apart, the gaps -1 (not annotated)."""
+    import he_data
+
+    rng = np.random.default_rng(0)
+    items = []
+    for k, (h, w) in enumerate([(30, 40), (50, 30), (20, 20), (30, 60), (10, 10)]):
+        image = rng.integers(0, 200, (h, w, 3), dtype=np.uint8)
+        labels = np.zeros((h, w), np.int32)
+        labels[2:6, 2:6], labels[-6:-2, -6:-2] = 1, 2
+        items.append((f"i{k}", image, labels, {"factor": 1.0}))
+    out = he_data.mosaics(items, side=80)
+    assert len(out) > 1 and all(m[1].shape[1] <= 80 and m[1].shape[0] <= 80 for m in out)
+    members = 0
+    for _, image, labels, info in out:
+        seen = set()
+        for member in info["members"]:
+            (top, left), (h, w) = member["at"], member["shape"]
+            original = next(item for item in items if item[0] == member["name"])
+            assert np.array_equal(image[top : top + h, left : left + w], original[1])
+            ids = set(np.unique(labels[top : top + h, left : left + w])) - {0}
+            assert len(ids) == 2 and not ids & seen
+            seen |= ids
+            members += 1
+        covered = sum(h * w for h, w in (m["shape"] for m in info["members"]))
+        assert (labels == -1).any() == (labels.size > covered)
+        assert info["licence"] == "CC0"
+    assert members == len(items)
+
+
+def test_more_training_images_leave_the_held_out_ones_as_they_were(tmp_path, monkeypatch):
+    """nuclei.py --train-also DIR: the folder's images join the training images after the
+    split (masks with unannotated pixels too), the held-out images stay; the record says so."""
+    import json
+
+    import nuclei
+
+    from conftest import make_blobs
+
+    X, y = make_blobs(7, shapes=[(64, 64)], channels=None, seed=1)
+    X_more, y_more = make_blobs(3, shapes=[(48, 48)], channels=None, seed=3)
+    y_more[0][:, :8] = -1  # a gap nobody annotated, as between the images of a mosaic
+    folders = {tmp_path: (X, y), tmp_path / "more": (X_more, y_more)}
+    data = nuclei.Dataset("blobs", tmp_path, tmp_path / "blobs.json", lambda d: folders[d])
+    common = ["nuclei.py", "--device", "cpu"]
+    for setting in ("module__base_channels=4", "module__depth=2", "patch_size=32", "max_epochs=1"):
+        common += ["--set", setting]
+    monkeypatch.setattr(sys, "argv", [*common, "--name", "plain"])
+    nuclei.main(dataset=data)
+    more = ["--name", "more", "--train-also", str(tmp_path / "more")]
+    monkeypatch.setattr(sys, "argv", [*common, *more])
+    nuclei.main(dataset=data)
+    record = json.loads((tmp_path / "blobs.json").read_text())
+    assert record["more"]["training_images"] == record["plain"]["training_images"] + 3
+    assert record["more"]["train_also"] == [(tmp_path / "more").as_posix()]
+    assert "train_also" not in record["plain"]
+    assert record["more"]["held_out_images"] == record["plain"]["held_out_images"]
+    plain, more = (record[k]["variants"]["distance"] for k in ("plain", "more"))
+    assert plain["n_true"] == more["n_true"]  # the same held-out nuclei
+
+
 def test_a_nuclei_run_continues_a_saved_network_of_its_split(tmp_path, monkeypatch):
     """nuclei.py --init: the saved network's weights and history go on training by the
     same recipe; the record names the file; the model saved after it fits afresh."""
