@@ -125,6 +125,9 @@ def run_peer(args: argparse.Namespace, data, seconds: float) -> dict:
     """StarDist 2D for ``seconds`` of training, in its own environment; scored here. Its
     validation images are those our 3-class variant holds out."""
     (X_train, y_train), (X_test, y_test) = data
+    # StarDist knows no unannotated pixels (-1, the gaps of he_data.py's mosaics): there
+    # they are background, as the white gaps look
+    y_train = [np.maximum(m, 0) for m in y_train]
     train_split = nuclei_segmenter(**variant_params("3class", args)).train_split
     _, valid = train_split(ImageSet(X_train[: args.limit]))
     chosen = set(valid.indices)
