@@ -201,6 +201,11 @@ def held_out_figures(
             f"in {spec['results']}"
         )
     words = shlex.split(record["command"])
+    if record.get("train_also") or "--train-also" in (all_images or []):
+        sys.exit(
+            f"{record_name!r} or the --training-command trained on --train-also images too, "
+            f"which the {card!r} card's training data does not name: add their source there"
+        )
     if all_images is not None and recipe(all_images) != recipe(words):
         sys.exit(
             f"--training-command trains on every image with {shlex.join(all_images)!r}, "

@@ -363,6 +363,23 @@ def test_an_h_and_e_model_trained_on_every_tile_ships_with_its_splits_figures(
     assert card["command"].startswith(training + " && python benchmarks/ship.py ")
 
 
+def test_a_model_trained_on_images_its_card_does_not_name_is_refused(monkeypatch):
+    """ship.py: a split record or an every-image command with --train-also images would
+    ship a card whose training data misses them."""
+    import ship
+
+    record = {"command": "python benchmarks/he_nuclei.py --train-also ../data/he-dsb",
+              "held_out_images": 7, "train_also": ["../data/he-dsb"]}  # fmt: skip
+    monkeypatch.setattr(
+        ship, "load", lambda path: {"r": record, "plain": {**record, "train_also": None}}
+    )
+    with pytest.raises(SystemExit, match="--train-also images too"):
+        ship.held_out_figures("nuclei-he", "r")
+    every = ["benchmarks/he_nuclei.py", "--all-images", "--train-also", "../data/he-dsb"]
+    with pytest.raises(SystemExit, match="--train-also images too"):
+        ship.held_out_figures("nuclei-he", "plain", every)
+
+
 def test_h_and_e_labels_from_colour_masks_and_polygons():
     """he_data.py: one nucleus per colour's connected piece, outline fragments dropped,
     overlaps' lenses merged; MoNuSeg's XML polygons filled, one label each."""
