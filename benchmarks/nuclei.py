@@ -346,9 +346,11 @@ def main(dataset: Dataset = DSB2018) -> None:
         X_more, y_more = dataset.load(folder)
         X_train, y_train = X_train + X_more, y_train + y_more
     data = ((X_train, y_train), ([X[i] for i in test], [y[i] for i in test]))
+    more = len(X_train) - len(train)
     print(
-        f"{dataset.name}: {len(X_train)} training images ({len(X_train) - len(train)} from "
-        f"--train-also), {len(test)} held out; config {args.config} on {args.device}",
+        f"{dataset.name}: {len(X_train)} training images"
+        + (f" ({more} from --train-also)" if more else "")
+        + f", {len(test)} held out; config {args.config} on {args.device}",
         flush=True,
     )
     start = time.perf_counter()
