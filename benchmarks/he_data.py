@@ -106,6 +106,13 @@ def _renumber(labels: np.ndarray) -> np.ndarray:
     return lut[labels]
 
 
+def rescaled(image: np.ndarray, labels: np.ndarray, factor: float):
+    """An RGB uint8 image (bilinear) and its labels (nearest) rescaled by ``factor``."""
+    image = rescale(image, factor, order=1, channel_axis=2, preserve_range=True)
+    labels = rescale(labels, factor, order=0, preserve_range=True, anti_aliasing=False)
+    return np.clip(np.round(image), 0, 255).astype(np.uint8), labels
+
+
 def colour_instances(rgb: np.ndarray, min_pixels: int = 20) -> np.ndarray:
     """One nucleus per colour's connected piece (black is background), less the pieces
     under ``min_pixels`` (fragments along the drawn outlines), and with the lens where two
@@ -195,9 +202,7 @@ def cpm15(repo: Path) -> list[tuple[str, np.ndarray, np.ndarray, dict]]:
             raise SystemExit(f"CPM-15 {stem}: {file} does not outline its dark nuclei")
         magnification = "20x" if stem in CPM_20X else "40x"
         if stem in CPM_20X:  # to 40x
-            image = rescale(image, 2, order=1, channel_axis=2, preserve_range=True)
-            image = np.clip(np.round(image), 0, 255).astype(np.uint8)
-            masks = rescale(masks, 2, order=0, preserve_range=True, anti_aliasing=False)
+            image, masks = rescaled(image, masks, 2)
         how = "the challenge's label matrix" + (
             "" if file == f"{stem}_mask.txt" else f" ({file}: swapped in the source)"
         )
@@ -238,9 +243,7 @@ def dsb_bright_field(repo: Path) -> list[tuple[str, np.ndarray, np.ndarray, dict
         factor = 1.0
         if not MONUSEG_AREAS[0] <= median <= MONUSEG_AREAS[2]:
             factor = round(float(np.sqrt(MONUSEG_AREAS[1] / median)), 2)
-            image = rescale(image, factor, order=1, channel_axis=2, preserve_range=True)
-            image = np.clip(np.round(image), 0, 255).astype(np.uint8)
-            labels = rescale(labels, factor, order=0, preserve_range=True, anti_aliasing=False)
+            image, labels = rescaled(image, labels, factor)
             labels = _renumber(labels.astype(np.int32)).astype(np.int32)
         out.append((f"dsb-{key[:12]}", image, labels, {
             "id": key, "median_area": median, "factor": factor,

@@ -201,7 +201,8 @@ def held_out_figures(
             f"in {spec['results']}"
         )
     words = shlex.split(record["command"])
-    if record.get("train_also") or "--train-also" in (all_images or []):
+    every = all_images or []
+    if record.get("train_also") or any(w.partition("=")[0] == "--train-also" for w in every):
         sys.exit(
             f"{record_name!r} or the --training-command trained on --train-also images too, "
             f"which the {card!r} card's training data does not name: add their source there"

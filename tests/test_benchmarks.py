@@ -378,6 +378,9 @@ def test_a_model_trained_on_images_its_card_does_not_name_is_refused(monkeypatch
     every = ["benchmarks/he_nuclei.py", "--all-images", "--train-also", "../data/he-dsb"]
     with pytest.raises(SystemExit, match="--train-also images too"):
         ship.held_out_figures("nuclei-he", "plain", every)
+    every = ["benchmarks/he_nuclei.py", "--all-images", "--train-also=../data/he-dsb"]
+    with pytest.raises(SystemExit, match="--train-also images too"):
+        ship.held_out_figures("nuclei-he", "plain", every)
 
 
 def test_h_and_e_labels_from_colour_masks_and_polygons():
