@@ -196,7 +196,19 @@ def save_segmenter(
 
 
 def _umask() -> int:
-    """The process's file-creation mask (what ``open`` applies to new files)."""
+    """The process's file-creation mask (what ``open`` applies to new files).
+
+    Read from ``/proc/self/status`` where the kernel shows it (Linux 4.7 on): setting
+    the mask to read it back would change it for a moment for every thread (a napari
+    worker writing a file then) too.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

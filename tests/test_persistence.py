@@ -3,6 +3,7 @@ import os
 import pickle
 import stat
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,9 @@ from safetensors.torch import save_file
 from conftest import make_blobs, tiny
 from skunet import UNetSegmenter
 from skunet.persistence import FORMAT_VERSION
+
+_STATUS = Path("/proc/self/status")
+_SHOWS_UMASK = _STATUS.exists() and "Umask:" in _STATUS.read_text()
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +87,18 @@ class TestSaveLoad:
             with atomic_path(tmp_path / "weights.safetensors") as tmp:  # as a checkpoint
                 os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600))
             assert stat.S_IMODE(os.stat(tmp_path / "weights.safetensors").st_mode) == 0o644
+        finally:
+            os.umask(old)
+
+    @pytest.mark.skipif(not _SHOWS_UMASK, reason="the kernel does not show the umask")
+    def test_the_umask_is_read_without_setting_it(self, monkeypatch):
+        from skunet.persistence import _umask
+
+        old = os.umask(0o027)
+        try:
+            with monkeypatch.context() as patch:  # setting it would race other threads
+                patch.setattr(os, "umask", lambda mask: pytest.fail("umask set"))
+                assert _umask() == 0o027
         finally:
             os.umask(old)
 
