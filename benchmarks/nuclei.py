@@ -129,9 +129,9 @@ def run_peer(args: argparse.Namespace, data, seconds: float) -> dict:
     # they are background, as the white gaps look
     y_train = [np.maximum(m, 0) for m in y_train]
     train_split = nuclei_segmenter(**variant_params("3class", args)).train_split
-    _, valid = train_split(ImageSet(X_train[: args.limit]))
+    _, valid = train_split(ImageSet(X_train))
     chosen = set(valid.indices)
-    train = [i for i in range(len(X_train[: args.limit])) if i not in chosen]
+    train = [i for i in range(len(X_train)) if i not in chosen]
     arrays = {
         **{f"train_{k}": X_train[i] for k, i in enumerate(train)},
         **{f"train_labels_{k}": y_train[i] for k, i in enumerate(train)},
@@ -191,9 +191,9 @@ def run_variant(name: str, args: argparse.Namespace, data) -> dict:
     else:
         seg = nuclei_segmenter(verbose=args.verbose, **params)
     seg = with_time_limit(seg, args.minutes)
-    limit, config, before = args.limit, args.config, len(seg.history or [])
+    config, before = args.config, len(seg.history or [])
     start = time.perf_counter()
-    seg.fit(X_train[:limit], y_train[:limit])
+    seg.fit(X_train, y_train)
     fit_seconds = time.perf_counter() - start
     seg.set_params(warm_start=False)  # the saved model's fit starts afresh, as the preset's
     if args.save:  # for decoding experiments without training again
@@ -309,7 +309,11 @@ def main(dataset: Dataset = DSB2018) -> None:
         default=os.environ.get("SKUNET_PEER_PYTHON", str(PEER_PYTHON)),
         help="python of the environment with stardist and tensorflow-cpu",
     )
-    parser.add_argument("--limit", type=int, help="train on the first N training images only")
+    parser.add_argument(
+        "--limit", type=int, metavar="N",
+        help="train on the first N of the dataset's training images only (--train-also "
+        "images come on top: --limit 0 trains on those alone)",
+    )  # fmt: skip
     add_trial_arguments(parser, "the configuration's name")
     parser.add_argument("--save", type=Path, help="a folder to save each trained model in")
     parser.add_argument(
@@ -341,10 +345,13 @@ def main(dataset: Dataset = DSB2018) -> None:
         if "stardist" in args.variants:
             sys.exit("--all-images holds no image out to score the peer on")
         test, train = [], np.arange(len(X))
+    train = train[: args.limit]  # None: all of them
     X_train, y_train = [X[i] for i in train], [y[i] for i in train]
     for folder in args.train_also:  # after the split: they never change the held-out images
         X_more, y_more = dataset.load(folder)
         X_train, y_train = X_train + X_more, y_train + y_more
+    if not X_train:
+        sys.exit("no training images: --limit 0 trains on --train-also images alone")
     data = ((X_train, y_train), ([X[i] for i in test], [y[i] for i in test]))
     more = len(X_train) - len(train)
     print(
@@ -368,7 +375,7 @@ def main(dataset: Dataset = DSB2018) -> None:
             variants[v] = run_variant(v, args, data)
     figures = {
         "held_out_images": len(test),
-        "training_images": len(X_train) if args.limit is None else args.limit,
+        "training_images": len(X_train),
         **({"train_also": [f.as_posix() for f in args.train_also]} if args.train_also else {}),
         "wall_seconds": round(time.perf_counter() - start, 1),
         "settings": args.set,

@@ -446,7 +446,8 @@ def test_dsb_images_are_packed_into_mosaics_with_their_own_nuclei():
 
 def test_more_training_images_leave_the_held_out_ones_as_they_were(tmp_path, monkeypatch):
     """nuclei.py --train-also DIR: the folder's images join the training images after the
-    split (masks with unannotated pixels too), the held-out images stay; the record says so."""
+    split (masks with unannotated pixels too), the held-out images stay; the record says so.
+    With --limit 0 they alone are trained on."""
     import json
 
     import nuclei
@@ -473,6 +474,15 @@ def test_more_training_images_leave_the_held_out_ones_as_they_were(tmp_path, mon
     assert record["more"]["held_out_images"] == record["plain"]["held_out_images"]
     plain, more = (record[k]["variants"]["distance"] for k in ("plain", "more"))
     assert plain["n_true"] == more["n_true"]  # the same held-out nuclei
+    only = ["--name", "only", "--limit", "0", "--train-also", str(tmp_path / "more")]
+    monkeypatch.setattr(sys, "argv", [*common, *only])  # theirs alone (a CC0-only model)
+    nuclei.main(dataset=data)
+    record = json.loads((tmp_path / "blobs.json").read_text())
+    assert record["only"]["training_images"] == 3
+    assert record["only"]["variants"]["distance"]["n_true"] == plain["n_true"]
+    monkeypatch.setattr(sys, "argv", [*common, "--name", "none", "--limit", "0"])
+    with pytest.raises(SystemExit, match="no training images"):
+        nuclei.main(dataset=data)
 
 
 def test_a_nuclei_run_continues_a_saved_network_of_its_split(tmp_path, monkeypatch):
