@@ -270,21 +270,25 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
         )
 
     # ---------------------------------------------------------------- predict
-    def predict_proba(self, X: Any, out: Any = None) -> Any:
+    def predict_proba(self, X: Any, out: Any = None, scale: float = 1.0) -> Any:
         """Class probabilities, class axis first: ``(K, H, W)`` per image.
 
         Returns an ndarray ``(N, K, H, W)`` when all images have one size, else a list.
         An image larger than memory (a Dask or Zarr ``(H, W[, C])`` array) gives a Dask
         array predicted block by block, equal to the in-memory result, or fills the Zarr
         array ``out`` (resuming an interrupted run; :mod:`skunet.prediction.blocks`).
+        ``scale``: in-memory images at another magnification than the training images
+        are resized by this factor before the network sees them (2: a 20x image for a
+        40x model), and the results come back at their own size
+        (:mod:`skunet.prediction.rescale`).
         """
-        return self.predictor_.predict_proba(X, out)
+        return self.predictor_.predict_proba(X, out, scale)
 
-    def predict(self, X: Any, out: Any = None) -> Any:
+    def predict(self, X: Any, out: Any = None, scale: float = 1.0) -> Any:
         """Class masks ``(H, W)`` (uint8, after ``postprocess``), as an ndarray when all
-        sizes agree, else a list; Dask / Zarr images and ``out`` as in
+        sizes agree, else a list; Dask / Zarr images, ``out`` and ``scale`` as in
         :meth:`predict_proba`."""
-        return self.predictor_.predict(X, out)
+        return self.predictor_.predict(X, out, scale)
 
     def predict_instances(
         self,
@@ -292,8 +296,10 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
         threshold: float | None = None,
         split: float | str | None = "auto",
         out: Any = None,
+        scale: float = 1.0,
     ) -> Any:
-        """Instance labels (0 background, 1..n objects) of each image.
+        """Instance labels (0 background, 1..n objects) of each image (``scale`` as
+        in :meth:`predict_proba`).
 
         Connected components of ``foreground > threshold`` for ``target="mask"``, seeded
         watersheds for instance targets and EM membrane models; ``split`` separates
@@ -306,17 +312,17 @@ class UNetSegmenter(PredictorMixin, TrainingMixin, MixedPrecisionMixin, NeuralNe
         resuming an interrupted run from the first passes it kept beside ``out``
         (:mod:`skunet.prediction.instance_stash`).
         """
-        return self.predictor_.predict_instances(X, threshold, split, out)
+        return self.predictor_.predict_instances(X, threshold, split, out, scale)
 
-    def predict_uncertainty(self, X: Any, out: Any = None) -> Any:
+    def predict_uncertainty(self, X: Any, out: Any = None, scale: float = 1.0) -> Any:
         """Per-pixel uncertainty ``(H, W)`` in [0, 1] of each image, from the
         probabilities ``predict_proba`` computes (no extra network pass): one minus the
         margin of the decision the classes or instances come from (for
         ``target="distance"`` the foreground decision alone; flip-averaged with
         ``tta``). High where a correction is most likely needed; rank images with
-        :func:`skunet.evaluation.uncertainty_ranking`. Lazy ``X`` and ``out=`` as
-        :meth:`predict_proba`."""
-        return self.predictor_.predict_uncertainty(X, out)
+        :func:`skunet.evaluation.uncertainty_ranking`. Lazy ``X``, ``out=`` and ``scale``
+        as :meth:`predict_proba`."""
+        return self.predictor_.predict_uncertainty(X, out, scale)
 
     def calibrate_instances(
         self,

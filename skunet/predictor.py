@@ -31,6 +31,7 @@ from .prediction.inference import (
     predict_compact,
     tile_input_size,
 )
+from .prediction.rescale import check_scale, rescale_image, resize_probabilities
 from .preprocessing import normalize_images
 from .targets import TARGETS, decoding
 from .tiling import Geometry
@@ -115,32 +116,39 @@ class Predictor:
         images = check_images(X, n_channels=self.n_channels, as_float=False)
         return normalize_images(images, self.normalize)
 
-    def predict_proba(self, X: Any, out: Any = None) -> Any:
+    def predict_proba(self, X: Any, out: Any = None, scale: float = 1.0) -> Any:
         """Class probabilities ``(K, H, W)`` per image (K >= 2); of a lazy image (Dask
         or Zarr) a Dask array, or written into the Zarr array ``out``
-        (see :mod:`skunet.prediction.blocks`)."""
+        (see :mod:`skunet.prediction.blocks`). ``scale``: the factor each image is resized
+        by before the network sees it, the probabilities resized back
+        (:mod:`skunet.prediction.rescale`; in-memory images)."""
         if out is not None or is_lazy(X):
-            return self._blockwise(X, out, "proba", expand, self.n_classes, np.float32)
-        return stack_or_list([expand(p) for p in self.probabilities(self.check_images(X))])
+            return self._blockwise(X, out, "proba", expand, self.n_classes, np.float32, scale)
+        images = self.check_images(X)
+        return stack_or_list([expand(p) for p in self.probabilities(images, scale=scale)])
 
-    def predict(self, X: Any, out: Any = None) -> Any:
+    def predict(self, X: Any, out: Any = None, scale: float = 1.0) -> Any:
         """uint8 class masks ``(H, W)``, after ``postprocess``; of a lazy image a Dask
-        array, or written into the Zarr array ``out``."""
+        array, or written into the Zarr array ``out``; ``scale`` as :meth:`predict_proba`."""
         if out is not None or is_lazy(X):
-            return self._blockwise(X, out, "classes", classes, None, np.uint8)
-        return stack_or_list(self.probabilities(self.check_images(X), finalize=self.classes))
+            return self._blockwise(X, out, "classes", classes, None, np.uint8, scale)
+        images = self.check_images(X)
+        return stack_or_list(self.probabilities(images, self.classes, scale))
 
-    def predict_uncertainty(self, X: Any, out: Any = None) -> Any:
+    def predict_uncertainty(self, X: Any, out: Any = None, scale: float = 1.0) -> Any:
         """Per-pixel uncertainty ``(H, W)`` in [0, 1] of each image: how close the
         probabilities are to the decision the model's classes or instances come from
         (the target's :attr:`~skunet.targets.Target.uncertainty`; flip-averaged with
-        ``tta``); of a lazy image a Dask array, or written into the Zarr array ``out``."""
+        ``tta``); of a lazy image a Dask array, or written into the Zarr array ``out``;
+        ``scale`` as :meth:`predict_proba`."""
         uncertainty = decoding(self.target, self.membranes).uncertainty
         if out is not None or is_lazy(X):
-            return self._blockwise(X, out, "uncertainty", uncertainty, None, np.float32)
-        return stack_or_list(self.probabilities(self.check_images(X), finalize=uncertainty))
+            return self._blockwise(X, out, "uncertainty", uncertainty, None, np.float32, scale)
+        images = self.check_images(X)
+        return stack_or_list(self.probabilities(images, uncertainty, scale))
 
-    def _blockwise(self, X, out, kind, finalize, channels, dtype):
+    def _blockwise(self, X, out, kind, finalize, channels, dtype, scale):
+        _in_memory_scale(scale)
         if out is None:
             return BlockJob(self, X).array(finalize, channels, dtype)
         job = BlockJob(self, X, chunks=chunk_grid(out))
@@ -160,16 +168,19 @@ class Predictor:
         threshold: float | None = None,
         split: float | str | None = "auto",
         out: Any = None,
+        scale: float = 1.0,
     ) -> Any:
         """Instance labels per image (see :meth:`instances`); of a lazy image an int64
         Dask array, or written into the Zarr array ``out``
-        (see :mod:`skunet.prediction.block_instances`)."""
+        (see :mod:`skunet.prediction.block_instances`); ``scale`` as
+        :meth:`predict_proba`: the instances are decoded at the image's own size."""
         self.check_instances()
         if out is not None or is_lazy(X):
+            _in_memory_scale(scale)
             return blockwise_instances(self, X, threshold, split, out)
         images = self.check_images(X)
         return stack_or_list(
-            [self.instances(p, threshold, split) for p in self.probabilities(images)]
+            [self.instances(p, threshold, split) for p in self.probabilities(images, scale=scale)]
         )
 
     @property
@@ -188,18 +199,24 @@ class Predictor:
 
     # ---------------------------------------------------------- unchecked core
     def probabilities(
-        self, images: Sequence[np.ndarray], finalize: Callable | None = None
+        self,
+        images: Sequence[np.ndarray],
+        finalize: Callable | None = None,
+        scale: float = 1.0,
     ) -> list[np.ndarray]:
         """``finalize(p)`` of the compact probabilities ``p`` of each checked image
         (one foreground channel for binary models, K channels otherwise; see
-        :mod:`skunet.prediction.inference`)."""
+        :mod:`skunet.prediction.inference`); with ``scale``, of the image resized by it
+        and ``p`` resized back (:mod:`skunet.prediction.rescale`)."""
+        finalize = finalize or (lambda p: p)
+        if check_scale(scale) == 1:
+            return self._compact(images, finalize)
+        compact = self._compact([rescale_image(im, scale) for im in images], lambda p: p)
+        return [finalize(resize_probabilities(p, im.shape[1:])) for p, im in zip(compact, images)]
+
+    def _compact(self, images: Sequence[np.ndarray], finalize: Callable) -> list[np.ndarray]:
         return predict_compact(
-            self.module,
-            images,
-            self.geometry,
-            self.settings,
-            default_tile=self.default_tile,
-            finalize=finalize or (lambda p: p),
+            self.module, images, self.geometry, self.settings, self.default_tile, finalize
         )
 
     def classes(self, p: np.ndarray) -> np.ndarray:
@@ -241,6 +258,14 @@ class Predictor:
         split = self.instance_split if split == "auto" else split
         split = record.split if split == "auto" else split
         return {"decoder": record.decoder, "threshold": threshold, "split": split}
+
+
+def _in_memory_scale(scale: float) -> None:
+    if check_scale(scale) != 1:
+        raise ValueError(
+            f"scale={scale!r} rescales in-memory images only; block-wise prediction of a "
+            "Dask or Zarr image (or into out=) needs scale=1: rescale the array first"
+        )
 
 
 PREDICTION_BATCHES = 4

@@ -107,11 +107,17 @@ def test_widget_on_a_stack_with_a_model_file(make_napari_viewer, qtbot, model_fi
     # ids are unique over the stack
     ids = [set(np.unique(plane)) - {0} for plane in instances]
     assert all(not (a & b) for i, a in enumerate(ids) for b in ids[i + 1 :])
-    # a second run replaces its result instead of piling up layers
+    # a second run, rescaled 2x for the network, replaces its result instead of piling up
+    # layers
     n_layers = len(viewer.layers)
+    widget.rescale.value = 2.0
     with qtbot.waitSignal(widget.run().finished, timeout=TIMEOUT_MS):
         pass
     assert len(viewer.layers) == n_layers
+    rescaled = viewer.layers["stack instances"].data
+    assert rescaled.shape == layer.data.shape
+    first = widget.segmenter().predict_instances([X[0]], scale=2)[0]
+    np.testing.assert_array_equal(rescaled[0] > 0, first > 0)
 
 
 @pytest.mark.slow
@@ -156,6 +162,11 @@ def test_segment_generator_matches_the_estimator(model_file):
             progress.append(next(steps))
     assert progress == [(1, 2), (2, 2)]
     np.testing.assert_array_equal(done.value.value, seg.predict(X))
+    steps = segment(seg, np.stack(X), False, "classes", None, None, 2.0)
+    with pytest.raises(StopIteration) as done:
+        while True:
+            next(steps)
+    np.testing.assert_array_equal(done.value.value, seg.predict(X, scale=2))
 
 
 def test_reader_opens_a_model_file_in_the_widget(make_napari_viewer, model_file):

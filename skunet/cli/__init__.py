@@ -127,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="instance labels, not classes (the default for a pretrained instance model)",
     )
     predict.add_argument("--tile-size", type=int, help="network input size for tiled prediction")
+    predict.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="resize each image by this factor for the network, masks at the image's size: "
+        "the model's training magnification over the images' (2 for 20x images and a 40x "
+        "model; default 1)",
+    )
     _add(predict, "device")
     predict.add_argument("--overwrite", action="store_true", help="replace existing masks")
     predict.add_argument(

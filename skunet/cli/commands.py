@@ -113,8 +113,13 @@ def load(args: argparse.Namespace):
 
 def predict(args: argparse.Namespace) -> int:
     from ..datasets import as_task_color, read_image
+    from ..prediction.rescale import check_scale
     from ..progress import tqdm
 
+    check_scale(args.scale)
+    zarrs = [item for item in args.inputs if is_zarr(item)]
+    if zarrs and args.scale != 1:
+        raise ValueError("--scale is for image files: rescale a Zarr image before predicting it")
     seg = load(args)
     if args.instances is None:  # a pretrained model's objects by default, a file's classes
         args.instances = hasattr(seg, "pretrained_") and seg.predictor_.gives_instances
@@ -123,7 +128,6 @@ def predict(args: argparse.Namespace) -> int:
             f"--instances needs a binary or nuclei (boundary / distance) model; {args.model} has "
             f"{seg.n_classes} classes"
         )
-    zarrs = [item for item in args.inputs if is_zarr(item)]
     if zarrs:
         if len(args.inputs) > 1:
             raise ValueError(f"a Zarr input is predicted alone; got {len(args.inputs)} inputs")
@@ -137,7 +141,7 @@ def predict(args: argparse.Namespace) -> int:
     for source in tqdm(files, desc="predict", unit="image", disable=len(files) < 2):
         image = as_task_color(read_image(source), seg.n_channels_in_)
         predict = seg.predict_instances if args.instances else seg.predict
-        mask = predict([image])[0]
+        mask = predict([image], scale=args.scale)[0]
         target = output_path(out, source, mask)
         refuse_existing(target, args.overwrite, "--overwrite")
         write_mask(target, mask)

@@ -4,9 +4,11 @@ Pick an image layer and a model (a pretrained name from :func:`skunet.pretrained
 or a ``.skunet`` file / BioImage Model Zoo ``.zip`` that skunet wrote), choose what to add
 (instances as a Labels layer, classes as a Labels layer, probabilities as an Image layer),
 and press *Segment*. Threshold, split and flip averaging start at the model's own
-(calibrated) settings. Stacks are segmented plane by plane (the last two axes, or the two
-before the colour axis of an RGB layer), with a progress bar; the result keeps the
-layer's scale and translation and replaces an earlier result of the same name.
+(calibrated) settings; *rescale* resizes the image for the network (2 for a 20x image and
+a 40x model, :mod:`skunet.prediction.rescale`). Stacks are segmented plane by plane (the
+last two axes, or the two before the colour axis of an RGB layer), with a progress bar;
+the result keeps the layer's scale and translation and replaces an earlier result of the
+same name.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def segment(
     output: str,
     threshold: float | None,
     split: float | None,
+    scale: float = 1.0,
 ):
     """Yield ``(planes done, planes)`` while segmenting each 2-D plane of ``data`` (an
     RGB layer's planes keep their colour axis), and return the stacked result: labels
@@ -61,11 +64,11 @@ def segment(
     for i, plane in enumerate(planes):
         image = as_task_color(np.asarray(plane), seg.n_channels_in_)
         if output == "instances":
-            result = seg.predict_instances([image], threshold=threshold, split=split)[0]
+            result = seg.predict_instances([image], threshold, split, scale=scale)[0]
         elif output == "classes":
-            result = seg.predict([image])[0]
+            result = seg.predict([image], scale=scale)[0]
         else:
-            result = seg.predict_proba([image])[0].astype(np.float32)
+            result = seg.predict_proba([image], scale=scale)[0].astype(np.float32)
         results.append(result)
         yield i + 1, len(planes)
     if output == "instances" and len(results) > 1:  # one id per object over the stack
@@ -94,6 +97,15 @@ class SegmentWidget(Container):
         self.threshold = FloatSpinBox(label="threshold", min=0.01, max=0.99, step=0.05)
         self.split_objects = CheckBox(text="split touching objects", value=True)
         self.split = FloatSpinBox(label="split", min=0.0, max=100.0, step=0.1)
+        self.rescale = FloatSpinBox(
+            label="rescale",
+            value=1.0,
+            min=0.1,
+            max=10.0,
+            step=0.25,
+            tooltip="resize the image by this factor for the model (its training magnification "
+            "over the image's: 2 for a 20x image and a 40x model); results at the image's size",
+        )
         self.run_button = PushButton(text="Segment")
         self.status = Label(value="")
         self.extend(
@@ -106,6 +118,7 @@ class SegmentWidget(Container):
                 self.threshold,
                 self.split_objects,
                 self.split,
+                self.rescale,
                 self.run_button,
                 self.status,
             ]
@@ -198,6 +211,7 @@ class SegmentWidget(Container):
             output,
             self.threshold.value,
             split,
+            self.rescale.value,
             _progress={"desc": f"skunet: {output}"},
             _connect={"errored": self._failed},  # told in the widget, not raised again
             _start_thread=False,
