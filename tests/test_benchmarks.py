@@ -564,3 +564,37 @@ def test_a_nuclei_run_adapts_a_one_channel_model_to_colour_tiles(tmp_path, monke
     assert card["training_data"]["started_from"].startswith("runs/gray-distance.skunet's ")
     assert "(haematoxylin)" in card["training_data"]["started_from"]
     assert "; started from runs/gray-distance.skunet (haematoxylin);" in card["description"]
+
+
+def test_the_magnification_benchmark_scores_shrunk_tiles_with_and_without_scale(
+    tmp_path, monkeypatch
+):
+    """magnification.py: the split's held-out tiles shrunk by each factor, their labels
+    resized to match, predicted with scale=1 and scale=factor; one record per model."""
+    import json
+
+    import magnification
+    import tifffile
+
+    from conftest import make_blobs, tiny
+
+    X, y = make_blobs(7, shapes=[(64, 64)], channels=3, seed=2)
+    for i, (image, mask) in enumerate(zip(X, y)):
+        for folder, array in (("images", image), ("masks", mask)):
+            (tmp_path / "he" / folder).mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(tmp_path / "he" / folder / f"t{i}.tif", array)
+    model = tiny(target="distance", n_classes=4, max_epochs=1).fit(X, y)
+    model.save(tmp_path / "m.skunet")
+    small, truth = magnification.shrink(X[0], y[0], 2)
+    assert small.shape == (32, 32, 3) and truth.shape == (32, 32)
+    assert set(np.unique(truth)) <= set(np.unique(y[0]))  # labels, not blends of them
+    out = tmp_path / "results.json"
+    monkeypatch.setattr(magnification, "RESULTS_FILE", out)
+    argv = ["magnification.py", str(tmp_path / "m.skunet"), "--data", str(tmp_path / "he"),
+            "--factors", "2", "--name", "tiny"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    magnification.main()
+    record = json.loads(out.read_text())["tiny"]
+    assert record["held_out_images"] == 1
+    assert {"full size", "shrunk 2x, scale=1", "shrunk 2x, scale=2"} <= set(record)
+    assert 0 <= record["shrunk 2x, scale=2"]["aji"] <= 1
