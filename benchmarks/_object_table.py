@@ -29,11 +29,10 @@ def table(results: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for config, rec in results.items():
-        device = device_of(rec)
-        for name, r in rec.get("variants", {}).items():  # a decoders record has none
+        for name, r in rec.get("variants", {}).items():  # a probe's record has none
             if "ap" not in r:  # trained on every image: nothing held out
                 continue
-            how = HOW[name]
+            how, device = HOW[name], device_of(rec)
             lines.append(
                 f"| {config} ({epochs(r)}) | {how} | {r['ap']['0.50']:.3f} "
                 f"| {r['ap']['0.75']:.3f} | {r['ap']['0.90']:.3f} | {r['f1_50']:.3f} "
