@@ -107,12 +107,14 @@ class Predictor:
     instance_split: float | str | None = "auto"
 
     # ---------------------------------------------------------- checked layer
-    def check_images(self, X: Any) -> list[np.ndarray]:
-        """Validated ``(C, H, W)`` images, preprocessed as the model was trained.
+    def check_images(self, X: Any, scale: float = 1.0) -> list[np.ndarray]:
+        """Validated ``(C, H, W)`` images, preprocessed as the model was trained
+        (``scale`` is checked first, for the methods that take it).
 
         Images keep their dtype unless normalised, so that very large ones are converted
         to float tile by tile.
         """
+        check_scale(scale)
         images = check_images(X, n_channels=self.n_channels, as_float=False)
         return normalize_images(images, self.normalize)
 
@@ -124,7 +126,7 @@ class Predictor:
         (:mod:`skunet.prediction.rescale`; in-memory images)."""
         if out is not None or is_lazy(X):
             return self._blockwise(X, out, "proba", expand, self.n_classes, np.float32, scale)
-        images = self.check_images(X)
+        images = self.check_images(X, scale)
         return stack_or_list([expand(p) for p in self.probabilities(images, scale=scale)])
 
     def predict(self, X: Any, out: Any = None, scale: float = 1.0) -> Any:
@@ -132,7 +134,7 @@ class Predictor:
         array, or written into the Zarr array ``out``; ``scale`` as :meth:`predict_proba`."""
         if out is not None or is_lazy(X):
             return self._blockwise(X, out, "classes", classes, None, np.uint8, scale)
-        images = self.check_images(X)
+        images = self.check_images(X, scale)
         return stack_or_list(self.probabilities(images, self.classes, scale))
 
     def predict_uncertainty(self, X: Any, out: Any = None, scale: float = 1.0) -> Any:
@@ -144,7 +146,7 @@ class Predictor:
         uncertainty = decoding(self.target, self.membranes).uncertainty
         if out is not None or is_lazy(X):
             return self._blockwise(X, out, "uncertainty", uncertainty, None, np.float32, scale)
-        images = self.check_images(X)
+        images = self.check_images(X, scale)
         return stack_or_list(self.probabilities(images, uncertainty, scale))
 
     def _blockwise(self, X, out, kind, finalize, channels, dtype, scale):
@@ -178,7 +180,7 @@ class Predictor:
         if out is not None or is_lazy(X):
             _in_memory_scale(scale)
             return blockwise_instances(self, X, threshold, split, out)
-        images = self.check_images(X)
+        images = self.check_images(X, scale)
         return stack_or_list(
             [self.instances(p, threshold, split) for p in self.probabilities(images, scale=scale)]
         )

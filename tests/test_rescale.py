@@ -128,3 +128,13 @@ def test_the_command_line_predicts_rescaled(tmp_path, capsys):
     zarr_args = ["predict", "--model", "nuclei", str(tmp_path / "in.zarr"), "--out"]
     assert main([*zarr_args, str(tmp_path / "q.zarr"), "--scale", "2"]) == 2
     assert "--scale is for image files" in capsys.readouterr().err
+
+
+def test_a_bad_scale_is_refused_before_the_images_are_read(fitted, monkeypatch):
+    import skunet.predictor as predictor
+
+    seg, X = fitted
+    monkeypatch.setattr(predictor, "normalize_images", lambda *a: pytest.fail("images read"))
+    for method in (seg.predict, seg.predict_proba, seg.predict_instances, seg.predict_uncertainty):
+        with pytest.raises(ValueError, match="scale must be a positive"):
+            method([X[0]], scale=-2)
