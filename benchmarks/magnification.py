@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from _record import RESULTS, update
 from he_nuclei import DEFAULT_DATA, load_he
-from nuclei import object_scores, split
+from nuclei import object_scores, per_megapixel, split
 from skimage.transform import resize
 
 from skunet.prediction.rescale import rescale_image
@@ -51,7 +51,7 @@ def figures(seg, images: list, truth: list, scale: float) -> dict:
         "panoptic_quality_50": scores["panoptic_quality_50"],
         "n_true": scores["n_true"],
         "n_pred": scores["n_pred"],
-        "seconds_per_megapixel": seconds / (sum(im.shape[0] * im.shape[1] for im in images) / 1e6),
+        "seconds_per_megapixel": per_megapixel(seconds, images),
     }
 
 

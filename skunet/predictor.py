@@ -211,7 +211,7 @@ class Predictor:
         :mod:`skunet.prediction.inference`); with ``scale``, of the image resized by it
         and ``p`` resized back (:mod:`skunet.prediction.rescale`)."""
         finalize = finalize or (lambda p: p)
-        if check_scale(scale) == 1:
+        if scale == 1:  # checked by check_images
             return self._compact(images, finalize)
         compact = self._compact([rescale_image(im, scale) for im in images], lambda p: p)
         return [finalize(resize_probabilities(p, im.shape[1:])) for p, im in zip(compact, images)]

@@ -14,26 +14,26 @@ the image's.
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 import numpy as np
 from skimage.transform import resize
 
+from ..constraints import Interval, check_params
 from ..intake.validation import as_float32
 
 __all__ = ["check_scale", "rescale_image", "resize_probabilities"]
 
 
 def check_scale(scale: float) -> float:
-    """``scale`` as a float, or a ValueError / TypeError that names it.
+    """``scale`` as a float, or a ValueError / TypeError that names it
+    (:func:`~skunet.constraints.check_params`, and finite).
 
     >>> check_scale(2)
     2.0
     """
-    if isinstance(scale, bool) or not isinstance(scale, Real):
-        raise TypeError(f"scale must be a positive number, got {scale!r}")
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be a positive, finite number, got {scale!r}")
+    check_params({"scale": scale}, {"scale": [Interval(float, 0, None, "neither")]})
+    if not math.isfinite(scale):  # an open Interval takes inf and NaN
+        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
     return float(scale)
 
 
